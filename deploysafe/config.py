@@ -1,0 +1,437 @@
+"""The ``deploysafe.toml`` contract: pydantic models, discovery, ``${VAR}`` interpolation.
+
+Keys here are the public contract: extend freely, never rename.
+Secrets (API tokens, passwords) come only from environment variables; the file names
+the variable (``api_key_env``, ``token_env``, ``webhook_env``) or interpolates it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from deploysafe.durations import parse_duration
+from deploysafe.errors import ConfigError
+from deploysafe.redact import register_secret, url_password
+
+CONFIG_NAME = "deploysafe.toml"
+ENV_CONFIG = "DEPLOYSAFE_CONFIG"
+
+
+def _serialize_duration(seconds: float) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(round(seconds * 1000))}ms"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(_serialize_duration, return_type=str),
+    WithJsonSchema(
+        {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h|d|w)$", "examples": ["500ms", "90s", "10m", "7d"]}
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AppConfig(_Model):
+    """How to run the user's migration scripts."""
+
+    dir: str = Field(".", description="Where package.json lives, relative to deploysafe.toml.")
+    generate: str = Field("npm run db:generate", description="Command that generates migration SQL.")
+    push: str = Field("npm run db:push", description="Command that applies the schema to the database.")
+    step_timeout: Duration = Field(900.0, description="Hard timeout for each step; the process group is killed.")
+    migrations_dir: str | None = Field(
+        None, description="Drizzle `out` folder, relative to app.dir (default: read from drizzle.config.*, else 'drizzle')."
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the steps.")
+
+
+ProviderType = Literal["neon", "local"]
+
+
+class ProviderConfig(_Model):
+    """Where snapshots come from."""
+
+    type: ProviderType = Field(description="'neon' or 'local' (any PostgreSQL reachable by URL).")
+    # neon
+    project_id: str | None = Field(None, description="neon: the project id.")
+    api_key_env: str = Field("NEON_API_KEY", description="neon: environment variable holding the API key.")
+    production_branch: str = Field("production", description="neon: name of the production branch.")
+    database: str | None = Field(None, description="neon: database name (e.g. neondb).")
+    role: str | None = Field(None, description="neon: role name (e.g. neondb_owner).")
+    api_url: str = Field("https://console.neon.tech/api/v2", description="neon: API base URL.")
+    snapshot_endpoint: Literal["eager", "lazy"] = Field(
+        "eager", description="neon: give pre-deploy snapshots a compute at creation ('eager') or at rollback ('lazy')."
+    )
+    pooled: bool | None = Field(None, description="neon: use the -pooler host (default: as production's URL).")
+    # local
+    database_url: str | None = Field(
+        None, description="local: URL of the production database; write '${DATABASE_URL}' (passwords come from env)."
+    )
+    strategy: Literal["dump", "template"] = Field(
+        "dump", description="local: 'dump' (pg_dump/pg_restore, online) or 'template' (fast, needs no other sessions)."
+    )
+
+    @model_validator(mode="after")
+    def _required_per_type(self) -> ProviderConfig:
+        if self.type == "neon":
+            for key in ("project_id", "database", "role"):
+                if not getattr(self, key):
+                    raise ValueError(f"'{key}' is required when type = \"neon\"")
+        if self.type == "local" and not self.database_url:
+            raise ValueError("'database_url' is required when type = \"local\" (for example \"${DATABASE_URL}\")")
+        return self
+
+
+PlatformType = Literal["dotenv", "command", "vercel", "render", "railway", "fly", "heroku"]
+
+_PLATFORM_REQUIRED: dict[str, tuple[str, ...]] = {
+    "dotenv": ("env_file",),
+    "command": ("set_command",),
+    "vercel": ("project",),
+    "render": ("service_id",),
+    "railway": ("project", "environment_id", "service_id"),
+    "fly": ("app",),
+    "heroku": ("app",),
+}
+
+_DEFAULT_TOKEN_ENV = {
+    "vercel": "VERCEL_TOKEN",
+    "render": "RENDER_API_KEY",
+    "railway": "RAILWAY_API_TOKEN",
+    "fly": "FLY_API_TOKEN",
+    "heroku": "HEROKU_API_KEY",
+}
+
+
+class PlatformConfig(_Model):
+    """Where the app runs and how its DATABASE_URL is changed."""
+
+    type: PlatformType = Field(description="dotenv, command, vercel, render, railway, fly or heroku.")
+    var: str = Field("DATABASE_URL", description="The variable that holds the connection string.")
+    # dotenv / command
+    env_file: str | None = Field(None, description="dotenv: the env file, relative to deploysafe.toml.")
+    restart: str | None = Field(None, description="dotenv/command: shell command run after the variable changes.")
+    get_command: str | None = Field(None, description="command: prints the current value on stdout.")
+    set_command: str | None = Field(
+        None, description="command: sets the variable; the new value arrives in $DEPLOYSAFE_NEW_URL, never on argv."
+    )
+    wait_command: str | None = Field(None, description="command: exits 0 once the new release is live.")
+    # HTTP platforms
+    token_env: str | None = Field(None, description="Environment variable holding the platform API token.")
+    project: str | None = Field(None, description="vercel: project id or name; railway: project id.")
+    team_id: str | None = Field(None, description="vercel: team id for team-owned projects.")
+    service_id: str | None = Field(None, description="render/railway: service id.")
+    environment_id: str | None = Field(None, description="railway: environment id.")
+    app: str | None = Field(None, description="fly/heroku: app name.")
+    api_url: str | None = Field(None, description="Override the platform API base URL.")
+    ready_timeout: Duration = Field(900.0, description="How long to wait for the new release to be live.")
+    poll_interval: Duration = Field(5.0, description="How often to poll the platform while waiting.")
+
+    @model_validator(mode="after")
+    def _required_per_type(self) -> PlatformConfig:
+        for key in _PLATFORM_REQUIRED[self.type]:
+            if not getattr(self, key):
+                raise ValueError(f"'{key}' is required when type = \"{self.type}\"")
+        return self
+
+    @property
+    def token_var(self) -> str | None:
+        return self.token_env or _DEFAULT_TOKEN_ENV.get(self.type)
+
+
+class HttpProbe(_Model):
+    name: str
+    url: str
+    expect_status: int = 200
+    expect_body: str | None = None
+    timeout: Duration = 5.0
+    headers_env: dict[str, str] = Field(
+        default_factory=dict, description="Header name -> environment variable holding its value."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+
+class SqlProbe(_Model):
+    name: str
+    query: str
+    expect: str | None = Field(None, description="Expected value of the first column of the first row, as text.")
+    timeout: Duration = 5.0
+
+
+class ProbesConfig(_Model):
+    deadline: Duration = 60.0
+    interval: Duration = 2.0
+    initial_delay: Duration = 0.0
+    failure_limit: int = Field(3, ge=1, description="Consecutive failures that decide 'unhealthy'.")
+    success_threshold: int = Field(1, ge=1, description="Consecutive passes that decide 'healthy'.")
+    http: list[HttpProbe] = Field(default_factory=list)
+    sql: list[SqlProbe] = Field(default_factory=list)
+
+
+class RetentionConfig(_Model):
+    pre_deploy: Duration = 7 * 86400.0
+    daily: Duration = 30 * 86400.0
+    weekly: Duration = 90 * 86400.0
+    manual: Duration | None = Field(None, description="Keep manual snapshots this long (default: forever).")
+    restore: Duration = 7 * 86400.0
+    drill: Duration = 7 * 86400.0
+
+
+class LintConfig(_Model):
+    destructive: Literal["block", "warn", "allow"] = "block"
+
+
+class StateConfig(_Model):
+    dir: str = Field(".deploysafe", description="State folder (journal, drills), relative to deploysafe.toml.")
+
+
+class RollbackConfig(_Model):
+    strategy: Literal["repoint", "restore"] = "repoint"
+
+
+class DeployConfig(_Model):
+    app_deploy: str | None = Field(None, description="Command run after push that deploys the app and waits for it.")
+    app_deploy_timeout: Duration = 900.0
+
+
+class NotifyConfig(_Model):
+    webhook_env: str | None = Field(None, description="Environment variable holding a Slack-compatible webhook URL.")
+    format: Literal["slack", "json"] = "slack"
+    on_success: bool = False
+
+
+class HookConfig(_Model):
+    branches: list[str] = Field(default_factory=lambda: ["main", "production"])
+    paths: list[str] = Field(default_factory=list, description="Schema/migration paths (default: from drizzle.config.*).")
+    snapshot: bool = False
+    offline: Literal["warn", "block"] = "warn"
+    missing: Literal["allow", "block"] = "allow"
+
+
+class BackupConfig(_Model):
+    weekly_day: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = "sunday"
+
+
+class DrillCheck(_Model):
+    name: str
+    query: str
+    expect: str | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class DrillTargets(_Model):
+    branch: Duration = 120.0
+    verify: Duration = 600.0
+    total: Duration = 900.0
+
+
+class DrillConfig(_Model):
+    checks: list[DrillCheck] = Field(default_factory=list)
+    targets: DrillTargets = Field(default_factory=DrillTargets)
+
+
+class CheckConfig(_Model):
+    min_history: Duration = Field(86400.0, description="Minimum point-in-time window.")
+    daily_max_age: Duration = 26 * 3600.0
+    weekly_max_age: Duration = 8 * 86400.0
+    drill_max_age: Duration = 35 * 86400.0
+    size_limit_bytes: int | None = None
+
+
+class Config(_Model):
+    app: AppConfig = Field(default_factory=AppConfig)
+    provider: ProviderConfig
+    platform: PlatformConfig
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    lint: LintConfig = Field(default_factory=LintConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
+    rollback: RollbackConfig = Field(default_factory=RollbackConfig)
+    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
+    hook: HookConfig = Field(default_factory=HookConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
+    drill: DrillConfig = Field(default_factory=DrillConfig)
+    check: CheckConfig = Field(default_factory=CheckConfig)
+
+
+class LoadedConfig:
+    """A validated config plus where it came from; resolves paths relative to the file."""
+
+    def __init__(self, config: Config, path: Path) -> None:
+        self.config = config
+        self.path = path
+        self.root = path.parent
+
+    def resolve(self, rel: str) -> Path:
+        p = Path(rel)
+        return p if p.is_absolute() else (self.root / p)
+
+    @property
+    def app_dir(self) -> Path:
+        return self.resolve(self.config.app.dir)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.config.state.dir)
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _interpolate(obj: Any, env: dict[str, str], loc: tuple[Any, ...], problems: list[str]) -> Any:
+    if isinstance(obj, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                problems.append(f"{_loc(loc)}: environment variable {name} is not set; export it or edit the file")
+                return ""
+            return env[name]
+
+        if loc[:2] == ("provider", "database_url") and not _VAR.search(obj) and url_password(obj):
+            problems.append(
+                f"{_loc(loc)}: the file holds a password; secrets come only from the environment: "
+                'write database_url = "${DATABASE_URL}"'
+            )
+        return _VAR.sub(sub, obj)
+    if isinstance(obj, dict):
+        return {k: _interpolate(v, env, loc + (k,), problems) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_interpolate(v, env, loc + (i,), problems) for i, v in enumerate(obj)]
+    return obj
+
+
+def find_config(explicit: str | None = None, cwd: Path | None = None) -> Path:
+    """``--config``, then ``$DEPLOYSAFE_CONFIG``, then deploysafe.toml from cwd upward."""
+    given = explicit or os.environ.get(ENV_CONFIG)
+    if given:
+        p = Path(given)
+        if not p.is_file():
+            raise ConfigError(
+                f"config file {p} does not exist", hint="pass an existing file with --config, or run `deploysafe init`"
+            )
+        return p.resolve()
+    here = (cwd or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        cand = d / CONFIG_NAME
+        if cand.is_file():
+            return cand
+    raise ConfigError(
+        f"no {CONFIG_NAME} found in {here} or any parent folder",
+        hint="run `deploysafe init` in your app, or pass --config PATH",
+    )
+
+
+def parse_config(text: str, *, env: dict[str, str] | None = None, source: str = CONFIG_NAME) -> Config:
+    """Parse and validate config text; raise ConfigError listing each problem with its key path."""
+    env = dict(os.environ) if env is None else env
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}", hint="fix the syntax at the line shown") from None
+    problems: list[str] = []
+    data = _interpolate(raw, env, (), problems)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError("\n".join(_describe(err) for err in e.errors())) from None
+    _register_secrets(cfg, env)
+    return cfg
+
+
+def _describe(err: Any) -> str:
+    loc = _loc(tuple(err["loc"]))
+    kind = err["type"]
+    msg = err["msg"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key; check the spelling (see `deploysafe config schema`)"
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    if kind == "literal_error":
+        return f"{loc}: {msg}"
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{loc}: {msg}" if loc else msg
+
+
+def _register_secrets(cfg: Config, env: dict[str, str]) -> None:
+    names = [cfg.provider.api_key_env, cfg.platform.token_var, cfg.notify.webhook_env]
+    names += [v for p in cfg.probes.http for v in p.headers_env.values()]
+    for name in names:
+        if name and env.get(name):
+            register_secret(env[name])
+    for url in (cfg.provider.database_url,):
+        if url:
+            register_secret(url_password(url))
+
+
+def load_config(explicit: str | None = None, cwd: Path | None = None) -> LoadedConfig:
+    path = find_config(explicit, cwd)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}", hint="check the file's permissions and encoding (UTF-8)") from None
+    return LoadedConfig(parse_config(text, source=str(path)), path)
+
+
+def secret(name: str | None, what: str) -> str:
+    """Read a secret from the environment, registering it for redaction."""
+    from deploysafe.errors import PreconditionError
+
+    if not name or not os.environ.get(name):
+        raise PreconditionError(
+            f"{what}: environment variable {name or '(unset)'} is empty",
+            hint=f"export {name}=... (in CI, from a repository secret)",
+        )
+    value = os.environ[name]
+    register_secret(value)
+    return value
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "deploysafe.toml"
+    return schema

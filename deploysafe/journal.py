@@ -1,0 +1,147 @@
+"""Append-only run journal: ``<state dir>/journal.jsonl``, one JSON object per step event.
+
+A step writes a ``running`` line when it starts and a final line (``ok``, ``failed``,
+``skipped``) when it ends; both are fsynced, so a run killed mid-step leaves a record
+that says which step it was in. Every line passes through :func:`redact_obj`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from deploysafe.redact import redact_obj
+
+JOURNAL_NAME = "journal.jsonl"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_run_id() -> str:
+    return utcnow().strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class StepHandle:
+    """Details a step body may add to before the step's final line is written."""
+
+    name: str
+    details: dict[str, Any] = field(default_factory=dict)
+    outcome: str = "ok"
+
+
+class Journal:
+    def __init__(self, state_dir: Path, command: str, run_id: str | None = None) -> None:
+        self.path = state_dir / JOURNAL_NAME
+        self.command = command
+        self.run_id = run_id or new_run_id()
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        state_dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, step: str, outcome: str, started: datetime, ended: datetime | None, details: dict[str, Any]) -> None:
+        rec: dict[str, Any] = {
+            "run_id": self.run_id,
+            "command": self.command,
+            "step": step,
+            "started_at": iso(started),
+            "ended_at": iso(ended) if ended else None,
+            "duration_ms": round((ended - started).total_seconds() * 1000, 1) if ended else None,
+            "outcome": outcome,
+            "details": redact_obj(details),
+        }
+        line = json.dumps(rec, default=str, ensure_ascii=False) + "\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def event(self, step: str, outcome: str = "ok", **details: Any) -> None:
+        now = utcnow()
+        self.write(step, outcome, now, now, details)
+
+    @contextmanager
+    def step(self, name: str, **details: Any) -> Iterator[StepHandle]:
+        handle = StepHandle(name, dict(details))
+        started = utcnow()
+        t0 = time.monotonic()
+        self.write(name, "running", started, None, handle.details)
+        try:
+            yield handle
+        except BaseException as e:
+            handle.details.setdefault("error", str(e) or type(e).__name__)
+            ended = started + _td(time.monotonic() - t0)
+            self.write(name, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed", started, ended, handle.details)
+            raise
+        ended = started + _td(time.monotonic() - t0)
+        self.write(name, handle.outcome, started, ended, handle.details)
+
+
+def _td(seconds: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(seconds=seconds)
+
+
+def read_journal(state_dir: Path) -> list[dict[str, Any]]:
+    """All parseable journal lines; a torn last line (killed mid-write) is skipped."""
+    path = state_dir / JOURNAL_NAME
+    if not path.exists():
+        return []
+    out: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group journal lines into runs: each step's last line wins (a 'running' line with no end = cut off)."""
+    by_run: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        run = by_run.setdefault(
+            rec["run_id"],
+            {"run_id": rec["run_id"], "command": rec.get("command"), "started_at": rec["started_at"], "steps": {}},
+        )
+        run["steps"][rec["step"] + "@" + rec["started_at"]] = rec
+    result = []
+    for run in by_run.values():
+        steps = list(run["steps"].values())
+        run["steps"] = steps
+        run["ended_at"] = max((s["ended_at"] or s["started_at"] for s in steps), default=run["started_at"])
+        outcome = "ok"
+        for s in steps:
+            if s["outcome"] == "running":
+                outcome = "cut off"
+            elif s["outcome"] in ("failed", "interrupted") and outcome == "ok":
+                outcome = "failed"
+        final = [s for s in steps if s["step"] == "result"]
+        if final:
+            outcome = final[-1]["details"].get("outcome", outcome)
+        run["outcome"] = outcome
+        result.append(run)
+    result.sort(key=lambda r: r["started_at"])
+    return result

@@ -1,0 +1,118 @@
+"""The ``Provider`` interface: where snapshots come from (a Neon branch, or a database copy).
+
+Metadata lives with the snapshot itself (Neon: branch annotation + name; local: a JSON
+``COMMENT ON DATABASE``), never in a local file, so every machine sees the same list.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+ANNOTATION_KEY = "deploysafe"  # marks what deploysafe created; value = the kind
+
+
+class SnapshotKind(StrEnum):
+    PRE_DEPLOY = "pre-deploy"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MANUAL = "manual"
+    RESTORE = "restore"
+    DRILL = "drill"
+
+
+class Snapshot(BaseModel):
+    """One snapshot (or, with ``ours=False``, another branch/database the provider can see)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str  # Neon branch id; local: database name
+    name: str
+    kind: SnapshotKind | None = None  # None: not created by deploysafe
+    ours: bool = False
+    created_at: datetime
+    source: str | None = None  # what it was taken from (production branch / database)
+    git_sha: str | None = None
+    size_bytes: int | None = None
+    in_use: bool = False  # the app's DATABASE_URL points at it now
+    protected: bool = False
+    is_production: bool = False
+    is_default: bool = False
+    parent_id: str | None = None
+    has_children: bool = False
+    expires_at: datetime | None = None
+    at: datetime | None = None  # point in time it represents, when not "now"
+    state: str | None = None  # provider state (Neon: init/ready/...)
+
+
+class ProductionInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    url: str  # connection URL (holds a password: never print unredacted)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Snapshot backend. Methods raise ProviderError (or PointInTimeError) with a fix hint."""
+
+    name: str
+
+    def production(self) -> ProductionInfo:
+        """Resolve the production branch/database and its connection URL."""
+        ...
+
+    def create_snapshot(
+        self,
+        name: str,
+        kind: SnapshotKind,
+        *,
+        at: datetime | None = None,
+        git_sha: str | None = None,
+        serve: bool = False,
+    ) -> Snapshot:
+        """Snapshot production (at head, or at ``at``); ``serve`` makes it ready for the app at once."""
+        ...
+
+    def list_snapshots(self) -> list[Snapshot]:
+        """Every branch/database the provider sees, ours or not, production included."""
+        ...
+
+    def get(self, name: str) -> Snapshot:
+        """One snapshot by exact name; ProviderError if missing."""
+        ...
+
+    def ensure_serving(self, name: str) -> None:
+        """Make the snapshot able to serve the app (Neon: a ready read-write endpoint)."""
+        ...
+
+    def connection_url(self, name: str) -> str:
+        """Connection URL for the snapshot, fetched from the backend (never derived from production's)."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Delete a snapshot; deleting one that is already gone succeeds."""
+        ...
+
+    def rename(self, name: str, new_name: str) -> None:
+        """Rename a snapshot/branch (used by promote)."""
+        ...
+
+    def identify(self, url: str) -> str | None:
+        """Name of the branch/database a connection URL points at, if this provider knows it."""
+        ...
+
+    def branch_allowance(self) -> int | None:
+        """How many branches the plan allows (None: no limit known)."""
+        ...
+
+    def history_window(self) -> float | None:
+        """Point-in-time window in seconds (None: point in time unsupported)."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,88 @@
+"""One place that removes secrets from text.
+
+Every line deploysafe prints, journals or reports passes through :func:`redact`.
+It hides the password of any PostgreSQL URL (``postgres://user:PASSWORD@host``),
+``password=...`` parameters in URLs and libpq keyword strings, and every secret
+value registered with :func:`register_secret` (API tokens, webhook URLs,
+passwords read from the environment).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote, unquote
+
+MASK = "****"
+
+_secrets: set[str] = set()
+
+# scheme://user:password@host  -- the password is everything after the first ':' of the
+# userinfo up to the LAST '@' before the host part (passwords may hold '@' unencoded).
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/?#@\s]*):(?P<pw>[^\s/?#]*)@(?P<rest>[^\s@/?#]+)"
+)
+_PASSWORD_PARAM = re.compile(r"(?i)(?P<key>\b(?:password|passwd|pwd|apikey|api_key|token)\s*=\s*)(?P<val>'[^']*'|[^\s&;'\"]+)")
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that every later :func:`redact` call hides it (and its URL-encoded form)."""
+    if not value or len(value) < 4:
+        return
+    _secrets.add(value)
+    encoded = quote(value, safe="")
+    if encoded != value:
+        _secrets.add(encoded)
+    decoded = unquote(value)
+    if decoded != value and len(decoded) >= 4:
+        _secrets.add(decoded)
+
+
+def clear_secrets() -> None:
+    """Forget registered secrets (tests)."""
+    _secrets.clear()
+
+
+def _mask_userinfo(m: re.Match[str]) -> str:
+    pw = m.group("pw")
+    if pw == "" or pw == MASK:
+        return m.group(0)
+    return f"{m.group('scheme')}{m.group('user')}:{MASK}@{m.group('rest')}"
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with every known secret and URL password replaced by ``****``."""
+    if not text:
+        return text
+    # Longest first, so a secret containing another is hidden whole.
+    for s in sorted(_secrets, key=len, reverse=True):
+        if s in text:
+            text = text.replace(s, MASK)
+    prev = None
+    while prev != text:  # a password holding '@' needs more than one pass
+        prev = text
+        text = _URL_USERINFO.sub(_mask_userinfo, text)
+    text = _PASSWORD_PARAM.sub(lambda m: m.group("key") + MASK, text)
+    return text
+
+
+def redact_obj(obj: Any) -> Any:
+    """Redact every string inside a JSON-like structure."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {k: redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_obj(v) for v in obj]
+    return obj
+
+
+def url_password(url: str) -> str | None:
+    """The password of a PostgreSQL URL, decoded, or None."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return unquote(parts.password) if parts.password else None
+    except ValueError:
+        return None

@@ -1,0 +1,136 @@
+"""Shared fixtures: a real PostgreSQL server, fresh databases, real git repos, the fixture Drizzle app."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from deploysafe import embedded
+from deploysafe.redact import clear_secrets
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_APP = ROOT / "tests" / "fixtures" / "drizzle-app"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _unavailable(reason: str) -> None:
+    """Skip locally with a reason; in CI a missing component is a failure, never a skip."""
+    if IN_CI:
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    yield
+    clear_secrets()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[embedded.EmbeddedPostgres]:
+    if embedded.system_bin_dir() is None and embedded.pgserver_bin_dir() is None:
+        _unavailable("no PostgreSQL server binaries and no pgserver wheel")
+    srv = embedded.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def make_db(pg_server: embedded.EmbeddedPostgres) -> Iterator[Callable[..., str]]:
+    """Factory: a fresh database per call; returns its URL. Dropped after the test."""
+    made: list[str] = []
+
+    def make(prefix: str = "t") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(pg_server.url(), autocommit=True) as c:
+            c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        made.append(name)
+        return pg_server.url(name)
+
+    yield make
+    with psycopg.connect(pg_server.url(), autocommit=True) as c:
+        for name in made:
+            c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_url(make_db: Callable[..., str]) -> str:
+    return make_db()
+
+
+# --- git --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Fixed author, no global config, an empty template dir: git behaves the same everywhere."""
+    template = tmp_path / "git-template"
+    template.mkdir()
+    env = {
+        "GIT_AUTHOR_NAME": "Test Author",
+        "GIT_AUTHOR_EMAIL": "author@example.com",
+        "GIT_COMMITTER_NAME": "Test Committer",
+        "GIT_COMMITTER_EMAIL": "committer@example.com",
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_TEMPLATE_DIR": str(template),
+    }
+    (tmp_path / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n[protocol \"file\"]\n\tallow = always\n")
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return env
+
+
+def git(cwd: Path, *args: str, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check, **kw)  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def bare_remote(tmp_path: Path, git_env: dict[str, str]) -> Path:
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "--bare", "-q", str(remote))
+    return remote
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path, git_env: dict[str, str], bare_remote: Path) -> Path:
+    """A repo with one commit on main, pushed to a local bare remote named origin."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "README.md").write_text("hello\n")
+    git(repo, "add", "README.md")
+    git(repo, "commit", "-q", "-m", "initial")
+    git(repo, "remote", "add", "origin", str(bare_remote))
+    git(repo, "push", "-q", "origin", "main")
+    return repo
+
+
+# --- the fixture Drizzle app --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def node_modules() -> Path:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        _unavailable("node/npm not installed")
+    nm = FIXTURE_APP / "node_modules"
+    if not (nm / ".bin" / "drizzle-kit").exists():
+        _unavailable(f"run `npm ci` in {FIXTURE_APP} first (.ci/run does)")
+    return nm
+
+
+@pytest.fixture
+def drizzle_app(tmp_path: Path, node_modules: Path) -> Path:
+    """A private copy of the fixture app, sharing the installed node_modules through a symlink."""
+    app = tmp_path / "app"
+    shutil.copytree(FIXTURE_APP, app, ignore=shutil.ignore_patterns("node_modules", "drizzle", ".env"))
+    (app / "node_modules").symlink_to(node_modules)
+    return app
