@@ -1,0 +1,312 @@
+"""Local provider: any PostgreSQL reachable by URL; a snapshot is a database on the same server.
+
+Strategies:
+- ``dump`` (default): ``pg_dump -Fc | pg_restore`` into a new database. Online and consistent
+  (pg_dump reads one snapshot), works while the app is connected.
+- ``template``: ``CREATE DATABASE … TEMPLATE production``. A file-level copy, much faster, but
+  PostgreSQL refuses it while any other session is connected to production.
+
+Snapshot metadata is a JSON ``COMMENT ON DATABASE``, so any machine sees the same list.
+Point-in-time snapshots are impossible here (PostgreSQL keeps no history without WAL
+archiving); asking for one raises PointInTimeError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from psycopg import sql
+
+from deploysafe import pg
+from deploysafe.errors import PointInTimeError, PreconditionError, ProviderError
+from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind
+
+if TYPE_CHECKING:
+    from deploysafe.config import LoadedConfig
+
+MAX_IDENT = 63  # PostgreSQL's NAMEDATALEN - 1, in bytes
+DUMP_TIMEOUT = 6 * 3600
+
+
+def db_name_for(name: str) -> str:
+    """Database name for a snapshot name: itself when it fits 63 bytes, else a prefix plus a hash (no collisions)."""
+    raw = name.encode("utf-8")
+    if len(raw) <= MAX_IDENT:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:10]
+    prefix = raw[: MAX_IDENT - 11].decode("utf-8", errors="ignore")
+    return f"{prefix}-{digest}"
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, database_url: str, *, strategy: str = "dump", retention: dict[str, float] | None = None) -> None:
+        self.url = database_url
+        self.strategy = strategy
+        self.production_db = pg.dbname_of(database_url)
+        self.retention = retention or {}
+        if not self.production_db:
+            raise PreconditionError(
+                "provider.database_url has no database name", hint="write it as postgresql://user@host:5432/dbname"
+            )
+
+    @classmethod
+    def from_config(cls, loaded: LoadedConfig, **_: Any) -> LocalProvider:
+        p = loaded.config.provider
+        assert p.database_url is not None  # validated by the config model
+        r = loaded.config.retention
+        retention = {"pre-deploy": r.pre_deploy, "daily": r.daily, "weekly": r.weekly, "restore": r.restore, "drill": r.drill}
+        if r.manual is not None:
+            retention["manual"] = r.manual
+        return cls(p.database_url, strategy=p.strategy, retention=retention)
+
+    # --- connections -----------------------------------------------------------------------
+
+    def _admin(self) -> psycopg.Connection[Any]:
+        try:
+            return pg.connect(pg.maintenance_url(self.url))
+        except ProviderError:
+            return pg.connect(pg.with_dbname(self.url, "template1"))
+
+    def production(self) -> ProductionInfo:
+        with pg.connect(self.url):
+            pass
+        return ProductionInfo(id=self.production_db, name=self.production_db, url=self.url)
+
+    # --- listing -----------------------------------------------------------------------------
+
+    def list_snapshots(self) -> list[Snapshot]:
+        with self._admin() as conn:
+            rows = conn.execute(
+                "SELECT d.datname, shobj_description(d.oid, 'pg_database'), pg_database_size(d.oid) "
+                "FROM pg_database d WHERE NOT d.datistemplate AND d.datallowconn ORDER BY d.datname"
+            ).fetchall()
+        return [self._to_snapshot(db, comment, size) for db, comment, size in rows]
+
+    def _to_snapshot(self, db: str, comment: str | None, size: int | None) -> Snapshot:
+        meta: dict[str, Any] = {}
+        if comment:
+            try:
+                parsed = json.loads(comment)
+                meta = parsed if isinstance(parsed, dict) else {}
+            except json.JSONDecodeError:
+                meta = {}
+        ours = ANNOTATION_KEY in meta
+        kind = None
+        if ours:
+            try:
+                kind = SnapshotKind(meta[ANNOTATION_KEY])
+            except ValueError:
+                ours = False
+        created = _parse_dt(meta.get("created_at")) or datetime.fromtimestamp(0, UTC)
+        return Snapshot(
+            id=db,
+            name=meta.get("name", db) if ours else db,
+            kind=kind,
+            ours=ours,
+            created_at=created,
+            source=meta.get("source"),
+            git_sha=meta.get("git_sha"),
+            size_bytes=size,
+            is_production=db == self.production_db,
+            expires_at=_parse_dt(meta.get("expires_at")),
+            state="ready",
+        )
+
+    def get(self, name: str) -> Snapshot:
+        for s in self.list_snapshots():
+            if s.name == name or s.id == name:
+                return s
+        raise ProviderError(f"no snapshot named {name!r}", hint="see `deploysafe snapshot list`")
+
+    # --- create --------------------------------------------------------------------------------
+
+    def create_snapshot(
+        self,
+        name: str,
+        kind: SnapshotKind,
+        *,
+        at: datetime | None = None,
+        git_sha: str | None = None,
+        serve: bool = False,
+    ) -> Snapshot:
+        if at is not None:
+            raise PointInTimeError(
+                "the local provider cannot make point-in-time snapshots: plain PostgreSQL keeps no history to branch from",
+                hint="restore from an existing snapshot (`deploysafe snapshot list`), or use provider type \"neon\"",
+            )
+        target = db_name_for(name)
+        if target == self.production_db:
+            raise ProviderError(f"snapshot name {name!r} is the production database's name", hint="choose another --name")
+        now = datetime.now(UTC)
+        meta: dict[str, Any] = {
+            ANNOTATION_KEY: kind.value,
+            "name": name,
+            "created_at": now.isoformat(timespec="milliseconds"),
+            "source": self.production_db,
+            "git_sha": git_sha,
+        }
+        keep = self.retention.get(kind.value)
+        if keep:
+            meta["expires_at"] = (now + timedelta(seconds=keep)).isoformat(timespec="seconds")
+        with self._admin() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (target,)).fetchone()
+            if exists:
+                raise ProviderError(
+                    f"a database named {target!r} already exists", hint="choose another --name, or delete the old snapshot"
+                )
+            if self.strategy == "template":
+                self._create_from_template(conn, target)
+            else:
+                self._create_from_dump(conn, target)
+            conn.execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target), sql.Literal(json.dumps(meta)))
+            )
+        return self.get(name)
+
+    def _create_from_template(self, conn: psycopg.Connection[Any], target: str) -> None:
+        try:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target), sql.Identifier(self.production_db))
+            )
+        except psycopg.errors.ObjectInUse:
+            others = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.production_db,)
+            ).fetchone()
+            raise ProviderError(
+                f"strategy \"template\" cannot copy {self.production_db!r}: {others[0] if others else 'some'} other "
+                "session(s) are connected to it, and PostgreSQL copies a template only when nobody is",
+                hint='use strategy = "dump" (online), or stop the app before snapshotting',
+            ) from None
+        except psycopg.Error as e:
+            raise ProviderError(f"CREATE DATABASE failed: {pg._first_line(e)}") from None
+
+    def _create_from_dump(self, conn: psycopg.Connection[Any], target: str) -> None:
+        major = pg.server_major(conn)
+        pg_dump = pg.find_tool("pg_dump", major)
+        pg_restore = pg.find_tool("pg_restore", major)
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(target)))
+        except psycopg.Error as e:
+            raise ProviderError(f"CREATE DATABASE failed: {pg._first_line(e)}", hint="the role needs CREATEDB") from None
+        target_url = pg.with_dbname(self.url, target)
+        ok = False
+        try:
+            self._copy(pg_dump, pg_restore, target_url)
+            ok = True
+        finally:
+            if not ok:  # never leave a half-restored database that looks like a snapshot
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(target)))
+
+    def _copy(self, pg_dump: str, pg_restore: str, target_url: str) -> None:
+        env = pg.libpq_env(self.url)
+        with tempfile.TemporaryDirectory(prefix="deploysafe-dump-") as tmp:
+            # Directory format lets both sides work in parallel (-j); one consistent snapshot on the source.
+            out = Path(tmp) / "dump"
+            dump = subprocess.run(
+                [pg_dump, "-Fd", "-j", "2", "-f", str(out), pg.dbname_arg(self.url)],
+                env=env, capture_output=True, text=True, timeout=DUMP_TIMEOUT, stdin=subprocess.DEVNULL, check=False,
+            )
+            if dump.returncode != 0:
+                raise ProviderError(f"pg_dump failed: {dump.stderr.strip()[-400:]}")
+            restore = subprocess.run(
+                [pg_restore, "-j", "2", "--exit-on-error", pg.dbname_arg(target_url), str(out)],
+                env=pg.libpq_env(target_url), capture_output=True, text=True, timeout=DUMP_TIMEOUT,
+                stdin=subprocess.DEVNULL, check=False,
+            )
+            if restore.returncode != 0:
+                raise ProviderError(f"pg_restore failed: {restore.stderr.strip()[-400:]}")
+
+    # --- serve / connect -----------------------------------------------------------------------
+
+    def ensure_serving(self, name: str) -> None:
+        with pg.connect(self.connection_url(name)):
+            pass
+
+    def connection_url(self, name: str) -> str:
+        snap = self.get(name)
+        return pg.with_dbname(self.url, snap.id)
+
+    def identify(self, url: str) -> str | None:
+        try:
+            if pg.server_of(url) != pg.server_of(self.url):
+                return None
+            db = pg.dbname_of(url)
+        except ValueError:
+            return None
+        for s in self.list_snapshots():
+            if s.id == db:
+                return s.name
+        return None
+
+    # --- delete / rename -------------------------------------------------------------------------
+
+    def delete(self, name: str) -> None:
+        snaps = [s for s in self.list_snapshots() if s.name == name or s.id == name]
+        if not snaps:
+            return  # already gone
+        snap = snaps[0]
+        if snap.is_production:
+            raise ProviderError(f"refusing to delete {name!r}: it is the production database")
+        if not snap.ours:
+            raise ProviderError(f"refusing to delete {name!r}: deploysafe did not create it")
+        with self._admin() as conn:
+            try:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(snap.id)))
+            except psycopg.errors.ObjectInUse:
+                raise ProviderError(
+                    f"snapshot {name!r} is in use by other sessions; not deleted",
+                    hint="repoint or stop what is connected to it first",
+                ) from None
+
+    def rename(self, name: str, new_name: str) -> None:
+        snap = self.get(name)
+        target = db_name_for(new_name)
+        with self._admin() as conn:
+            try:
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(snap.id), sql.Identifier(target)))
+            except psycopg.Error as e:
+                raise ProviderError(f"cannot rename {name!r}: {pg._first_line(e)}", hint="disconnect its sessions first") from None
+            if snap.ours:
+                comment = conn.execute(
+                    "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (target,)
+                ).fetchone()
+                meta = json.loads(comment[0]) if comment and comment[0] else {}
+                meta["name"] = new_name
+                conn.execute(
+                    sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target), sql.Literal(json.dumps(meta)))
+                )
+
+    def set_production(self, name: str) -> None:
+        """Point this provider at another database as production (after promote)."""
+        self.production_db = self.get(name).id
+        self.url = pg.with_dbname(self.url, self.production_db)
+
+    # --- plan facts ------------------------------------------------------------------------------
+
+    def branch_allowance(self) -> int | None:
+        return None
+
+    def history_window(self) -> float | None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+def _parse_dt(text: Any) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
