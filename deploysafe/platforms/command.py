@@ -1,0 +1,93 @@
+"""command platform: user commands for anything else (kubectl, systemd, docker compose, pm2).
+
+``get_command`` prints the current value; ``set_command`` sets it, receiving the new URL in
+``$DEPLOYSAFE_NEW_URL`` (never on its command line, where ``ps`` would show it);
+``restart`` makes the app pick it up; ``wait_command`` exits 0 once the release is live.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.platforms.dotenv import run_user_command
+
+if TYPE_CHECKING:
+    from deploysafe.config import LoadedConfig
+
+
+class CommandPlatform:
+    name = "command"
+
+    def __init__(
+        self,
+        *,
+        set_command: str,
+        get_command: str | None,
+        restart: str | None,
+        wait_command: str | None,
+        var: str,
+        cwd: Path,
+        timeout: float,
+    ) -> None:
+        self.set_command = set_command
+        self.get_command = get_command
+        self.restart = restart
+        self.wait_command = wait_command
+        self.var = var
+        self.cwd = cwd
+        self.timeout = timeout
+        self._new_url = ""
+
+    @classmethod
+    def from_config(cls, loaded: LoadedConfig, **_: Any) -> CommandPlatform:
+        p = loaded.config.platform
+        assert p.set_command is not None  # validated by the config model
+        return cls(
+            set_command=p.set_command,
+            get_command=p.get_command,
+            restart=p.restart,
+            wait_command=p.wait_command,
+            var=p.var,
+            cwd=loaded.root,
+            timeout=p.ready_timeout,
+        )
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "DEPLOYSAFE_NEW_URL": self._new_url, "DEPLOYSAFE_VAR": self.var}
+
+    def read_current(self) -> CurrentValue:
+        if not self.get_command:
+            return CurrentValue(readable=False)
+        out = run_user_command(self.name, "get", self.get_command, cwd=self.cwd, env=self._env(), timeout=60)
+        lines = [line for line in out.splitlines() if line.strip()]
+        return CurrentValue(readable=True, value=lines[-1].strip() if lines else None)
+
+    def prepare(self) -> None:
+        return None
+
+    def set_url(self, url: str) -> None:
+        self._new_url = url
+        run_user_command(self.name, "set", self.set_command, cwd=self.cwd, env=self._env(), timeout=self.timeout)
+
+    def pick_up(self) -> Release:
+        if self.restart:
+            run_user_command(self.name, "restart", self.restart, cwd=self.cwd, env=self._env(), timeout=self.timeout)
+        return Release(id="restart-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ"), status="restarted")
+
+    def wait_live(self, release: Release, timeout: float) -> Release:
+        if self.wait_command:
+            run_user_command(self.name, "wait", self.wait_command, cwd=self.cwd, env=self._env(), timeout=timeout)
+        return release.model_copy(update={"live": True, "status": "live"})
+
+    def describe(self) -> Release | None:
+        return None
+
+    def caveats(self) -> list[str]:
+        return [] if self.get_command else ["command: no get_command, so deploysafe cannot read where the app points"]
+
+    def close(self) -> None:
+        return None

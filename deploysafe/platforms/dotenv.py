@@ -1,0 +1,104 @@
+"""dotenv platform: the app reads DATABASE_URL from an env file and is restarted by a command.
+
+The embedded default and the usual self-hosted set-up (systemd, pm2, docker compose with
+``env_file``). The file is rewritten atomically (see :mod:`deploysafe.envfile`); the restart
+command runs through the shell in the config's folder with the new URL in
+``$DEPLOYSAFE_NEW_URL`` (never on a command line).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deploysafe.envfile import read_var, write_var
+from deploysafe.errors import PlatformError, StepError
+from deploysafe.platforms.base import CurrentValue, Release
+
+if TYPE_CHECKING:
+    from deploysafe.config import LoadedConfig
+
+
+def run_user_command(platform: str, what: str, command: str, *, cwd: Path, env: dict[str, str], timeout: float) -> str:
+    """Run a configured shell command (restart, set, wait...) with a hard timeout; PlatformError on failure."""
+    from deploysafe.npm import run_step
+
+    try:
+        result = run_step(what, command, cwd=cwd, env=env, timeout=timeout)
+    except StepError as e:
+        raise PlatformError(f"{platform}: {what} command failed: {e.message}", platform=platform, hint=e.hint) from None
+    if result.exit_code != 0:
+        tail = "\n".join(result.output.strip().splitlines()[-5:])
+        raise PlatformError(
+            f"{platform}: {what} command exited {result.exit_code}: {tail}",
+            platform=platform,
+            hint=f"run it by hand to see why: {command}",
+        )
+    return result.output
+
+
+class DotenvPlatform:
+    name = "dotenv"
+
+    def __init__(self, env_file: Path, var: str, restart: str | None, cwd: Path, timeout: float) -> None:
+        self.env_file = env_file
+        self.var = var
+        self.restart = restart
+        self.cwd = cwd
+        self.timeout = timeout
+        self._last_url: str | None = None
+
+    @classmethod
+    def from_config(cls, loaded: LoadedConfig, **_: Any) -> DotenvPlatform:
+        p = loaded.config.platform
+        assert p.env_file is not None  # validated by the config model
+        return cls(loaded.resolve(p.env_file), p.var, p.restart, loaded.root, p.ready_timeout)
+
+    def read_current(self) -> CurrentValue:
+        if not self.env_file.exists():
+            raise PlatformError(
+                f"dotenv: {self.env_file} does not exist", platform=self.name, hint="fix platform.env_file in deploysafe.toml"
+            )
+        return CurrentValue(readable=True, value=read_var(self.env_file, self.var))
+
+    def prepare(self) -> None:
+        if not self.env_file.exists():
+            raise PlatformError(
+                f"dotenv: {self.env_file} does not exist", platform=self.name, hint="fix platform.env_file in deploysafe.toml"
+            )
+        if not os.access(self.env_file, os.W_OK) or not os.access(self.env_file.parent, os.W_OK):
+            raise PlatformError(
+                f"dotenv: {self.env_file} (or its folder) is not writable", platform=self.name,
+                hint="run deploysafe as a user that can write the env file",
+            )
+
+    def set_url(self, url: str) -> None:
+        try:
+            write_var(self.env_file, self.var, url)
+        except (OSError, ValueError) as e:
+            raise PlatformError(f"dotenv: cannot write {self.env_file}: {e}", platform=self.name) from None
+        self._last_url = url
+
+    def pick_up(self) -> Release:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        if self.restart:
+            env = {**os.environ, "DEPLOYSAFE_NEW_URL": self._last_url or "", "DEPLOYSAFE_ENV_FILE": str(self.env_file)}
+            run_user_command(self.name, "restart", self.restart, cwd=self.cwd, env=env, timeout=self.timeout)
+        return Release(id=f"restart-{stamp}", status="restarted", live=True)
+
+    def wait_live(self, release: Release, timeout: float) -> Release:
+        # A restart command that returned has done its job; the probes decide whether the app is healthy.
+        return release
+
+    def describe(self) -> Release | None:
+        return None
+
+    def caveats(self) -> list[str]:
+        if not self.restart:
+            return [f"dotenv: no platform.restart command: the app must re-read {self.env_file.name} by itself"]
+        return []
+
+    def close(self) -> None:
+        return None
