@@ -1,0 +1,320 @@
+"""Vercel adapter: edit the production env var by id, redeploy the production deployment, wait for READY + alias.
+
+Shapes: Vercel REST API (https://vercel.com/docs/rest-api) and ``vercel redeploy`` in the Vercel CLI; see
+research/platforms.md §1 and tests/fixtures/vercel/README.md. Issue 5.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Self
+
+import httpx
+
+from deploysafe.errors import PlatformError
+from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
+from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.redact import redact
+
+if TYPE_CHECKING:
+    from deploysafe.config import LoadedConfig, PlatformConfig
+
+API_URL = "https://api.vercel.com"
+# readyState values that end a deployment without it ever serving (BLOCKED needs a human: checks, limits).
+_FAILED_STATES = frozenset({"ERROR", "CANCELED", "BLOCKED"})
+_WRITE_ONLY_TYPES = frozenset({"sensitive", "secret"})
+
+
+class HttpAdapter:
+    """Plumbing shared by the Vercel, Render and Fly.io adapters: one client, one place that judges answers,
+    one deadline wrapper. It lives here rather than in a new module because the adapters' brief (issue 5)
+    keeps shared helpers inside the adapters' own files."""
+
+    name: str
+    label: str  # the vendor's name in messages
+    status_page: str
+    default_token_var: str
+
+    api_base: str
+    secret_what: str  # how the token is named in "variable is empty" errors
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        token_var: str | None = None,
+        var: str = "DATABASE_URL",
+        api_url: str | None = None,
+        poll_interval: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.var = var
+        self.token_var = token_var or self.default_token_var
+        self.poll_interval = poll_interval
+        self._policy = policy or RetryPolicy()
+        self._clock = clock
+        self._client = make_client(api_url or self.api_base, self._headers(token), transport=transport)
+
+    def _headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    @classmethod
+    def _ids(cls, pc: PlatformConfig) -> dict[str, Any]:
+        """The adapter's own ``[platform]`` keys (project, service_id, app...)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(
+        cls,
+        loaded: LoadedConfig,
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Build from ``[platform]``; the token comes from the environment through ``config.secret``."""
+        from deploysafe.config import secret
+
+        pc = loaded.config.platform
+        token_var = pc.token_var or cls.default_token_var
+        return cls(
+            token=secret(token_var, cls.secret_what),
+            token_var=token_var,
+            var=pc.var,
+            api_url=pc.api_url,
+            poll_interval=pc.poll_interval,
+            transport=transport,
+            policy=policy,
+            **cls._ids(pc),
+            **kwargs,
+        )
+
+    def _request(
+        self, method: str, path: str, what: str, *, missing_ok: bool = False, **kw: Any
+    ) -> Any:
+        """Send with retries and judge the answer: parsed JSON (``{}`` when empty), None for an allowed 404,
+        else PlatformError with the vendor's message (redacted) and a fix hint."""
+        try:
+            resp = send(self._client, method, path, policy=self._policy, **kw)
+        except httpx.TransportError as e:
+            raise PlatformError(
+                f"{self.label}: {what}: the API did not answer ({type(e).__name__})",
+                hint=f"check the network and {self.status_page}, then run again",
+                platform=self.name,
+            ) from None
+        if missing_ok and resp.status_code == 404:
+            return None
+        if not resp.is_success:
+            try:
+                text = self._error_text(resp.json())
+            except (ValueError, AttributeError, TypeError):
+                text = resp.text[:200]
+            raise PlatformError(
+                f"{self.label}: {what} failed: HTTP {resp.status_code}: {redact(text or resp.reason_phrase)}",
+                hint=self._hint(resp.status_code),
+                status=resp.status_code,
+                platform=self.name,
+            )
+        if not resp.content:
+            return {}
+        try:
+            return json_body(resp)
+        except ValueError as e:
+            raise PlatformError(f"{self.label}: {what}: {redact(str(e))}", status=resp.status_code, platform=self.name) from None
+
+    def _error_text(self, body: Any) -> str:
+        raise NotImplementedError
+
+    def _hint(self, status: int) -> str | None:
+        raise NotImplementedError
+
+    def _wait(self, check: Callable[[], Release | None], *, what: str, timeout: float, hint: str) -> Release:
+        """Poll ``check`` every ``poll_interval`` until it returns a release; the deadline is a PlatformError."""
+        try:
+            return poll(
+                check, interval=self.poll_interval, timeout=timeout, what=what, clock=self._clock, sleep=self._policy.sleep
+            )
+        except TimeoutError as e:
+            raise PlatformError(f"{self.label}: {e}", hint=hint, platform=self.name) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class VercelPlatform(HttpAdapter):
+    """DATABASE_URL as a Vercel project environment variable (production target)."""
+
+    name = "vercel"
+    label = "Vercel"
+    status_page = "https://www.vercel-status.com"
+    default_token_var = "VERCEL_TOKEN"
+
+    api_base = API_URL
+    secret_what = "Vercel API token"
+
+    def __init__(self, *, project: str, team_id: str | None = None, **common: Any) -> None:
+        super().__init__(**common)
+        self.project = project
+        self._params = {"teamId": team_id} if team_id else {}
+        self._env: dict[str, Any] | None = None  # the production entry of ``var``
+        self._project_name: str | None = None
+        self._production_id: str | None = None  # deployment serving production when prepare() ran
+
+    @classmethod
+    def _ids(cls, pc: PlatformConfig) -> dict[str, Any]:
+        return {"project": pc.project, "team_id": pc.team_id}
+
+    def _call(self, method: str, path: str, what: str, *, params: dict[str, str] | None = None, **kw: Any) -> Any:
+        # every Vercel call names the team of a team-owned project
+        return self._request(method, path, what, params={**self._params, **(params or {})}, **kw)
+
+    def _error_text(self, body: Any) -> str:
+        # {"error": {"code", "message"}} per vercel.com/docs/rest-api/errors
+        err = body.get("error") or {}
+        return f"{err.get('code', '')}: {err.get('message', '')}".strip(": ")
+
+    def _hint(self, status: int) -> str | None:
+        if status in (401, 403):
+            return (
+                f"the token in ${self.token_var} is invalid or lacks access: create one at "
+                "https://vercel.com/account/tokens scoped to the team that owns the project "
+                "(and set [platform] team_id for team projects)"
+            )
+        if status == 404:
+            return f"project {self.project!r} (or the deployment/variable) was not found: check [platform] project and team_id"
+        if status == 429:
+            return "Vercel rate limited the requests even after backing off: wait a minute and run again"
+        return None
+
+    # -- parsing -----------------------------------------------------------------------------------
+
+    def _to_env(self, body: Any) -> dict[str, Any]:
+        envs = body.get("envs", []) if isinstance(body, dict) else body
+        for env in envs or []:
+            # the plain production entry: not a branch-specific preview or a custom environment
+            if (
+                env.get("key") == self.var
+                and "production" in (env.get("target") or [])
+                and not env.get("gitBranch")
+                and not env.get("customEnvironmentIds")
+            ):
+                return dict(env)
+        raise PlatformError(
+            f"Vercel: project {self.project!r} has no production variable {self.var}",
+            hint=f"add {self.var} for Production in the project settings (Environment Variables), then run again",
+            platform=self.name,
+        )
+
+    def _to_release(self, d: dict[str, Any]) -> Release:
+        state = str(d.get("readyState") or d.get("state") or "UNKNOWN")
+        alias_error = d.get("aliasError")
+        detail = d.get("errorMessage") or d.get("errorCode")
+        if alias_error:
+            detail = f"alias: {alias_error.get('message') or alias_error.get('code')}"
+        return Release(
+            id=str(d.get("id") or d.get("uid")),
+            status=state,
+            live=state == "READY" and bool(d.get("aliasAssigned")) and not alias_error,
+            failed=state in _FAILED_STATES or bool(alias_error),
+            url=d.get("url"),
+            detail=redact(str(detail)) if detail else None,
+        )
+
+    # -- Platform ----------------------------------------------------------------------------------
+
+    def _entry(self) -> dict[str, Any]:
+        if self._env is None:
+            body = self._call("GET", f"/v10/projects/{self.project}/env", f"list variables of {self.project}")
+            self._env = self._to_env(body)
+        return self._env
+
+    def read_current(self) -> CurrentValue:
+        env = self._entry()
+        if env.get("type") in _WRITE_ONLY_TYPES:
+            return CurrentValue(readable=False, var_id=env["id"])
+        body = self._call("GET", f"/v1/projects/{self.project}/env/{env['id']}", f"read {self.var}")
+        if not body.get("decrypted", True) or body.get("value") is None:
+            return CurrentValue(readable=False, var_id=env["id"])
+        return CurrentValue(readable=True, value=body["value"], var_id=env["id"])
+
+    def prepare(self) -> None:
+        self._entry()
+        project = self._call("GET", f"/v9/projects/{self.project}", f"read project {self.project}")
+        self._project_name = project.get("name") or self.project
+        production = (project.get("targets") or {}).get("production") or {}
+        if not production.get("id"):
+            raise PlatformError(
+                f"Vercel: project {self.project!r} has no production deployment to redeploy",
+                hint="deploy the project to production once (vercel --prod), then run again",
+                platform=self.name,
+            )
+        self._production_id = str(production["id"])
+
+    def set_url(self, url: str) -> None:
+        env = self._entry()
+        # PATCH by id keeps type and targets as they are (an upsert with other targets fails ENV_CONFLICT)
+        self._call("PATCH", f"/v9/projects/{self.project}/env/{env['id']}", f"update {self.var}", json={"value": url})
+
+    def pick_up(self) -> Release:
+        if self._production_id is None:
+            self.prepare()
+        # what `vercel redeploy` sends: a new build of the production deployment with today's variables
+        body = {
+            "deploymentId": self._production_id,
+            "name": self._project_name,
+            "target": "production",
+            "meta": {"action": "redeploy"},
+        }
+        created = self._call(
+            "POST",
+            "/v13/deployments",
+            "redeploy production",
+            params={"forceNew": "1", "skipAutoDetectionConfirmation": "1"},
+            json=body,
+        )
+        return self._to_release(created)
+
+    def wait_live(self, release: Release, timeout: float) -> Release:
+        def check() -> Release | None:
+            now = self._to_release(self._call("GET", f"/v13/deployments/{release.id}", f"read deployment {release.id}"))
+            if now.failed:
+                raise PlatformError(
+                    f"Vercel: deployment {now.id} ended {now.status}: {now.detail or 'no detail given'}",
+                    hint=f"open the deployment's build logs in the Vercel dashboard ({now.url or now.id})",
+                    platform=self.name,
+                )
+            return now if now.live else None
+
+        return self._wait(
+            check,
+            what=f"Vercel deployment {release.id}",
+            timeout=timeout,
+            hint="not READY with its production alias yet: check the build in the Vercel dashboard; "
+            "raise [platform] ready_timeout if builds are slow",
+        )
+
+    def describe(self) -> Release | None:
+        project = self._call("GET", f"/v9/projects/{self.project}", f"read project {self.project}")
+        production = (project.get("targets") or {}).get("production")
+        return self._to_release(production) if production else None
+
+    def caveats(self) -> list[str]:
+        env = self._entry()
+        notes = [
+            "Vercel: the app picks up the new value only through a redeploy, which is a full build (minutes, "
+            "counted against the plan's deployment limits)."
+        ]
+        if env.get("type") in _WRITE_ONLY_TYPES:
+            notes.append(
+                f"Vercel: {self.var} is a sensitive variable, so its value cannot be read back; deploysafe restores "
+                "the connection string it recorded itself."
+            )
+        others = [t for t in env.get("target") or [] if t != "production"]
+        if others:
+            notes.append(
+                f"Vercel: {self.var} is one entry for production and {', '.join(others)}; changing it changes "
+                "those targets too. Split it into a production-only entry to avoid that."
+            )
+        return notes
