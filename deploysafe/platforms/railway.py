@@ -210,7 +210,7 @@ class RailwayPlatform:
             low = message.lower()
             status = 401 if ("not authorized" in low or "unauthorized" in low) else 404 if "not found" in low else None
             raise self._fail(f"Railway {what} failed: {message}", status)
-        data = body.get("data")
+        data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
             raise self._fail(f"Railway {what}: response has no data", resp.status_code)
         return data
@@ -311,7 +311,7 @@ class RailwayPlatform:
             current = self._status(release.id)
             if not seen or seen[-1] != current.status:
                 seen.append(current.status)
-                console.detail(f"railway: deployment {current.id} is {current.status}")
+                console.info(f"railway: deployment {current.id} is {current.status}")
             if current.failed:
                 detail = self._failure_detail(current)
                 raise PlatformError(
