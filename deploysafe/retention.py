@@ -1,0 +1,187 @@
+"""Which snapshots may go: the pure retention planner behind ``deploysafe prune`` (issue 3 §6).
+
+Snapshots plus the clock, the ``[retention]`` ages and where the app points go in; a
+:class:`PrunePlan` comes out. No I/O here, so the same rules can be tested exhaustively.
+
+Never deleted, whatever its age (the first matching reason is the one reported):
+production, the default branch, the one the app's DATABASE_URL points at now, not created
+by deploysafe, protected, a branch with children, the newest snapshot of its kind, and a
+kind with no retention set (manual snapshots by default).
+
+Decisions where the issue was silent:
+- A parent whose children are all deleted in this plan is still kept in this run; it goes in
+  a later run, once the provider no longer reports children. Deleting it in the same run would
+  depend on every child's delete succeeding first.
+- ``plan_headroom`` deletes only snapshots the policy already lets go (expired), oldest first,
+  and only as many as needed; it never deletes a snapshot younger than its retention to make
+  room. When that is not enough the plan's ``shortfall`` says how many are missing, and the
+  caller fails before the deploy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from deploysafe.config import RetentionConfig
+from deploysafe.durations import format_duration
+from deploysafe.providers.base import Snapshot, SnapshotKind
+
+Decision = tuple[Snapshot, str]
+
+
+@dataclass
+class PrunePlan:
+    """``delete`` (ordered leaf-first, then oldest first) and ``keep`` partition the input, each with a reason."""
+
+    delete: list[Decision] = field(default_factory=list)
+    keep: list[Decision] = field(default_factory=list)
+    shortfall: int = 0  # plan_headroom: branches still missing after every allowed deletion
+    failed: list[Decision] = field(default_factory=list)  # filled by snapshots.prune: (snapshot, error)
+
+    @property
+    def deleted(self) -> list[Decision]:
+        """Planned deletions that did not fail (meaningful once the plan has been carried out)."""
+        bad = {s.id for s, _ in self.failed}
+        return [(s, r) for s, r in self.delete if s.id not in bad]
+
+
+def retention_for(kind: SnapshotKind, retention: RetentionConfig) -> float | None:
+    """Seconds to keep a snapshot of this kind; None: keep forever."""
+    return {
+        SnapshotKind.PRE_DEPLOY: retention.pre_deploy,
+        SnapshotKind.DAILY: retention.daily,
+        SnapshotKind.WEEKLY: retention.weekly,
+        SnapshotKind.MANUAL: retention.manual,
+        SnapshotKind.RESTORE: retention.restore,
+        SnapshotKind.DRILL: retention.drill,
+    }[kind]
+
+
+def expires_at(snap: Snapshot, retention: RetentionConfig) -> datetime | None:
+    """When the policy lets this snapshot go (None: never, or not ours)."""
+    if not snap.ours or snap.kind is None:
+        return None
+    keep = retention_for(snap.kind, retention)
+    return None if keep is None else snap.created_at + timedelta(seconds=keep)
+
+
+def matches(snap: Snapshot, ref: str | None) -> bool:
+    """Does a name-or-id reference (production, in-use) denote this snapshot?"""
+    return ref is not None and ref in (snap.name, snap.id)
+
+
+def newest_of_each_kind(snapshots: list[Snapshot]) -> set[str]:
+    """Ids of the newest snapshot (ours) of each kind; ties broken by name so the answer is stable."""
+    best: dict[SnapshotKind, Snapshot] = {}
+    for s in snapshots:
+        if not s.ours or s.kind is None:
+            continue
+        cur = best.get(s.kind)
+        if cur is None or (s.created_at, s.name) > (cur.created_at, cur.name):
+            best[s.kind] = s
+    return {s.id for s in best.values()}
+
+
+def _keep_reason(
+    s: Snapshot,
+    *,
+    now: datetime,
+    retention: RetentionConfig,
+    in_use: str | None,
+    production: str,
+    parents: set[str],
+    newest: set[str],
+) -> str | None:
+    """Why ``s`` must stay, or None when the policy lets it go."""
+    if s.is_production or matches(s, production):
+        return "production"
+    if s.is_default:
+        return "the default branch"
+    if s.in_use or matches(s, in_use):
+        return "the app's DATABASE_URL points at it now"
+    if not s.ours or s.kind is None:
+        return "not created by deploysafe"
+    if s.protected:
+        return "protected"
+    if s.has_children or s.id in parents:
+        return "has child branches (it can go in a later run, once they are gone)"
+    if s.id in newest:
+        return f"the newest {s.kind.value} snapshot"
+    keep = retention_for(s.kind, retention)
+    if keep is None:
+        return f"{s.kind.value} snapshots are kept until [retention] {s.kind.value} is set"
+    age = (now - s.created_at).total_seconds()
+    if age < keep:
+        return f"younger than the {s.kind.value} retention of {format_duration(keep)} (age {format_duration(age)})"
+    return None
+
+
+def _depth(s: Snapshot, by_id: dict[str, Snapshot]) -> int:
+    depth, seen, cur = 0, {s.id}, s
+    while cur.parent_id and cur.parent_id in by_id and cur.parent_id not in seen:
+        seen.add(cur.parent_id)
+        cur = by_id[cur.parent_id]
+        depth += 1
+    return depth
+
+
+def plan_prune(
+    snapshots: list[Snapshot],
+    *,
+    now: datetime,
+    retention: RetentionConfig,
+    in_use: str | None,
+    production: str,
+) -> PrunePlan:
+    """Split ``snapshots`` into what the retention policy deletes and what it keeps, each with its reason."""
+    parents = {s.parent_id for s in snapshots if s.parent_id}
+    newest = newest_of_each_kind(snapshots)
+    plan = PrunePlan()
+    for s in snapshots:
+        reason = _keep_reason(
+            s, now=now, retention=retention, in_use=in_use, production=production, parents=parents, newest=newest
+        )
+        if reason is not None:
+            plan.keep.append((s, reason))
+            continue
+        assert s.kind is not None  # _keep_reason kept every snapshot without a kind
+        keep = retention_for(s.kind, retention)
+        age = (now - s.created_at).total_seconds()
+        plan.delete.append(
+            (s, f"older than the {s.kind.value} retention of {format_duration(keep or 0)} (age {format_duration(age)})")
+        )
+    by_id = {s.id: s for s in snapshots}
+    # Leaf-first: deepest branches before their ancestors, then oldest first. (A snapshot with a
+    # child is never in the plan, so this is belt and braces for providers that misreport children.)
+    plan.delete.sort(key=lambda d: (-_depth(d[0], by_id), d[0].created_at, d[0].name))
+    return plan
+
+
+def plan_headroom(
+    snapshots: list[Snapshot],
+    allowance: int,
+    needed: int = 1,
+    *,
+    now: datetime,
+    retention: RetentionConfig,
+    in_use: str | None,
+    production: str,
+) -> PrunePlan:
+    """Delete the fewest expired snapshots (oldest first) so ``needed`` more fit under ``allowance``.
+
+    Every snapshot counts towards the allowance (a Neon plan counts all branches, ours or not).
+    Only snapshots :func:`plan_prune` would delete are candidates; ``shortfall`` > 0 means even
+    all of them are not enough.
+    """
+    full = plan_prune(snapshots, now=now, retention=retention, in_use=in_use, production=production)
+    missing = len(snapshots) + needed - allowance
+    if missing <= 0:
+        spare = allowance - len(snapshots)
+        return PrunePlan(keep=[(s, f"there is room for {spare} more branch(es)") for s in snapshots])
+    by_id = {s.id: s for s in snapshots}
+    candidates = sorted(full.delete, key=lambda d: (d[0].created_at, -_depth(d[0], by_id), d[0].name))
+    chosen = candidates[:missing]
+    chosen.sort(key=lambda d: (-_depth(d[0], by_id), d[0].created_at, d[0].name))
+    spared = [(s, "expired, but not needed to make room (prune removes it)") for s, _ in candidates[missing:]]
+    return PrunePlan(delete=chosen, keep=full.keep + spared, shortfall=max(0, missing - len(chosen)))
