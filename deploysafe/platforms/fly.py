@@ -53,6 +53,7 @@ class FlyPlatform(HttpAdapter):
         self._secrets_version: int | None = None
         # machine id -> instance id the update produced, for the machines that must come up started
         self._pending: dict[str, str] = {}
+        self._plain_env = False  # ``var`` found in the Machines' [env], not among the secrets
 
     def _headers(self, token: str) -> dict[str, str]:
         return {"Authorization": auth_header(token)}
@@ -127,6 +128,7 @@ class FlyPlatform(HttpAdapter):
         for m in self._list_machines():
             env = (m.get("config") or {}).get("env") or {}
             if self.var in env:
+                self._plain_env = True
                 return CurrentValue(readable=True, value=env[self.var])
         return CurrentValue(readable=True, value=None)
 
@@ -169,18 +171,20 @@ class FlyPlatform(HttpAdapter):
         )
 
     def wait_live(self, release: Release, timeout: float) -> Release:
+        if not self._pending:
+            # every Machine was stopped (autostop): each boots with the new secrets version when traffic comes
+            return release.model_copy(update={"live": True, "status": "no running Machines to wait for"})
+
         def check() -> Release | None:
-            machines = [
-                self._api("GET", f"/machines/{mid}", f"read Machine {mid}") for mid in self._pending
-            ]
+            machines = [self._api("GET", f"/machines/{mid}", f"read Machine {mid}") for mid in self._pending]
             for m in machines:
                 if m.get("state") in _GONE or m.get("state") == "failed":
                     raise PlatformError(
-                        f"Fly.io: Machine {m.get('id')} is {m.get('state')} after the update",
+                        f"Fly.io: Machine {m.get('id')} is {m.get('state')} after the update{_last_event(m)}",
                         hint=f"see `fly logs -a {self.app}` and `fly machine status {m.get('id')}`",
                         platform=self.name,
                     )
-            ready = all(_is_up(m) and m.get("instance_id") == self._pending[str(m["id"])] for m in machines)
+            ready = all(_is_up(m) and self._pending[str(m["id"])] in ("", m.get("instance_id")) for m in machines)
             return self._to_release(machines, release.id) if ready else None
 
         return self._wait(
@@ -201,7 +205,14 @@ class FlyPlatform(HttpAdapter):
             "the connection string it recorded itself.",
             f"Fly.io: a rollback updates every Machine of {self.app} at once (each restarts with the new secret); "
             "expect a short gap per Machine.",
-        ]
+        ] + (
+            [
+                f"Fly.io: {self.var} is a plain [env] value in fly.toml, not a secret; a rollback sets a secret of the "
+                "same name, and the next `fly deploy` may bring the [env] value back. Move it to `fly secrets set`."
+            ]
+            if self._plain_env
+            else []
+        )
 
 
 def _is_up(machine: dict[str, Any]) -> bool:
@@ -215,3 +226,13 @@ def _machine_summary(machine: dict[str, Any]) -> str:
     text = f"{machine.get('id')} {machine.get('state')}"
     return redact(f"{text} ({', '.join(failing)})" if failing else text)
 
+
+def _last_event(machine: dict[str, Any]) -> str:
+    """The newest Machine event (fly-go ``MachineEvent``: type, status, request.exit_event.exit_code), as a suffix."""
+    events = machine.get("events") or []
+    if not events:
+        return ""
+    newest = max(events, key=lambda e: e.get("timestamp") or 0)
+    exit_code = ((newest.get("request") or {}).get("exit_event") or {}).get("exit_code")
+    text = f"{newest.get('type')} {newest.get('status')}" + (f", exit code {exit_code}" if exit_code is not None else "")
+    return redact(f" (last event: {text})")

@@ -106,6 +106,16 @@ def test_plain_env_value_is_read_from_the_machine_config(fly: FlyPlatform, route
     router.get("/secrets").mock(return_value=fx("secrets_list_without_var"))
     router.get("/machines").mock(return_value=fx("machines_list_env_plain"))
     assert fly.read_current() == CurrentValue(readable=True, value="postgresql://app:plainPW@shop-db.flycast:5432/shop")
+    assert any("plain [env] value" in c for c in fly.caveats())
+
+
+def test_all_machines_stopped_is_live_without_waiting(fly: FlyPlatform, router: respx.MockRouter) -> None:
+    secrets_set(router, fly)
+    only_stopped = [m for m in load("machines_list_ok") if m["id"] == WEB2]
+    router.get("/machines").mock(return_value=httpx.Response(200, json=only_stopped))
+    router.post(f"/machines/{WEB2}").mock(return_value=fx("machines_update_web2"))
+    done = fly.wait_live(fly.pick_up(), timeout=60)
+    assert done.live and done.id == "secrets-v17"
 
 
 def test_set_posts_the_secret_and_keeps_the_version(fly: FlyPlatform, router: respx.MockRouter) -> None:
@@ -164,7 +174,7 @@ def test_wait_live_until_started_with_passing_checks(fly: FlyPlatform, router: r
 def test_wait_live_fails_when_a_machine_fails(fly: FlyPlatform, router: respx.MockRouter) -> None:
     release = picked_up(fly, router)
     router.get(f"/machines/{WEB1}").mock(return_value=fx("machines_get_web1_failed"))
-    with pytest.raises(PlatformError, match=f"Machine {WEB1} is failed") as e:
+    with pytest.raises(PlatformError, match=f"Machine {WEB1} is failed after the update \\(last event: exit failed, exit code 1\\)") as e:
         fly.wait_live(release, timeout=120)
     assert e.value.hint and "fly logs -a shop" in e.value.hint
 
