@@ -1,0 +1,64 @@
+"""Post a short message to the team's webhook (Slack-compatible or generic JSON).
+
+The webhook URL is a secret (it carries its own token): it is read from the environment
+variable named by ``[notify] webhook_env``, registered for redaction and never printed.
+A webhook that fails only warns: notification never changes a command's outcome.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from deploysafe.console import console
+from deploysafe.redact import register_secret
+
+if TYPE_CHECKING:
+    import httpx
+
+    from deploysafe.config import NotifyConfig
+
+TIMEOUT = 10.0
+
+
+def webhook_url(cfg: NotifyConfig) -> str | None:
+    """The webhook URL from the environment (registered as a secret), or None when not configured."""
+    if not cfg.webhook_env:
+        return None
+    url = os.environ.get(cfg.webhook_env, "").strip()
+    if not url:
+        return None
+    register_secret(url)
+    return url
+
+
+def payload(cfg: NotifyConfig, text: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Slack-compatible ``{"text": ...}`` or, for ``format = "json"``, ``{"text", "source", ...data}``."""
+    if cfg.format == "slack":
+        return {"text": text}
+    return {"source": "deploysafe", "text": text, **(data or {})}
+
+
+def notify(
+    cfg: NotifyConfig, text: str, data: dict[str, Any] | None = None, *, transport: httpx.BaseTransport | None = None
+) -> bool:
+    """Post ``text`` to the configured webhook; True when delivered. Never raises: failures only warn."""
+    url = webhook_url(cfg)
+    if url is None:
+        return False
+    import httpx
+
+    from deploysafe.http import RetryPolicy, send
+
+    try:
+        with httpx.Client(transport=transport, timeout=httpx.Timeout(TIMEOUT), follow_redirects=False) as client:
+            # POST is not idempotent: retry only statuses that say "nothing happened" (429/503...), not network errors.
+            resp = send(client, "POST", url, json=payload(cfg, text, data), policy=RetryPolicy(attempts=2, cap=2.0))
+    except httpx.HTTPError as e:
+        # the exception text can hold the URL: say only what kind of failure it was
+        console.warn(f"notify: the webhook in ${cfg.webhook_env} could not be reached ({type(e).__name__}); outcome unchanged")
+        return False
+    if resp.status_code >= 300:
+        console.warn(f"notify: the webhook in ${cfg.webhook_env} answered HTTP {resp.status_code}; outcome unchanged")
+        return False
+    return True

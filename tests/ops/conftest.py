@@ -1,0 +1,34 @@
+"""Fixtures for the operations commands: a real local set-up (config, env file, seeded production)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from deploysafe.config import LoadedConfig
+from deploysafe.providers.local import LocalProvider
+
+from .helpers import seed_users, write_config
+
+
+@pytest.fixture
+def local_setup(tmp_path: Path, pg_url: str) -> Iterator[Callable[..., tuple[LoadedConfig, LocalProvider]]]:
+    """Factory: (loaded config, provider) for a seeded production database; drops the snapshots it made."""
+    made: list[LocalProvider] = []
+
+    def make(extra: str = "", seed: bool = True) -> tuple[LoadedConfig, LocalProvider]:
+        if seed:
+            seed_users(pg_url)
+        loaded = write_config(tmp_path, pg_url, extra)
+        prov = LocalProvider.from_config(loaded)
+        made.append(prov)
+        return loaded, prov
+
+    yield make
+    for prov in made:
+        # snapshot names are per day (backup-YYYY-MM-DD) and databases are server-wide: leave none behind
+        for s in prov.list_snapshots():
+            if s.ours:
+                prov.delete(s.name)
