@@ -300,6 +300,379 @@ def hooks_uninstall() -> None:
         console.ok(msg)
 
 
+# --- snapshots and prune (issue 3) --------------------------------------------------------
+
+SNAPSHOT_KINDS = ["manual", "pre-deploy", "daily", "weekly", "restore", "drill"]
+
+
+@cli.group("snapshot")
+def snapshot_group() -> None:
+    """Create, list and delete snapshots of production."""
+
+
+@snapshot_group.command("create")
+@click.option("--kind", type=click.Choice(SNAPSHOT_KINDS), default="manual", show_default=True, help="What the snapshot is for; sets its retention.")
+@click.option("--name", help="Snapshot name (default: from the kind and the time, e.g. manual-20261125T100000Z).")
+@click.option("--at", "at_text", metavar="TIMESTAMP", help="ISO 8601 moment to branch from (Neon only), e.g. 2026-11-24T15:30:00Z.")
+@pass_ctx
+def snapshot_create(ctx: Ctx, kind: str, name: str | None, at_text: str | None) -> None:
+    """Take a snapshot of production now, or (Neon) as it was at a moment.
+
+    Example: deploysafe snapshot create --name before-big-import
+
+    Use it before a risky manual change, or with --at to get back data deleted by mistake.
+    """
+    from deploysafe.console import console
+    from deploysafe.journal import Journal
+    from deploysafe.providers import make_provider
+    from deploysafe.providers.base import SnapshotKind
+    from deploysafe.snapshots import create, ensure_headroom, parse_at, try_platform, validate_name
+
+    at = parse_at(at_text) if at_text else None
+    if name is not None:
+        validate_name(name)
+    loaded = ctx.load()
+    provider = make_provider(loaded)
+    try:
+        journal = Journal(loaded.state_dir, "snapshot create")
+        if provider.branch_allowance() is not None:
+            ensure_headroom(loaded, provider, try_platform(loaded), journal=journal)
+        snap = create(provider, kind=SnapshotKind(kind), name=name, at=at, journal=journal)
+    finally:
+        provider.close()
+    if ctx.json:
+        console.result({"name": snap.name, "id": snap.id, "kind": kind, "created_at": snap.created_at.isoformat()})
+    else:
+        console.ok(f"snapshot {snap.name} created")
+
+
+@snapshot_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON rows (ISO 8601 times) on stdout.")
+@click.option("--all", "everything", is_flag=True, help="Also branches/databases deploysafe did not create.")
+@pass_ctx
+def snapshot_list(ctx: Ctx, as_json: bool, everything: bool) -> None:
+    """List snapshots: name, kind, age, created_at, in-use, protected, expires_at.
+
+    Example: deploysafe snapshot list --json
+
+    Shows deploysafe's snapshots and production; --all adds everything else the provider sees.
+    """
+    from datetime import UTC, datetime
+
+    from deploysafe.console import console
+    from deploysafe.providers import make_provider
+    from deploysafe.snapshots import describe, format_table, gather, try_platform
+
+    if as_json:
+        console.json_mode = True  # warnings go to stderr; stdout stays pure JSON
+    loaded = ctx.load()
+    provider = make_provider(loaded)
+    try:
+        facts = gather(loaded, provider, try_platform(loaded))
+    finally:
+        provider.close()
+    rows = describe(facts.snapshots, facts, now=datetime.now(UTC), loaded=loaded, everything=everything)
+    if as_json or ctx.json:
+        console.result(rows)
+    else:
+        console.plain(format_table(rows))
+
+
+@snapshot_group.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask; required when stdin is not a terminal.")
+@pass_ctx
+def snapshot_delete(ctx: Ctx, name: str, yes: bool) -> None:
+    """Delete one snapshot. Never deletes production, the one in use, or what deploysafe did not create.
+
+    Example: deploysafe snapshot delete manual-20261125T100000Z --yes
+
+    Use it to free a branch by hand; `deploysafe prune` applies the retention policy instead.
+    """
+    from deploysafe.console import console
+    from deploysafe.errors import UsageError
+    from deploysafe.journal import Journal
+    from deploysafe.providers import make_provider
+    from deploysafe.snapshots import delete_one, production_lock, try_platform
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"refusing to delete {name!r} without --yes: stdin is not a terminal", hint=f"run `deploysafe snapshot delete {name} --yes`")
+        if not click.confirm(f"Delete snapshot {name!r}?", default=False):
+            console.info("nothing deleted")
+            return
+    loaded = ctx.load()
+    provider = make_provider(loaded)
+    try:
+        journal = Journal(loaded.state_dir, "snapshot delete")
+        with production_lock(loaded, provider, journal, "snapshot-delete"):
+            delete_one(loaded, provider, try_platform(loaded), name, journal=journal)
+    finally:
+        provider.close()
+    console.ok(f"snapshot {name} deleted")
+
+
+@cli.command("prune")
+@click.option("--dry-run", is_flag=True, help="Print what would be deleted and why each survivor is kept; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="The plan and its outcome as JSON on stdout.")
+@pass_ctx
+def prune_cmd(ctx: Ctx, dry_run: bool, as_json: bool) -> int:
+    """Delete snapshots older than their [retention] age, leaf-first, never one still needed.
+
+    Example: deploysafe prune --dry-run
+
+    Kept whatever its age: production, the default branch, the one the app points at, protected
+    ones, ones with children, the newest of each kind, and anything deploysafe did not create.
+    Run it from cron or CI after backups; deploy runs it too. Exits 3 if a deletion failed.
+    """
+    from deploysafe.console import console
+    from deploysafe.errors import EXIT_PRECONDITION
+    from deploysafe.journal import Journal
+    from deploysafe.providers import make_provider
+    from deploysafe.snapshots import format_plan, plan_json, production_lock, prune, try_platform
+
+    if as_json:
+        console.json_mode = True
+    loaded = ctx.load()
+    provider = make_provider(loaded)
+    try:
+        journal = Journal(loaded.state_dir, "prune")
+        if dry_run:
+            plan = prune(loaded, provider, try_platform(loaded), dry_run=True, journal=journal)
+        else:
+            with production_lock(loaded, provider, journal, "prune"):
+                plan = prune(loaded, provider, try_platform(loaded), dry_run=False, journal=journal)
+    finally:
+        provider.close()
+    if as_json or ctx.json:
+        console.result(plan_json(plan, dry_run=dry_run))
+    else:
+        console.plain(format_plan(plan, dry_run=dry_run))
+    return EXIT_PRECONDITION if plan.failed else 0
+
+
+# --- deploy, rollback and recovery (lead) ---------------------------------------------------
+
+
+def _confirm(question: str) -> bool:
+    """Ask on a TTY; refuse without one (a pipeline must pass --yes)."""
+    if not sys.stdin.isatty():
+        from deploysafe.errors import UsageError
+
+        raise UsageError("this needs confirmation and stdin is not a terminal", hint="pass --yes")
+    return click.confirm(question, default=False, err=True)
+
+
+@cli.command("deploy")
+@click.option("--sha", help="Git sha for the snapshot name (default: $GITHUB_SHA, else git HEAD).")
+@click.option("--dry-run", is_flag=True, help="Resolve everything, print the plan, change nothing.")
+@click.option("--no-rollback", is_flag=True, help="On failure after production changed, do not roll back (exit 4).")
+@click.option("--allow-destructive", is_flag=True, help="Let destructive SQL through for this run (overrides lint block).")
+@click.option("--rehearse", is_flag=True, help="Run push against a throwaway copy of production first.")
+@click.option("--watch", "watch_for", metavar="DURATION", help="After a healthy deploy, keep probing this long (e.g. 10m).")
+@pass_ctx
+def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allow_destructive: bool, rehearse: bool,
+               watch_for: str | None) -> int:
+    """Guarded deploy: snapshot, generate, lint, push, probe; roll back on failure.
+
+    Example: deploysafe deploy --sha "$GITHUB_SHA"
+
+    The step a deploy pipeline runs. Exit 0: migrated and healthy. Exit 1: failed, rolled
+    back, healthy on the snapshot. Exit 3: failed before production changed. Exit 4: a
+    person must act (steps printed). Exit 5: another run holds the lock.
+    """
+    import os
+    from pathlib import Path
+
+    from deploysafe.console import console
+    from deploysafe.deploy import DeployOptions, deploy, github_summary, render_summary
+    from deploysafe.durations import parse_duration
+    from deploysafe.errors import DeploysafeError, UsageError
+
+    try:
+        watch_s = parse_duration(watch_for) if watch_for else None
+    except ValueError as e:
+        raise UsageError(f"--watch: {e}") from None
+    loaded = ctx.load()
+    opts = DeployOptions(sha=sha, dry_run=dry_run, no_rollback=no_rollback, allow_destructive=allow_destructive,
+                         rehearse=rehearse, watch=watch_s)
+    summary = None
+    try:
+        summary = deploy(loaded, opts)
+        summary.exit_code = 0
+        return 0
+    except DeploysafeError as e:
+        summary = e.context.get("summary")
+        raise
+    finally:
+        if summary is not None:
+            if ctx.json:
+                console.result(summary.as_dict())
+            else:
+                console.plain(render_summary(summary))
+            step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+            if step_summary and console.github:
+                from deploysafe.redact import redact
+
+                with Path(step_summary).open("a", encoding="utf-8") as f:
+                    f.write(redact(github_summary(summary)))
+            _notify(loaded, summary)
+
+
+def _notify(loaded: LoadedConfig, summary: Any) -> None:
+    if not loaded.config.notify.webhook_env:
+        return
+    if summary.outcome == "deployed" and not loaded.config.notify.on_success:
+        return
+    if summary.outcome.startswith("dry run"):
+        return
+    try:
+        from deploysafe.notify import post
+    except ImportError:
+        return
+    post(loaded, f"deploysafe deploy {summary.outcome}: snapshot {summary.snapshot}", details=summary.as_dict())
+
+
+@cli.command("rollback")
+@click.option("--to", "to", metavar="SNAPSHOT", help="Snapshot to roll back to (default: the newest pre-deploy one).")
+@click.option("--at", "at", metavar="TIMESTAMP", help="Roll back to production as it was then (Neon point in time).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@pass_ctx
+def rollback_cmd(ctx: Ctx, to: str | None, at: str | None, yes: bool, dry_run: bool) -> int:
+    """Emergency rollback: point the app at a snapshot, restart it, prove it is healthy.
+
+    Example: deploysafe rollback --to pre-deploy-20261125T093000Z-3f2a1b9 --yes
+
+    The command for 3 a.m. The failed production state is kept, never deleted.
+    """
+    from deploysafe.console import console
+    from deploysafe.durations import format_duration
+    from deploysafe.recovery import manual_rollback
+
+    loaded = ctx.load()
+    result = manual_rollback(loaded, to=to, at=at, yes=yes, dry_run=dry_run, confirm=_confirm)
+    if ctx.json:
+        console.result(result.__dict__)
+    elif result.dry_run:
+        console.plain("Rollback plan (dry run, nothing changed):\n" + "\n".join(f"  - {s}" for s in result.plan))
+    else:
+        console.ok(f"rolled back to {result.snapshot}; the app was repointed and healthy in "
+                   f"{format_duration(result.repoint_seconds)}")
+        for d in result.divergence:
+            console.plain(f"  {d['table']}: {d.get('only_in_failed')} row(s) only in the failed state")
+    return 0
+
+
+@cli.command("promote")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def promote_cmd(ctx: Ctx, yes: bool) -> int:
+    """After a rollback, make the snapshot the production branch; keep the old one renamed.
+
+    Example: deploysafe promote --yes
+
+    Run it once you are satisfied the app is good on the snapshot, before the next deploy.
+    """
+    from deploysafe.console import console
+    from deploysafe.recovery import promote
+
+    result = promote(ctx.load(), yes=yes, confirm=_confirm)
+    if ctx.json:
+        console.result(result)
+    else:
+        console.ok(f"{result['was']} is now {result['production']}; the failed state is kept as {result['failed_state']}")
+    return 0
+
+
+@cli.command("probe")
+@pass_ctx
+def probe_cmd(ctx: Ctx) -> int:
+    """Run the health probes against the app and the database it points at now.
+
+    Example: deploysafe probe --json
+
+    Exit 0 when healthy, 7 when not.
+    """
+    from deploysafe.console import console
+    from deploysafe.errors import CHECK_FAIL
+
+    from deploysafe.recovery import probe
+
+    verdict, _ = probe(ctx.load())
+    if ctx.json:
+        console.result(verdict.as_dict())
+    else:
+        for r in verdict.attempts[-1] if verdict.attempts else []:
+            (console.ok if r.ok else console.error)(f"{r.kind} {r.name}: {'ok' if r.ok else r.reason} ({r.latency_ms:.0f} ms)")
+        (console.ok if verdict.healthy else console.error)(("healthy: " if verdict.healthy else "unhealthy: ") + verdict.reason)
+    return 0 if verdict.healthy else CHECK_FAIL
+
+
+@cli.command("status")
+@pass_ctx
+def status_cmd(ctx: Ctx) -> int:
+    """Say what the last run did and what state production is in now.
+
+    Example: deploysafe status
+
+    Use it after a run was killed: it says whether the push ran and what to do next.
+    """
+    from deploysafe.console import console
+    from deploysafe.recovery import render_status, status
+
+    st = status(ctx.load())
+    if ctx.json:
+        console.result(st)
+    else:
+        console.plain(render_status(st))
+    return 0
+
+
+@cli.command("watch")
+@click.option("--for", "window", default="1h", show_default=True, help="How long to keep probing.")
+@pass_ctx
+def watch_cmd(ctx: Ctx, window: str) -> int:
+    """Keep probing after a deploy; roll back automatically if the app turns unhealthy.
+
+    Example: deploysafe watch --for 1h
+
+    Run it from a second CI job, a scheduler or a terminal after a deploy.
+    """
+    from deploysafe.console import console
+    from deploysafe.durations import parse_duration
+    from deploysafe.errors import UsageError
+    from deploysafe.recovery import watch
+
+    try:
+        seconds = parse_duration(window)
+    except ValueError as e:
+        raise UsageError(f"--for: {e}") from None
+    result = watch(ctx.load(), seconds)
+    if ctx.json:
+        console.result(result)
+    else:
+        console.ok(result["reason"])
+    return 0
+
+
+@cli.command("demo")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="Work here instead of a temporary folder.")
+@click.option("--keep", is_flag=True, help="Leave the app and database running, and print how to stop them.")
+def demo_cmd(directory: str | None, keep: bool) -> int:
+    """Show the whole job on this machine: a good deploy, then a bad one caught and rolled back.
+
+    Example: deploysafe demo
+
+    Needs only Node >= 20 (PostgreSQL comes from this machine or the pgserver wheel).
+    """
+    from pathlib import Path
+
+    from deploysafe.demo import run_demo
+
+    return run_demo(Path(directory) if directory else None, keep)
+
+
 # --- error boundary -----------------------------------------------------------------------
 
 

@@ -44,11 +44,13 @@ def system_bin_dir() -> Path | None:
 
 
 def pgserver_bin_dir() -> Path | None:
-    try:
-        import pgserver  # type: ignore[import-not-found]
-    except ImportError:
+    """The binaries inside the pgserver wheel, found without importing it (its import has side effects)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.origin:
         return None
-    p = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    p = Path(spec.origin).parent / "pginstall" / "bin"
     return p if (p / "postgres").exists() else None
 
 

@@ -45,7 +45,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_ROLLBACK_FAILED: "rollback failed or is incomplete: a person must act now (manual steps printed)",
     EXIT_LOCKED: "another deploysafe run holds the lock",
     CHECK_WARN: "`deploysafe check`: at least one check warns (none fails)",
-    CHECK_FAIL: "`deploysafe check`: at least one check fails",
+    CHECK_FAIL: "`deploysafe check`: at least one check fails; `deploysafe probe`: the app is unhealthy",
     EXIT_INTERNAL: "internal error (a bug; the message says where the log is)",
     EXIT_INTERRUPTED: "interrupted",
 }

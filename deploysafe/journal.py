@@ -73,7 +73,7 @@ class Journal:
         finally:
             os.close(fd)
 
-    def event(self, step: str, outcome: str = "ok", **details: Any) -> None:
+    def event(self, step: str, outcome: str = "ok", /, **details: Any) -> None:
         now = utcnow()
         self.write(step, outcome, now, now, details)
 

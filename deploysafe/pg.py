@@ -81,12 +81,11 @@ def find_tool(name: str, min_major: int) -> str:
     if which:
         cands.append(which)
     cands += [str(p / name) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
-    try:
-        import pgserver  # type: ignore[import-not-found]
+    from deploysafe.embedded import pgserver_bin_dir
 
-        cands.append(str(Path(pgserver.__file__).parent / "pginstall" / "bin" / name))
-    except ImportError:
-        pass
+    bundled = pgserver_bin_dir()
+    if bundled:
+        cands.append(str(bundled / name))
     seen: list[str] = []
     for c in cands:
         if os.path.exists(c) and c not in seen:

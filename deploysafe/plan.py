@@ -1,0 +1,90 @@
+"""Pure planning for ``deploysafe deploy``: config + observed state in, a frozen Plan out.
+
+No network, no subprocesses: ``--dry-run`` prints this plan, and the executor in
+:mod:`deploysafe.deploy` runs its steps in order. Each step names its undo (what a
+failure after it triggers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from deploysafe.config import Config
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    does: str
+    undo: str | None = None
+    changes_production: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    snapshot: str
+    production: str
+    steps: tuple[Step, ...]
+    prune: tuple[str, ...]
+    warnings: tuple[str, ...]
+    rollback: bool
+
+    def render(self) -> str:
+        lines = [f"Plan: guarded deploy of {self.production!r}", f"  pre-deploy snapshot: {self.snapshot}"]
+        for i, s in enumerate(self.steps, 1):
+            undo = f"  (on failure: {s.undo})" if s.undo else ""
+            lines.append(f"  {i:>2}. {s.name:<10} {s.does}{undo}")
+        if self.prune:
+            lines.append("  prune would delete: " + ", ".join(self.prune))
+        else:
+            lines.append("  prune would delete: nothing")
+        lines += [f"  ! {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def plan_deploy(
+    config: Config,
+    *,
+    snapshot: str,
+    production: str,
+    app_points_at: str | None,
+    caveats: list[str],
+    prune: list[str],
+    rehearse: bool,
+    no_rollback: bool,
+    allow_destructive: bool,
+    watch: float | None = None,
+) -> Plan:
+    app = config.app
+    rollback_undo = None if no_rollback else f"roll back: point {config.platform.var} at {snapshot}, restart, probe"
+    probe_names = [p.name for p in config.probes.http] + [p.name for p in config.probes.sql]
+    steps = [
+        Step("lock", "take the deploy lock (local file + PostgreSQL advisory lock on production)"),
+        Step("snapshot", f"create {snapshot} from {production}, ready to serve, and resolve its URL",
+             undo="nothing to undo; the snapshot is kept"),
+        Step("generate", f"run `{app.generate}` in {app.dir}; record the new migration files"),
+        Step("lint", f"classify the new SQL; destructive = {config.lint.destructive!r}"
+             + (" (overridden by --allow-destructive)" if allow_destructive else "")),
+    ]
+    if rehearse:
+        steps.append(Step("rehearse", f"run `{app.push}` against a throwaway copy first; delete it after"))
+    steps.append(Step("push", f"run `{app.push}` against production and verify the schema matches",
+                      undo=rollback_undo, changes_production=True))
+    if config.deploy.app_deploy:
+        steps.append(Step("app", f"run `{config.deploy.app_deploy}` and wait for the app", undo=rollback_undo))
+    steps.append(Step("probes", "probe until healthy: " + (", ".join(probe_names) or "(none configured)"),
+                      undo=rollback_undo))
+    if watch:
+        steps.append(Step("watch", f"keep probing for {watch:g}s", undo=rollback_undo))
+    steps.append(Step("prune", "delete snapshots past [retention]"))
+    warnings = list(caveats)
+    if app_points_at and app_points_at != production:
+        warnings.append(
+            f"the app points at {app_points_at!r}, not production {production!r}: run `deploysafe promote` first"
+        )
+    return Plan(snapshot, production, tuple(steps), tuple(prune), tuple(warnings), not no_rollback)
+
+
+def pre_deploy_snapshot_name(now: datetime, sha: str | None) -> str:
+    return f"pre-deploy-{now.strftime('%Y%m%dT%H%M%SZ')}-{(sha or 'nosha')[:7]}"

@@ -1,0 +1,305 @@
+"""The commands a person runs when things go wrong: rollback, promote, status, probe, watch."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from deploysafe.console import console
+from deploysafe.durations import format_duration
+from deploysafe.errors import PreconditionError, ProviderError, UsageError
+from deploysafe.journal import Journal, read_journal, runs
+
+if TYPE_CHECKING:
+    from deploysafe.config import LoadedConfig
+    from deploysafe.platforms.base import Platform
+    from deploysafe.probes import Verdict
+    from deploysafe.providers.base import Provider
+
+
+def _adapters(loaded: LoadedConfig) -> tuple[Provider, Platform]:
+    from deploysafe.platforms import make_platform
+    from deploysafe.providers import make_provider
+
+    return make_provider(loaded), make_platform(loaded)
+
+
+def parse_timestamp(text: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{text!r} is not an ISO 8601 timestamp", hint="write it like 2026-11-25T09:30:00Z"
+        ) from None
+    if dt.tzinfo is None:
+        raise UsageError(f"{text!r} has no time zone", hint="add Z for UTC, e.g. 2026-11-25T09:30:00Z")
+    return dt.astimezone(UTC)
+
+
+@dataclass
+class RollbackResult:
+    snapshot: str
+    dry_run: bool
+    plan: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+    repoint_seconds: float = 0.0
+    divergence: list[dict[str, Any]] = field(default_factory=list)
+
+
+def manual_rollback(
+    loaded: LoadedConfig, *, to: str | None, at: str | None, yes: bool, dry_run: bool, confirm: Any
+) -> RollbackResult:
+    """Roll the app back to a snapshot (or a point in time), under the deploy lock."""
+    from deploysafe import rollback
+    from deploysafe.lock import deploy_lock, lock_target
+    from deploysafe.providers.base import SnapshotKind
+
+    if to and at:
+        raise UsageError("give --to or --at, not both")
+    when = parse_timestamp(at) if at else None
+    provider, platform = _adapters(loaded)
+    try:
+        prod = provider.production()
+        if when is not None:
+            window = provider.history_window()
+            if window is None:
+                from deploysafe.errors import PointInTimeError
+
+                raise PointInTimeError(
+                    f"provider {provider.name!r} cannot restore to a point in time",
+                    hint="roll back to a snapshot with --to (see `deploysafe snapshot list`)",
+                )
+            target = f"restore-{when.strftime('%Y%m%dT%H%M%SZ')}"
+        else:
+            target = rollback.resolve_target(provider, to)
+        p = loaded.config.platform
+        plan = [
+            *( [f"create branch {target!r} from {prod.name!r} as it was at {when.isoformat()}"] if when else [] ),
+            f"make {target!r} ready to serve and resolve its connection URL",
+            f"set {p.var} on {p.type} to {target!r}",
+            "make the app pick it up and wait until it is live",
+            "run the probes against it",
+            f"keep {prod.name!r} (the failed state) untouched",
+        ]
+        if dry_run:
+            return RollbackResult(target, True, plan)
+        if not yes:
+            if not confirm("\n".join(["Rollback plan:", *[f"  - {s}" for s in plan], "Proceed?"])):
+                raise UsageError("rollback not confirmed", hint="pass --yes to run without asking")
+        journal = Journal(loaded.state_dir, "rollback")
+        with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
+                         run_id=journal.run_id, command="rollback"):
+            if when is not None:
+                with journal.step("restore_branch", at=when.isoformat(), name=target):
+                    provider.create_snapshot(target, SnapshotKind.RESTORE, at=when, serve=True)
+            with journal.step("prepare", snapshot=target):
+                prepared = rollback.prepare(loaded, provider, platform, target)
+            t0 = time.monotonic()
+            outcome = rollback.execute(loaded, provider, platform, prepared, journal, verdict_at=t0)
+            result = RollbackResult(target, False, plan, outcome.timings, time.monotonic() - t0)
+            try:
+                from deploysafe.diverge import rows_only_in_failed
+
+                result.divergence = rows_only_in_failed(prod.url, prepared.url)
+            except (ProviderError, PreconditionError) as e:
+                console.warn(f"could not compare the failed state with the snapshot: {e.message}")
+            journal.event("result", "ok", outcome="rolled back", snapshot=target,
+                          repoint_seconds=round(result.repoint_seconds, 3))
+            return result
+    finally:
+        provider.close()
+        platform.close()
+
+
+def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
+    """After a rollback: the snapshot the app runs on becomes the production branch; the old one is kept renamed."""
+    from deploysafe.inuse import REPOINT_STEP, app_points_at
+    from deploysafe.lock import deploy_lock, lock_target
+
+    provider, platform = _adapters(loaded)
+    try:
+        prod = provider.production()
+        where = app_points_at(loaded, provider, platform)
+        if not where.name:
+            raise PreconditionError("cannot tell which snapshot the app runs on", hint="check the platform's DATABASE_URL")
+        if where.name == prod.name:
+            raise PreconditionError(f"the app already runs on production {prod.name!r}; nothing to promote")
+        failed_name = f"{prod.name}-failed-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        if not yes and not confirm(
+            f"Rename {prod.name!r} -> {failed_name!r} (kept) and {where.name!r} -> {prod.name!r}. Proceed?"
+        ):
+            raise UsageError("promote not confirmed", hint="pass --yes to run without asking")
+        journal = Journal(loaded.state_dir, "promote")
+        with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
+                         run_id=journal.run_id, command="promote"):
+            with journal.step("rename_failed", old=prod.name, new=failed_name):
+                provider.rename(prod.name, failed_name)
+            with journal.step("rename_snapshot", old=where.name, new=prod.name):
+                _promote_snapshot(provider, platform, where.name, prod.name)
+            journal.event(REPOINT_STEP, "ok", target=prod.name, previous=failed_name)
+            journal.event("result", "ok", outcome="promoted")
+        return {"production": prod.name, "was": where.name, "failed_state": failed_name}
+    finally:
+        provider.close()
+        platform.close()
+
+
+def _promote_snapshot(provider: Provider, platform: Platform, snapshot: str, production: str) -> None:
+    if provider.name != "local":
+        provider.rename(snapshot, production)  # Neon: names only; connection strings stay the same
+        return
+    # A PostgreSQL database cannot be renamed while the app is connected to it: disconnect, rename, repoint, restart.
+    from psycopg import sql
+
+    from deploysafe import pg
+    from deploysafe.providers.local import LocalProvider
+
+    assert isinstance(provider, LocalProvider)
+    snap = provider.get(snapshot)
+    with provider._admin() as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                     (snap.id,))
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(snap.id), sql.Identifier(production)))
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(production)))
+    platform.set_url(pg.with_dbname(provider.url, production))
+    platform.wait_live(platform.pick_up(), 300)
+
+
+def probe(loaded: LoadedConfig) -> tuple[Verdict, str | None]:
+    """Probe the app and the database its DATABASE_URL points at now."""
+    from deploysafe.probes import analyse
+
+    provider, platform = _adapters(loaded)
+    try:
+        url = None
+        try:
+            cur = platform.read_current()
+            if cur.readable and cur.value and not cur.reference:
+                url = cur.value
+        except PreconditionError as e:
+            console.warn(f"cannot read the platform's value ({e.message}); probing production")
+        if url is None and loaded.config.probes.sql:
+            url = provider.production().url
+        journal = Journal(loaded.state_dir, "probe")
+        verdict = analyse(loaded.config.probes, url, journal=journal)
+        journal.event("result", "ok" if verdict.healthy else "failed", outcome="healthy" if verdict.healthy else "unhealthy")
+        return verdict, url
+    finally:
+        provider.close()
+        platform.close()
+
+
+def status(loaded: LoadedConfig) -> dict[str, Any]:
+    """What happened in the last run and what state production is in now."""
+    from deploysafe.inuse import app_points_at
+
+    all_runs = runs(read_journal(loaded.state_dir))
+    last = next((r for r in reversed(all_runs) if r["command"] in ("deploy", "rollback", "promote", "watch")), None)
+    out: dict[str, Any] = {"last_run": None, "app_points_at": None, "production": None, "snapshots": [], "advice": []}
+    if last:
+        steps = {s["step"]: s for s in last["steps"]}
+        pushed = "push" in steps and steps["push"]["outcome"] in ("ok", "running", "failed")
+        changed = "production_changed" in steps or (pushed and steps["push"]["outcome"] != "ok")
+        out["last_run"] = {
+            "run_id": last["run_id"],
+            "command": last["command"],
+            "started_at": last["started_at"],
+            "outcome": last["outcome"],
+            "cut_off_in": [s["step"] for s in last["steps"] if s["outcome"] == "running"],
+            "push_ran": pushed,
+            "production_may_have_changed": changed,
+            "snapshot": next((s["details"].get("snapshot") for s in last["steps"] if s["step"] == "snapshot"
+                              and s["details"].get("snapshot")), None),
+        }
+    provider, platform = _adapters(loaded)
+    try:
+        prod = provider.production()
+        out["production"] = prod.name
+        where = app_points_at(loaded, provider, platform)
+        out["app_points_at"] = {"name": where.name, "source": where.source, "detail": where.detail}
+        out["snapshots"] = [s.name for s in provider.list_snapshots() if s.ours]
+    except PreconditionError as e:
+        out["advice"].append(f"cannot reach the provider or platform: {e.message}")
+        return out
+    finally:
+        provider.close()
+        platform.close()
+    lr = out["last_run"]
+    if lr and lr["outcome"] == "cut off":
+        if lr["production_may_have_changed"] and out["app_points_at"]["name"] == out["production"]:
+            out["advice"].append(
+                f"the last {lr['command']} was cut off during {', '.join(lr['cut_off_in']) or 'a step'} after production "
+                f"may have changed; run `deploysafe probe`, and if unhealthy `deploysafe rollback --to {lr['snapshot']}`"
+            )
+        else:
+            out["advice"].append(
+                f"the last {lr['command']} was cut off before production changed; production is as it was"
+            )
+    if out["app_points_at"]["name"] and out["app_points_at"]["name"] != out["production"]:
+        out["advice"].append(
+            f"the app runs on {out['app_points_at']['name']!r}, not production: run `deploysafe promote` once you are satisfied"
+        )
+    return out
+
+
+def render_status(st: dict[str, Any]) -> str:
+    lines = []
+    lr = st.get("last_run")
+    if lr:
+        lines.append(f"last run: {lr['command']} {lr['run_id']} started {lr['started_at']}: {lr['outcome']}")
+        if lr["cut_off_in"]:
+            lines.append(f"  cut off during: {', '.join(lr['cut_off_in'])}")
+        lines.append(f"  push ran: {'yes' if lr['push_ran'] else 'no'}; production may have changed: "
+                     f"{'yes' if lr['production_may_have_changed'] else 'no'}")
+        if lr["snapshot"]:
+            lines.append(f"  its snapshot: {lr['snapshot']}")
+    else:
+        lines.append("no deploy or rollback recorded yet")
+    if st.get("production"):
+        lines.append(f"production: {st['production']}")
+    ap = st.get("app_points_at") or {}
+    if ap:
+        lines.append(f"app points at: {ap.get('name') or 'unknown'} (from {ap.get('source')})")
+    if st.get("snapshots"):
+        lines.append("snapshots: " + ", ".join(st["snapshots"]))
+    lines += [f"! {a}" for a in st.get("advice", [])]
+    return "\n".join(lines)
+
+
+def watch(loaded: LoadedConfig, seconds: float) -> dict[str, Any]:
+    """Probe for a window after a deploy; roll back to the newest pre-deploy snapshot on sustained failure."""
+    from deploysafe import rollback
+    from deploysafe.errors import DeployFailedRolledBack
+    from deploysafe.lock import deploy_lock, lock_target
+    from deploysafe.watch import watch_window
+
+    provider, platform = _adapters(loaded)
+    try:
+        prod = provider.production()
+        target = rollback.resolve_target(provider, None)
+        snap = provider.get(target)
+        age = (datetime.now(UTC) - snap.created_at).total_seconds()
+        if age > loaded.config.retention.pre_deploy:
+            raise PreconditionError(f"the newest pre-deploy snapshot {target!r} is {format_duration(age)} old: too old to "
+                                    "roll back to safely", hint="deploy again to take a fresh snapshot")
+        journal = Journal(loaded.state_dir, "watch")
+        verdict = watch_window(loaded, prod.url, journal, seconds)
+        if verdict.healthy:
+            journal.event("result", "ok", outcome="healthy")
+            return {"healthy": True, "reason": verdict.reason}
+        t_verdict = time.monotonic()
+        console.error(verdict.reason)
+        with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
+                         run_id=journal.run_id, command="watch"):
+            prepared = rollback.prepare(loaded, provider, platform, target)
+            outcome = rollback.execute(loaded, provider, platform, prepared, journal, verdict_at=t_verdict)
+        journal.event("result", "ok", outcome="rolled back", snapshot=target)
+        raise DeployFailedRolledBack(
+            f"unhealthy during the watch window; rolled back to {target} in "
+            f"{format_duration(outcome.timings.get('verdict_to_healthy', 0))}; {prod.name!r} is kept"
+        )
+    finally:
+        provider.close()
+        platform.close()

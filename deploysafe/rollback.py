@@ -1,0 +1,175 @@
+"""Rollback: point the app at a snapshot, make it pick that up, and prove it is healthy.
+
+Used by ``deploy`` (automatically, when probes fail after production changed) and by the
+manual ``deploysafe rollback``. Everything that can be resolved before production changes
+(the snapshot's compute and URL, the platform's ids and current release) is resolved in
+:func:`prepare`, so the critical path after the "unhealthy" verdict is only: set the
+variable, pick it up, wait until live, probe.
+
+The failed production state is never deleted: it holds the writes made since the snapshot.
+If a step fails, :class:`RollbackFailed` carries the exact manual steps that remain.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from deploysafe.errors import DeploysafeError, PreconditionError, RollbackFailed
+from deploysafe.inuse import REPOINT_STEP
+
+if TYPE_CHECKING:
+    from deploysafe.config import LoadedConfig
+    from deploysafe.journal import Journal
+    from deploysafe.platforms.base import CurrentValue, Platform
+    from deploysafe.probes import Verdict
+    from deploysafe.providers.base import Provider
+
+
+@dataclass
+class Prepared:
+    """What a rollback needs, resolved before production changes."""
+
+    snapshot: str
+    url: str
+    previous: CurrentValue | None
+    failed_state: str  # the branch/database that holds the failed production state (kept)
+    prepare_s: float
+
+
+@dataclass
+class Outcome:
+    snapshot: str
+    healthy: bool
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
+    verdict: Verdict | None = None
+    divergence: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def repoint_s(self) -> float:
+        return sum(v for k, v in self.timings.items() if k in ("set", "pick_up", "wait_live", "probes", "restore"))
+
+
+def prepare(loaded: LoadedConfig, provider: Provider, platform: Platform, snapshot: str, *, serve: bool = True) -> Prepared:
+    """Resolve the snapshot's URL (making it able to serve) and the platform's ids, before anything changes."""
+    t0 = time.monotonic()
+    if serve:
+        provider.ensure_serving(snapshot)
+    url = provider.connection_url(snapshot)
+    platform.prepare()
+    try:
+        previous = platform.read_current()
+    except DeploysafeError:
+        previous = None
+    failed_state = provider.production().name
+    return Prepared(snapshot, url, previous, failed_state, time.monotonic() - t0)
+
+
+def manual_steps(loaded: LoadedConfig, prepared: Prepared, done: list[str]) -> list[str]:
+    """The steps a person must still do, with the real names filled in (never a password)."""
+    p = loaded.config.platform
+    steps: list[str] = []
+    if "set" not in done:
+        if p.type == "dotenv":
+            where = f"in {loaded.resolve(p.env_file or '.env')}"
+        elif p.type == "command":
+            where = "with your set command"
+        else:
+            where = f"on {p.type} (production environment)"
+        steps.append(
+            f"Set {p.var} {where} to the connection string of snapshot {prepared.snapshot!r} "
+            f"(`deploysafe snapshot list` shows it; the Neon console or your server gives its password)."
+        )
+    if "pick_up" not in done:
+        if p.restart:
+            steps.append(f"Restart the app: {p.restart}")
+        elif p.type not in ("dotenv", "command"):
+            steps.append(f"Redeploy the app on {p.type} so it reads the new {p.var}.")
+        else:
+            steps.append("Restart the app so it reads the new value.")
+    steps.append("Check it is healthy: deploysafe probe")
+    steps.append(
+        f"Keep {prepared.failed_state!r}: it holds the failed production state and the writes made since the snapshot."
+    )
+    return steps
+
+
+def execute(
+    loaded: LoadedConfig,
+    provider: Provider,
+    platform: Platform,
+    prepared: Prepared,
+    journal: Journal,
+    *,
+    verdict_at: float | None = None,
+) -> Outcome:
+    """Repoint, pick up, wait until live, probe. RollbackFailed (exit 4) with manual steps on any failure."""
+    from deploysafe.probes import analyse
+
+    outcome = Outcome(prepared.snapshot, healthy=False)
+    done: list[str] = []
+
+    def timed(step: str, fn: Any, **details: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            with journal.step(f"rollback.{step}", snapshot=prepared.snapshot, **details):
+                return fn()
+        except DeploysafeError as e:
+            raise RollbackFailed(
+                f"rollback to {prepared.snapshot!r} failed at step '{step}': {e.message}",
+                manual_steps=manual_steps(loaded, prepared, done),
+            ) from e
+        finally:
+            outcome.timings[step] = time.monotonic() - t0
+
+    if loaded.config.rollback.strategy == "restore":
+        restore = getattr(provider, "restore_in_place", None)
+        if restore is None:
+            raise RollbackFailed(
+                f'[rollback] strategy = "restore" needs provider type "neon", not {provider.name!r}',
+                manual_steps=manual_steps(loaded, prepared, done),
+            )
+        preserved = f"{prepared.failed_state}-failed-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        timed("restore", lambda: restore(prepared.snapshot, preserved), preserved_as=preserved)
+        done += ["set"]
+        release = timed("pick_up", platform.pick_up)
+    else:
+        timed("set", lambda: platform.set_url(prepared.url), var=loaded.config.platform.var)
+        done.append("set")
+        journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
+        release = timed("pick_up", platform.pick_up)
+    done.append("pick_up")
+    timed("wait_live", lambda: platform.wait_live(release, loaded.config.platform.ready_timeout), release=release.id)
+    verdict = timed("probes", lambda: analyse(loaded.config.probes, prepared.url, journal=journal, phase="rollback.probe"))
+    outcome.verdict = verdict
+    outcome.healthy = verdict.healthy
+    if verdict_at is not None:
+        outcome.timings["verdict_to_healthy"] = time.monotonic() - verdict_at
+    if not verdict.healthy:
+        raise RollbackFailed(
+            f"the app is not healthy on snapshot {prepared.snapshot!r} either: {verdict.reason}",
+            manual_steps=[
+                "Look at the app's logs: the failure may not be the database.",
+                *manual_steps(loaded, prepared, done)[-2:],
+            ],
+        )
+    return outcome
+
+
+def resolve_target(provider: Provider, to: str | None) -> str:
+    """``--to`` as given, else the newest pre-deploy snapshot."""
+    from deploysafe.providers.base import SnapshotKind
+
+    if to:
+        snap = provider.get(to)
+        if snap.is_production:
+            raise PreconditionError(f"{to!r} is production itself", hint="name a snapshot: `deploysafe snapshot list`")
+        return snap.name
+    pre = [s for s in provider.list_snapshots() if s.ours and s.kind is SnapshotKind.PRE_DEPLOY]
+    if not pre:
+        raise PreconditionError(
+            "there is no pre-deploy snapshot to roll back to", hint="name one with --to, or use --at TIMESTAMP (Neon)"
+        )
+    return max(pre, key=lambda s: s.created_at).name
