@@ -91,9 +91,7 @@ class HttpAdapter:
             **kwargs,
         )
 
-    def _request(
-        self, method: str, path: str, what: str, *, missing_ok: bool = False, **kw: Any
-    ) -> Any:
+    def _request(self, method: str, path: str, what: str, *, missing_ok: bool = False, **kw: Any) -> Any:
         """Send with retries and judge the answer: parsed JSON (``{}`` when empty), None for an allowed 404,
         else PlatformError with the vendor's message (redacted) and a fix hint."""
         try:
