@@ -1,0 +1,234 @@
+"""``db:generate`` and ``db:push`` with the truth about what happened (issue 4).
+
+drizzle-kit exits 0 after a refused prompt and after a failed statement, so the exit code
+alone says little. A step succeeds only when the exit code is 0, no prompt/TTY/error
+pattern of :mod:`deploysafe.drizzle_patterns` is in its output, and for push, the live
+database matches the schema afterwards.
+
+How push is verified
+    1. A fingerprint of the live schema (:func:`schema_fingerprint`: tables, columns, types,
+       defaults, constraints, indexes, enums, sequences, views in every user schema, read
+       from pg_catalog) is taken before and after the push. A changed fingerprint means
+       production changed; it tells a push that applied nothing (failure before production
+       changed, exit 3) from one that applied part of its statements (failure after
+       production changed: the deploy rolls back).
+    2. After a push that reported success, the push command is run again as a dry check with
+       ``--strict --verbose`` appended and ``PGOPTIONS=-c default_transaction_read_only=on``
+       (honoured by node-postgres). drizzle-kit re-introspects the live database and diffs it
+       against the schema: "No changes detected" means the database matches. Any other
+       outcome means it does not. The check cannot change anything: stdin is closed so every
+       approval prompt is refused, and even if a ``--force`` in the user's script skipped the
+       prompt, the read-only session rejects each statement. The fingerprint is compared once
+       more to prove it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploysafe import drizzle_patterns
+from deploysafe.config import LoadedConfig
+from deploysafe.drizzle import normalise, read_app
+from deploysafe.errors import StepError
+from deploysafe.npm import StepResult, run_step
+from deploysafe.redact import register_secret, url_password
+
+OnLine = Callable[[str], None] | None
+
+READ_ONLY_PGOPTIONS = "-c default_transaction_read_only=on"
+
+_FINGERPRINT_SQL = """
+WITH ns AS (
+  SELECT oid, nspname FROM pg_namespace
+  WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND nspname NOT LIKE 'pg_temp_%'
+    AND nspname NOT LIKE 'pg_toast_temp_%'
+)
+SELECT 'schema', nspname, '' FROM ns
+UNION ALL
+SELECT 'relation', ns.nspname || '.' || c.relname, c.relkind::text
+  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+UNION ALL
+SELECT 'column', ns.nspname || '.' || c.relname || '.' || a.attname,
+       format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') || coalesce(' identity ' || nullif(a.attidentity::text, ''), '')
+       || coalesce(' generated ' || nullif(a.attgenerated::text, ''), '')
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN ns ON ns.oid = c.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+UNION ALL
+SELECT 'constraint', ns.nspname || '.' || c.relname || '.' || con.conname, pg_get_constraintdef(con.oid)
+  FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN ns ON ns.oid = c.relnamespace
+UNION ALL
+SELECT 'index', ns.nspname || '.' || i.relname, pg_get_indexdef(i.oid)
+  FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN ns ON ns.oid = i.relnamespace
+UNION ALL
+SELECT 'type', ns.nspname || '.' || t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+  FROM pg_type t JOIN ns ON ns.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY 1, 2
+UNION ALL
+SELECT 'view', ns.nspname || '.' || c.relname, pg_get_viewdef(c.oid)
+  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('v', 'm')
+ORDER BY 1, 2, 3
+"""
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    step: StepResult
+    new_files: list[Path]
+    sql: str
+
+
+@dataclass(frozen=True)
+class PushResult:
+    step: StepResult
+    statements_applied: bool  # the live schema changed
+    verified: bool  # a read-only dry check found no pending changes
+
+
+def schema_fingerprint(database_url: str) -> str:
+    """A stable sha256 of the live schema's shape (not its data) in every non-system schema."""
+    import psycopg
+
+    register_secret(url_password(database_url))
+    try:
+        with psycopg.connect(database_url, connect_timeout=15, autocommit=True) as conn:
+            rows = conn.execute(_FINGERPRINT_SQL).fetchall()
+    except psycopg.Error as e:
+        from deploysafe.redact import redact
+
+        raise StepError(
+            f"cannot read the database schema: {redact(str(e)).strip()}",
+            hint="check that DATABASE_URL points at a reachable PostgreSQL and the role may read pg_catalog",
+        ) from None
+    digest = hashlib.sha256()
+    for row in rows:
+        digest.update("\x1f".join(str(v) for v in row).encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
+
+
+def migrations_dir(loaded: LoadedConfig) -> Path:
+    """``[app] migrations_dir``, else drizzle.config ``out``, relative to the app folder."""
+    app_dir = loaded.app_dir
+    rel = loaded.config.app.migrations_dir or normalise(read_app(app_dir).out) or "drizzle"
+    p = Path(rel)
+    return p if p.is_absolute() else app_dir / p
+
+
+def _step_env(loaded: LoadedConfig, database_url: str) -> dict[str, str]:
+    register_secret(url_password(database_url))
+    env = dict(loaded.config.app.env)
+    env["DATABASE_URL"] = database_url
+    return env
+
+
+def _sql_files(folder: Path) -> dict[Path, bytes]:
+    if not folder.is_dir():
+        return {}
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*.sql"))}
+
+
+def _fail_on_patterns(step: StepResult, *, what: str, production_changed: bool = False) -> None:
+    matches = drizzle_patterns.find(step.output)
+    if step.exit_code != 0:
+        detail = f": {drizzle_patterns.describe(matches)}" if matches else ""
+        raise StepError(
+            f"{step.name}: `{step.command}` exited with code {step.exit_code}{detail}",
+            step=step.name,
+            production_changed=production_changed,
+            hint=matches[0].pattern.hint if matches else f"run `{step.command}` by hand to see why it fails",
+            output=step.output,
+        )
+    if matches:
+        raise StepError(
+            f"{step.name}: {what}, although it exited 0: {drizzle_patterns.describe(matches)}",
+            step=step.name,
+            production_changed=production_changed,
+            hint=matches[0].pattern.hint,
+            output=step.output,
+            patterns=[m.pattern.name for m in matches],
+        )
+
+
+def generate(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> GenerateResult:
+    """Run ``[app] generate``; report the migration files it created and their SQL."""
+    app = loaded.config.app
+    folder = migrations_dir(loaded)
+    before = _sql_files(folder)
+    step = run_step(
+        "generate", app.generate, cwd=loaded.app_dir, env=_step_env(loaded, database_url),
+        timeout=app.step_timeout, on_line=on_line,
+    )
+    _fail_on_patterns(step, what="generation stopped at a question or an error")
+    after = _sql_files(folder)
+    new_files = [p for p in after if p not in before]
+    sql = "\n".join(after[p].decode("utf-8", errors="replace") for p in new_files)
+    return GenerateResult(step=step, new_files=new_files, sql=sql)
+
+
+def dry_check_command(push_command: str) -> str:
+    """The push command with ``--strict --verbose`` passed through to drizzle-kit."""
+    argv = shlex.split(push_command)
+    if len(argv) >= 3 and argv[0] == "npm" and argv[1] in ("run", "run-script") and "--" not in argv:
+        return f"{push_command} -- --strict --verbose"
+    return f"{push_command} --strict --verbose"
+
+
+def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> PushResult:
+    """Run ``[app] push`` and prove the live database now matches the schema (module docstring)."""
+    app = loaded.config.app
+    env = _step_env(loaded, database_url)
+    before = schema_fingerprint(database_url)
+    step = run_step("push", app.push, cwd=loaded.app_dir, env=env, timeout=app.step_timeout, on_line=on_line)
+    after = schema_fingerprint(database_url)
+    changed = before != after
+    what = (
+        "push applied part of its statements and then stopped; production changed"
+        if changed
+        else "push applied nothing"
+    )
+    _fail_on_patterns(step, what=what, production_changed=changed)
+    clean_out = drizzle_patterns.clean(step.output)
+    if drizzle_patterns.NO_CHANGES.search(clean_out) and not changed:
+        return PushResult(step=step, statements_applied=False, verified=True)
+    check = run_step(
+        "push-verify", dry_check_command(app.push), cwd=loaded.app_dir,
+        env={**env, "PGOPTIONS": READ_ONLY_PGOPTIONS}, timeout=app.step_timeout, on_line=on_line,
+    )
+    if schema_fingerprint(database_url) != after:  # cannot happen in a read-only session; prove it
+        raise StepError(
+            "push-verify: the read-only dry check changed the database schema",
+            step="push-verify", production_changed=True,
+            hint="report this as a deploysafe bug; the deploy is rolled back", output=check.output,
+        )
+    if check.exit_code == 0 and drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(check.output)):
+        return PushResult(step=step, statements_applied=changed, verified=True)
+    pending = _pending_statements(check.output)
+    raise StepError(
+        f"push reported success but the database does not match the schema afterwards"
+        f" ({'part of the change was applied' if changed else 'nothing was applied'})"
+        + (f"; still pending: {'; '.join(pending)}" if pending else ""),
+        step="push",
+        production_changed=changed,
+        hint=f"run `{dry_check_command(app.push)}` by hand against a copy of the database to see what differs",
+        output=step.output + "\n--- dry check ---\n" + check.output,
+    )
+
+
+def _pending_statements(output: str) -> list[str]:
+    """The statements drizzle-kit --verbose lists under "You are about to execute current statements"."""
+    lines = drizzle_patterns.clean(output).split("\n")
+    for i, line in enumerate(lines):
+        if "You are about to execute current statements" in line:
+            out: list[str] = []
+            for stmt in lines[i + 1 :]:
+                if stmt.strip() and (stmt.startswith(("error:", "Error:")) or "Do you" in stmt):
+                    break
+                if stmt.strip():
+                    out.append(stmt.strip())
+            return out[:10]
+    return []

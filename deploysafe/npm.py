@@ -1,0 +1,189 @@
+"""Run one migration step (``npm run db:generate`` / ``db:push``) so that it can never hang.
+
+The command runs through the shell in the app folder with stdin closed (so any prompt is
+refused at once instead of waiting for an answer), in its own process group, with stdout
+and stderr merged and read line by line. Each line is cleaned of ANSI escapes, redacted,
+handed to ``on_line`` and kept for the journal.
+
+Never hang (issue 4): the deadline covers the whole step; on timeout the whole process
+group gets SIGTERM, then SIGKILL after a short grace, and :class:`StepTimeout` is raised.
+Output is read with a selector, not a blocking read, so a grandchild that keeps the pipe
+open after the step exited cannot hold us either: after a short drain the group is
+killed and we stop reading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploysafe.drizzle_patterns import clean
+from deploysafe.errors import StepError, StepTimeout
+from deploysafe.redact import redact, register_secret, url_password
+
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+DRAIN_GRACE = 1.0  # how long to keep reading after the step exited, if a child holds the pipe
+
+
+@dataclass(frozen=True)
+class StepResult:
+    name: str
+    command: str
+    exit_code: int
+    output: str  # redacted, ANSI-free, stdout and stderr merged
+    duration: float
+
+
+def step_environment(env: dict[str, str]) -> dict[str, str]:
+    """The process environment plus ``env``; registers URL passwords found in ``env`` for redaction."""
+    for value in env.values():
+        register_secret(url_password(value))
+    merged = dict(os.environ)
+    merged.update(env)
+    return merged
+
+
+def check_runnable(command: str, cwd: Path, env: dict[str, str]) -> None:
+    """Fail before running when npm, the npm script or node_modules is missing."""
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        raise StepError(f"cannot parse the command {command!r}: {e}", hint="fix [app] generate/push in deploysafe.toml") from None
+    if not cwd.is_dir():
+        raise StepError(f"app folder {cwd} does not exist", hint="set [app] dir in deploysafe.toml to the folder with package.json")
+    if not argv or argv[0] not in ("npm", "npx"):
+        return
+    if shutil.which(argv[0], path=env.get("PATH")) is None:
+        raise StepError(
+            f"`{argv[0]}` is not installed or not on PATH (needed for `{command}`)",
+            hint="install Node.js (it ships npm), e.g. actions/setup-node in CI",
+        )
+    if argv[0] == "npm" and len(argv) >= 3 and argv[1] in ("run", "run-script"):
+        script = argv[2]
+        pkg = cwd / "package.json"
+        try:
+            scripts = json.loads(pkg.read_text(encoding="utf-8")).get("scripts") or {}
+        except (OSError, ValueError, AttributeError):
+            raise StepError(f"cannot read {pkg}", hint="set [app] dir to the folder with a valid package.json") from None
+        if script not in scripts:
+            raise StepError(
+                f"package.json in {cwd} has no script {script!r} (needed for `{command}`)",
+                hint=f'add "{script}": "drizzle-kit ..." to "scripts" in {pkg}, or change the command in deploysafe.toml',
+            )
+    if not (cwd / "node_modules").is_dir():
+        raise StepError(f"node_modules is missing in {cwd}", hint=f"run `npm ci` in {cwd}")
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_step(
+    name: str,
+    command: str,
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    on_line: Callable[[str], None] | None = None,
+) -> StepResult:
+    """Run ``command`` in ``cwd`` with ``env`` added to the environment; see the module docstring."""
+    full_env = step_environment(env)
+    check_runnable(command, cwd, full_env)
+    lines: list[str] = []
+
+    def emit(raw: bytes) -> None:
+        for part in clean(raw.decode("utf-8", errors="replace")).split("\n"):
+            line = redact(part.rstrip())
+            lines.append(line)
+            if on_line is not None:
+                on_line(line)
+
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            command,
+            shell=True,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise StepError(f"{name}: cannot start `{redact(command)}`: {e}", step=name, hint="check [app] dir and the command") from e
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    pgid = proc.pid  # start_new_session: the child leads its own group
+    deadline = started + timeout
+    timed_out = False
+    exited_at: float | None = None
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = True
+                break
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > DRAIN_GRACE:
+                _kill_group(pgid, signal.SIGKILL)  # an orphan holds the pipe: the step is over
+                break
+            if not sel.select(timeout=min(0.2, deadline - now)):
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                break
+            buf += chunk
+            *complete, buf = buf.split(b"\n")
+            for raw in complete:
+                emit(raw)
+    if timed_out:
+        _kill_group(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        _kill_group(pgid, signal.SIGKILL)  # grandchildren that ignored SIGTERM
+    try:
+        buf += os.read(fd, 65536)
+    except (BlockingIOError, OSError):
+        pass
+    if buf:
+        emit(buf)
+    proc.stdout.close()
+    try:
+        code = proc.wait(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        _kill_group(pgid, signal.SIGKILL)
+        code = proc.wait()
+    duration = time.monotonic() - started
+    output = "\n".join(lines)
+    if timed_out:
+        raise StepTimeout(
+            f"{name}: `{redact(command)}` ran past its timeout of {timeout:g}s and was killed with its child processes",
+            step=name,
+            hint="find what waits (a prompt, a lock, the network) by running it by hand; or raise [app] step_timeout",
+            output=output,
+            duration=duration,
+        )
+    return StepResult(name=name, command=redact(command), exit_code=code, output=output, duration=duration)

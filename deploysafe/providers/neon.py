@@ -1,0 +1,783 @@
+"""Neon provider: a snapshot is a child branch of the production branch (issue 3).
+
+Raw httpx through :mod:`deploysafe.http` (no SDK). Pitfalls handled here, each from
+``shared/research/neon-api.md``: every returned operation is awaited (section 1.1); 423/429/503 are
+retried with backoff (1.2, 1.3); a POST whose answer was lost is reconciled by re-listing before it is
+retried, and a 409 on create becomes get-by-exact-name (6.2, 6.7); ``search`` is a substring match, so
+names are always matched exactly client-side (2.2); connection URLs are fetched per branch, never
+derived from production's (3.2); timestamps are checked against the history window with a margin (6.5).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from deploysafe.errors import PointInTimeError, ProviderError
+from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
+from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind
+from deploysafe.redact import redact, register_secret
+
+if TYPE_CHECKING:
+    from deploysafe.config import LoadedConfig, RetentionConfig
+
+IN_PROGRESS = frozenset({"scheduling", "running", "cancelling"})
+SUCCEEDED = frozenset({"finished", "skipped"})
+FAILED = frozenset({"failed", "error", "cancelled"})
+OPERATION_DEADLINE = 120.0
+MAX_EXPIRY = timedelta(days=30)  # Neon refuses expires_at further ahead
+LIST_CACHE_TTL = 120.0  # a prune re-uses one listing for this long instead of re-listing per delete
+RATE_PER_MINUTE = 700.0  # Neon's documented account-wide limit (research 1.3)
+RATE_BURST = 40.0
+Json = dict[str, Any]
+
+
+class NeonProjectInfo(BaseModel):
+    """What `deploysafe check`/`setup` need to know about the project and its plan."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    history_retention_seconds: int
+    branches_limit: int | None = None
+    subscription_type: str | None = None
+    logical_size_bytes: int | None = None
+    store_passwords: bool | None = None
+
+
+class _Pacer:
+    """Client-side token bucket so one run stays under Neon's account-wide rate limit instead of
+    bouncing off 429s (the console and other tools share the same budget)."""
+
+    def __init__(self, per_minute: float, burst: float, clock: Callable[[], float], sleep: Callable[[float], None]):
+        self.rate = per_minute / 60.0
+        self.burst = burst
+        self.tokens = burst
+        self.clock = clock
+        self.sleep = sleep
+        self.last = clock()
+        self.lock = threading.Lock()
+
+    def take(self) -> None:
+        if self.rate <= 0:
+            return
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            self.tokens -= 1.0
+            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
+        if wait > 0:
+            self.sleep(wait)
+
+
+def _hint(status: int | None, message: str, api_key_env: str) -> str | None:
+    low = message.lower()
+    if "limit" in low and "branch" in low:
+        return "the plan's branch limit is reached: run `deploysafe prune`, delete unused branches, or raise the plan"
+    if status == 401:
+        return f"check {api_key_env}: create a key at https://console.neon.tech/app/settings/api-keys and export it"
+    if status == 403:
+        return f"the key in {api_key_env} has no access to this project; use a key of the project's owner or org"
+    if status == 404:
+        return "check [provider] project_id and the branch name (`deploysafe snapshot list` shows what exists)"
+    if status == 423:
+        return "another operation holds the project; wait for it to finish and run the command again"
+    if status == 429:
+        return "Neon's rate limit (700 requests/minute per account) was hit; wait a minute and retry"
+    if status is not None and status >= 500:
+        return "Neon had a server error; retry in a few minutes, see https://neonstatus.com"
+    return None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _endpoint_host_key(host: str) -> str:
+    """Endpoint host without the ``-pooler`` suffix of its first label (the pooled host of the same compute)."""
+    host = host.lower().rstrip(".")
+    first, _, rest = host.partition(".")
+    if first.endswith("-pooler"):
+        first = first[: -len("-pooler")]
+    return f"{first}.{rest}" if rest else first
+
+
+def retention_seconds(retention: RetentionConfig, kind: SnapshotKind) -> float | None:
+    field = kind.value.replace("-", "_")
+    value = getattr(retention, field, None)
+    return float(value) if value is not None else None
+
+
+class NeonProvider:
+    """Snapshots as Neon branches. Construct with :meth:`from_config`; tests pass ``transport``."""
+
+    name = "neon"
+
+    def __init__(
+        self,
+        *,
+        project_id: str,
+        api_key: str,
+        production_branch: str,
+        database: str,
+        role: str,
+        api_url: str = "https://console.neon.tech/api/v2",
+        snapshot_endpoint: str = "eager",
+        pooled: bool | None = None,
+        retention: RetentionConfig | None = None,
+        api_key_env: str = "NEON_API_KEY",
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        poll_interval: float | None = None,
+        operation_deadline: float = OPERATION_DEADLINE,
+        rate_per_minute: float = RATE_PER_MINUTE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        register_secret(api_key)
+        self.project_id = project_id
+        self.production_branch = production_branch
+        self.database = database
+        self.role = role
+        self.snapshot_endpoint = snapshot_endpoint
+        self.pooled = pooled
+        self.retention = retention
+        self.api_key_env = api_key_env
+        self.policy = policy or RetryPolicy()
+        self.poll_interval = 2.0 if poll_interval is None else poll_interval
+        self.operation_deadline = operation_deadline
+        self.clock = clock
+        self._pacer = _Pacer(rate_per_minute, RATE_BURST, clock, self.policy.sleep)
+        self._client = make_client(
+            api_url.rstrip("/") + "/",
+            {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "deploysafe"},
+            transport=transport,
+            timeout=60.0,
+        )
+        self._listing: tuple[float, list[Json], dict[str, Json]] | None = None
+        self._prod: Json | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        loaded: LoadedConfig,
+        transport: httpx.BaseTransport | None = None,
+        policy: RetryPolicy | None = None,
+        poll_interval: float | None = None,
+        **kwargs: Any,
+    ) -> NeonProvider:
+        from deploysafe.config import secret
+
+        p = loaded.config.provider
+        assert p.project_id and p.database and p.role  # the config validator requires them for type = "neon"
+        return cls(
+            project_id=p.project_id,
+            api_key=secret(p.api_key_env, "Neon API key"),
+            production_branch=p.production_branch,
+            database=p.database,
+            role=p.role,
+            api_url=p.api_url,
+            snapshot_endpoint=p.snapshot_endpoint,
+            pooled=p.pooled,
+            retention=loaded.config.retention,
+            api_key_env=p.api_key_env,
+            transport=transport,
+            policy=policy,
+            poll_interval=poll_interval,
+            **kwargs,
+        )
+
+    # --- HTTP edge: every response is checked here -------------------------------------------------
+
+    def _path(self, suffix: str = "") -> str:
+        return f"projects/{self.project_id}{suffix}"
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        ok: Iterable[int] = (200, 201),
+        retry_network: bool | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """One API call (with the shared retry policy); non-OK answers become ProviderError."""
+        self._pacer.take()
+        headers = {"X-Request-ID": str(uuid.uuid4())}
+        try:
+            resp = send(
+                self._client, method, path, policy=self.policy, retry_network=retry_network, headers=headers, **kwargs
+            )
+        except httpx.TransportError:
+            raise  # callers that can reconcile (create) catch it; _call turns it into ProviderError
+        if resp.status_code not in set(ok):
+            raise self._error(resp, what, headers["X-Request-ID"])
+        return resp
+
+    def _call(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._request(method, path, what=what, **kwargs)
+        except httpx.TransportError as e:
+            raise ProviderError(
+                f"Neon API: {what}: no answer ({type(e).__name__}: {redact(str(e))})",
+                hint="check the network and https://neonstatus.com, then run the command again",
+            ) from e
+
+    def _json(self, resp: httpx.Response, what: str) -> Json:
+        try:
+            body = json_body(resp)
+        except ValueError as e:
+            raise ProviderError(
+                f"Neon API: {what}: {redact(str(e))}", status=resp.status_code, hint="retry; if it persists, report it"
+            ) from None
+        if not isinstance(body, dict):
+            raise ProviderError(f"Neon API: {what}: expected a JSON object, got {type(body).__name__}")
+        return body
+
+    def _error(self, resp: httpx.Response, what: str, sent_request_id: str) -> ProviderError:
+        message = ""
+        request_id = resp.headers.get("x-request-id")
+        try:
+            body = resp.json()
+            if isinstance(body, dict):
+                message = str(body.get("message") or "")
+                request_id = request_id or (body.get("request_id") or None)
+        except ValueError:
+            message = resp.text[:200].replace("\n", " ")
+        request_id = request_id or sent_request_id
+        text = f"Neon API: {what} failed: HTTP {resp.status_code}"
+        if message:
+            text += f": {message}"
+        text += f" (request id {request_id})"
+        return ProviderError(
+            redact(text),
+            status=resp.status_code,
+            request_id=request_id,
+            hint=_hint(resp.status_code, message, self.api_key_env),
+        )
+
+    @staticmethod
+    def _field(obj: Mapping[str, Any], key: str, what: str) -> Any:
+        try:
+            return obj[key]
+        except (KeyError, TypeError):
+            raise ProviderError(
+                f"Neon API: {what}: response has no '{key}' (the API shape changed?)",
+                hint="upgrade deploysafe; if it persists, report it with the request id",
+            ) from None
+
+    # --- operations ------------------------------------------------------------------------------------
+
+    def _wait_operations(self, operations: Any, what: str, deadline: float | None = None) -> None:
+        """Poll every operation to a terminal state; a failure is re-read once (Neon retries internally)."""
+        if not isinstance(operations, list):
+            return
+        deadline = deadline or (self.clock() + self.operation_deadline)
+        for op in operations:
+            op_id = self._field(op, "id", what)
+            status = op.get("status")
+            if status in SUCCEEDED:
+                continue
+            reread = False
+
+            def check(op_id: str = op_id) -> str | None:
+                nonlocal reread
+                body = self._json(self._call("GET", self._path(f"/operations/{op_id}"), what=f"{what}: operation"), what)
+                current = self._field(body, "operation", what)
+                st = str(current.get("status", ""))
+                if st in SUCCEEDED:
+                    return st
+                if st in FAILED:
+                    if not reread:
+                        reread = True  # `failed` may be retried by Neon (failures_count/retry_at)
+                        return None
+                    raise ProviderError(
+                        f"Neon operation {current.get('action')} ({op_id}) for {what} ended '{st}'"
+                        + (f": {current['error']}" if current.get("error") else ""),
+                        hint="see the project's Operations tab in the Neon console, then run the command again",
+                    )
+                return None  # scheduling/running/cancelling, or a status this version does not know yet
+
+            try:
+                poll(
+                    check,
+                    interval=self.poll_interval,
+                    timeout=max(0.0, deadline - self.clock()),
+                    what=f"Neon operation {op.get('action', '?')} ({op_id})",
+                    clock=self.clock,
+                    sleep=self.policy.sleep,
+                )
+            except TimeoutError as e:
+                raise ProviderError(
+                    f"{e} while {what}",
+                    hint="Neon is slow or stuck; check the console's Operations tab and retry later",
+                ) from None
+
+    def _wait_branch_ready(self, branch_id: str, what: str, deadline: float) -> Json:
+        def check() -> Json | None:
+            b = self._get_branch_by_id(branch_id, what)
+            return b if b.get("current_state") == "ready" else None
+
+        try:
+            return poll(
+                check,
+                interval=self.poll_interval,
+                timeout=max(0.0, deadline - self.clock()),
+                what=f"branch {branch_id} becoming ready",
+                clock=self.clock,
+                sleep=self.policy.sleep,
+            )
+        except TimeoutError as e:
+            raise ProviderError(f"{e} ({what})", hint="check the branch in the Neon console; retry later") from None
+
+    # --- branches --------------------------------------------------------------------------------------
+
+    def _list_all(self, *, fresh: bool = True) -> tuple[list[Json], dict[str, Json]]:
+        """Every branch plus annotations keyed by branch id (cursor pagination, stable order)."""
+        if not fresh and self._listing and self.clock() - self._listing[0] < LIST_CACHE_TTL:
+            return self._listing[1], self._listing[2]
+        branches: list[Json] = []
+        annotations: dict[str, Json] = {}
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"sort_by": "created_at", "sort_order": "asc", "limit": 10000}
+            if cursor:
+                params["cursor"] = cursor
+            body = self._json(self._call("GET", self._path("/branches"), what="list branches", params=params), "list branches")
+            page = self._field(body, "branches", "list branches")
+            if not isinstance(page, list):
+                raise ProviderError("Neon API: list branches: 'branches' is not a list")
+            branches.extend(page)
+            ann = body.get("annotations") or {}
+            if isinstance(ann, dict):
+                annotations.update(ann)
+            nxt = (body.get("pagination") or {}).get("next")
+            if not nxt or not page:
+                break
+            if nxt in seen:
+                raise ProviderError("Neon API: list branches: the pagination cursor repeats", hint="report it")
+            seen.add(nxt)
+            cursor = str(nxt)
+        self._listing = (self.clock(), branches, annotations)
+        return branches, annotations
+
+    def _forget_listing(self) -> None:
+        self._listing = None
+
+    def _find(self, name: str, *, fresh: bool = True) -> tuple[Json | None, Json | None]:
+        branches, annotations = self._list_all(fresh=fresh)
+        matches = [b for b in branches if b.get("name") == name]
+        if not matches:
+            return None, None
+        if len(matches) > 1:  # names are unique per project; refuse to guess if that ever breaks
+            raise ProviderError(f"Neon project has {len(matches)} branches named '{name}'", hint="rename all but one")
+        b = matches[0]
+        return b, annotations.get(str(b.get("id")))
+
+    def _require(self, name: str, *, fresh: bool = True) -> Json:
+        b, _ = self._find(name, fresh=fresh)
+        if b is None:
+            raise ProviderError(
+                f"Neon branch '{name}' not found in project {self.project_id}",
+                hint="`deploysafe snapshot list` shows the branches that exist",
+            )
+        return b
+
+    def _get_branch_by_id(self, branch_id: str, what: str) -> Json:
+        body = self._json(self._call("GET", self._path(f"/branches/{branch_id}"), what=what), what)
+        branch: Json = self._field(body, "branch", what)
+        return branch
+
+    def _production_branch(self) -> Json:
+        if self._prod is None:
+            b, _ = self._find(self.production_branch)
+            if b is None:
+                raise ProviderError(
+                    f"production branch '{self.production_branch}' not found in Neon project {self.project_id}",
+                    hint="set [provider] production_branch to the exact branch name (names are case-sensitive)",
+                )
+            self._prod = b
+        return self._prod
+
+    def _to_snapshot(self, b: Json, annotation: Json | None, branches: list[Json]) -> Snapshot:
+        try:
+            return self._to_snapshot_unchecked(b, annotation, branches)
+        except (ValidationError, TypeError, ValueError, AttributeError) as e:
+            raise ProviderError(
+                f"Neon API: branch {b.get('id') if isinstance(b, dict) else '?'} has an unexpected shape: "
+                f"{redact(str(e).splitlines()[0] if str(e) else type(e).__name__)}",
+                hint="upgrade deploysafe; if it persists, report it with the branch id",
+            ) from None
+
+    def _to_snapshot_unchecked(self, b: Json, annotation: Json | None, branches: list[Json]) -> Snapshot:
+        what = "read branch"
+        value = (annotation or {}).get("value") or {}
+        if not isinstance(value, dict):
+            value = {}
+        marker = value.get(ANNOTATION_KEY)
+        ours = marker is not None and value.get("created_by", "deploysafe") == "deploysafe"
+        kind: SnapshotKind | None = None
+        if ours:
+            try:
+                kind = SnapshotKind(marker)
+            except ValueError:
+                kind = None  # a kind from a newer deploysafe: ours, but prune leaves it alone
+        bid = str(self._field(b, "id", what))
+        created = _parse_time(self._field(b, "created_at", what))
+        if created is None:
+            raise ProviderError(f"Neon API: branch {bid} has an unreadable created_at")
+        size = b.get("logical_size")
+        return Snapshot(
+            id=bid,
+            name=str(self._field(b, "name", what)),
+            kind=kind,
+            ours=ours,
+            created_at=created,
+            source=value.get("source") or None,
+            git_sha=value.get("git_sha") or None,
+            size_bytes=int(size) if isinstance(size, int) else None,
+            protected=bool(b.get("protected")),
+            is_production=b.get("name") == self.production_branch,
+            is_default=bool(b.get("default")),
+            parent_id=b.get("parent_id"),
+            has_children=any(o.get("parent_id") == bid for o in branches),
+            expires_at=_parse_time(b.get("expires_at")),
+            at=_parse_time(value.get("at")),
+            state=b.get("current_state"),
+        )
+
+    # --- Provider protocol -----------------------------------------------------------------------------
+
+    def production(self) -> ProductionInfo:
+        b = self._production_branch()
+        return ProductionInfo(id=str(b["id"]), name=self.production_branch, url=self._uri(str(b["id"])))
+
+    def match_pooling(self, url: str) -> None:
+        """With ``[provider] pooled`` unset, use the pooler exactly when the app's current URL does."""
+        if self.pooled is None:
+            host = urlsplit(url).hostname or ""
+            self.pooled = host.split(".", 1)[0].endswith("-pooler")
+
+    def _uri(self, branch_id: str) -> str:
+        params = {
+            "branch_id": branch_id,
+            "database_name": self.database,
+            "role_name": self.role,
+            "pooled": "true" if self.pooled else "false",
+        }
+        what = "get the connection URI"
+        body = self._json(self._call("GET", self._path("/connection_uri"), what=what, params=params), what)
+        uri = self._field(body, "uri", what)
+        if not isinstance(uri, str) or not uri:
+            raise ProviderError(f"Neon API: {what}: empty URI for branch {branch_id}")
+        from deploysafe.redact import url_password
+
+        register_secret(url_password(uri))
+        return uri
+
+    def _validate_at(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise PointInTimeError(
+                f"timestamp {at.isoformat()} has no time zone", hint="write it with one, e.g. 2026-01-31T12:00:00Z"
+            )
+        window = self.history_window()
+        if not window:
+            raise PointInTimeError(
+                f"Neon project {self.project_id} keeps no history (history_retention_seconds = 0)",
+                hint="raise the history window in the Neon console (Settings > Instant restore)",
+            )
+        now = datetime.now(UTC)
+        margin = max(0.1 * window, 60.0)  # the GC horizon races requests close to the edge (neon#10639)
+        oldest = now - timedelta(seconds=window - margin)
+        hours = window / 3600
+        if at > now:
+            raise PointInTimeError(f"timestamp {_iso(at)} is in the future", hint="pick a time in the past")
+        if at < oldest:
+            raise PointInTimeError(
+                f"timestamp {_iso(at)} is outside the history window: the project keeps {hours:g} h of history, "
+                f"so the earliest safe time is {_iso(oldest)} (a {margin:.0f} s safety margin before the edge)",
+                hint="pick a later time, or raise history_retention_seconds (plan maximum: Free 6 h, Launch 7 d, Scale 30 d)",
+            )
+
+    def _expires_at(self, kind: SnapshotKind) -> str | None:
+        if self.retention is None:
+            return None
+        seconds = retention_seconds(self.retention, kind)
+        if seconds is None or seconds <= 0 or timedelta(seconds=seconds) > MAX_EXPIRY:
+            return None
+        return _iso(datetime.now(UTC) + timedelta(seconds=seconds))
+
+    def create_snapshot(
+        self,
+        name: str,
+        kind: SnapshotKind,
+        *,
+        at: datetime | None = None,
+        git_sha: str | None = None,
+        serve: bool = False,
+    ) -> Snapshot:
+        if not name or name != name.strip():
+            raise ProviderError(f"invalid snapshot name {name!r}", hint="use a non-empty name without surrounding spaces")
+        if at is not None:
+            self._validate_at(at)
+        prod = self._production_branch()
+        serve = serve or (kind == SnapshotKind.PRE_DEPLOY and self.snapshot_endpoint == "eager")
+        annotation = {ANNOTATION_KEY: kind.value, "source": self.production_branch, "created_by": "deploysafe"}
+        if git_sha:
+            annotation["git_sha"] = git_sha
+        if at is not None:
+            annotation["at"] = _iso(at)
+        branch: Json = {"parent_id": prod["id"], "name": name}
+        if at is not None:
+            branch["parent_timestamp"] = _iso(at)
+        expires = self._expires_at(kind)
+        if expires:
+            branch["expires_at"] = expires
+        body: Json = {"branch": branch, "annotation_value": annotation}
+        if serve:
+            body["endpoints"] = [{"type": "read_write"}]
+        what = f"create branch '{name}'"
+        deadline = self.clock() + self.operation_deadline
+        self._forget_listing()
+        created: Json | None = None
+        for attempt in range(3):
+            try:
+                resp = self._request("POST", self._path("/branches"), what=what, ok=(201, 200, 409), json=body)
+            except httpx.TransportError as e:
+                # The branch may exist even though the answer was lost: look before trying again.
+                existing, ann = self._find(name)
+                if existing is not None:
+                    return self._adopt(existing, ann, kind, serve, what, deadline)
+                if attempt == 2:
+                    raise ProviderError(
+                        f"Neon API: {what}: no answer after 3 tries ({type(e).__name__})",
+                        hint="check the network and https://neonstatus.com, then run the command again",
+                    ) from e
+                self.policy.sleep(self.policy.backoff(attempt, None))
+                continue
+            if resp.status_code == 409:
+                existing, ann = self._find(name)
+                if existing is None:
+                    raise self._error(resp, what, "")
+                return self._adopt(existing, ann, kind, serve, what, deadline)
+            created = self._json(resp, what)
+            break
+        assert created is not None
+        b = self._field(created, "branch", what)
+        self._wait_operations(created.get("operations"), what, deadline)
+        ready = self._wait_branch_ready(str(self._field(b, "id", what)), what, deadline)
+        if serve:
+            self._wait_endpoint(ready["id"], what, deadline)
+        self._forget_listing()
+        branches, annotations = self._list_all()
+        return self._to_snapshot(ready, annotations.get(ready["id"]) or {"value": annotation}, branches)
+
+    def _adopt(
+        self, existing: Json, ann: Json | None, kind: SnapshotKind, serve: bool, what: str, deadline: float
+    ) -> Snapshot:
+        """A branch with the name already exists: ours and of the same kind is a rerun; anything else is refused."""
+        branches, _ = self._list_all(fresh=False)
+        snap = self._to_snapshot(existing, ann, branches)
+        if not snap.ours or snap.kind != kind:
+            owner = f"a deploysafe {snap.kind} snapshot" if snap.ours else "not created by deploysafe"
+            raise ProviderError(
+                f"a Neon branch named '{snap.name}' already exists ({owner})",
+                hint="choose another --name, or delete that branch first if it is no longer needed",
+            )
+        self._wait_branch_ready(snap.id, what, deadline)
+        if serve:
+            self.ensure_serving(snap.name)
+        return snap
+
+    def list_snapshots(self) -> list[Snapshot]:
+        branches, annotations = self._list_all()
+        return [self._to_snapshot(b, annotations.get(str(b.get("id"))), branches) for b in branches]
+
+    def get(self, name: str) -> Snapshot:
+        b = self._require(name)
+        branches, annotations = self._list_all(fresh=False)
+        return self._to_snapshot(b, annotations.get(str(b["id"])), branches)
+
+    def _endpoints(self, branch_id: str) -> list[Json]:
+        what = f"list endpoints of branch {branch_id}"
+        body = self._json(self._call("GET", self._path(f"/branches/{branch_id}/endpoints"), what=what), what)
+        eps = self._field(body, "endpoints", what)
+        return [e for e in eps if isinstance(e, dict)] if isinstance(eps, list) else []
+
+    def _wait_endpoint(self, branch_id: str, what: str, deadline: float) -> Json:
+        def check() -> Json | None:
+            for ep in self._endpoints(branch_id):
+                if ep.get("type") == "read_write" and ep.get("branch_id") == branch_id:
+                    return ep if ep.get("current_state") in ("active", "idle") else None
+            return None
+
+        try:
+            return poll(
+                check,
+                interval=self.poll_interval,
+                timeout=max(0.0, deadline - self.clock()),
+                what=f"read-write endpoint of branch {branch_id}",
+                clock=self.clock,
+                sleep=self.policy.sleep,
+            )
+        except TimeoutError as e:
+            raise ProviderError(f"{e} ({what})", hint="check the compute in the Neon console; retry later") from None
+
+    def ensure_serving(self, name: str) -> None:
+        b = self._require(name)
+        bid = str(b["id"])
+        what = f"start a compute for branch '{name}'"
+        deadline = self.clock() + self.operation_deadline
+        if not any(e.get("type") == "read_write" for e in self._endpoints(bid)):
+            body = {"endpoint": {"branch_id": bid, "type": "read_write"}}
+            resp = self._call("POST", self._path("/endpoints"), what=what, json=body, ok=(200, 201, 409))
+            if resp.status_code != 409:  # 409: "read-write endpoint already exists" -- someone beat us to it
+                self._wait_operations(self._json(resp, what).get("operations"), what, deadline)
+        self._wait_endpoint(bid, what, deadline)
+        if b.get("expires_at"):
+            # A branch that serves the app must not be removed by Neon's expiry job under it.
+            self._patch_branch(bid, {"expires_at": None}, f"clear the expiry of '{name}'")
+
+    def connection_url(self, name: str) -> str:
+        b = self._require(name)
+        return self._uri(str(b["id"]))
+
+    def delete(self, name: str) -> None:
+        b, _ = self._find(name, fresh=False)
+        if b is None:
+            return  # already gone
+        bid = str(b["id"])
+        branches, _ = self._list_all(fresh=False)
+        children = [str(o.get("name")) for o in branches if o.get("parent_id") == bid]
+        if children:
+            raise ProviderError(
+                f"Neon branch '{name}' has child branches ({', '.join(sorted(children))}); Neon cannot delete it",
+                hint="delete the children first (leaf-first), or keep this branch",
+            )
+        if b.get("protected") or b.get("default") or name == self.production_branch:
+            raise ProviderError(
+                f"Neon branch '{name}' is the production, default or a protected branch; deploysafe never deletes it",
+                hint="remove protection or delete it in the Neon console if you really mean to",
+            )
+        what = f"delete branch '{name}'"
+        resp = self._call("DELETE", self._path(f"/branches/{bid}"), what=what, ok=(200, 202, 204, 404))
+        if resp.status_code in (200, 202):
+            self._wait_operations(self._json(resp, what).get("operations"), what)
+        if self._listing is not None:  # keep the cached listing true without a re-list per delete
+            stamp, bl, ann = self._listing
+            self._listing = (stamp, [o for o in bl if o.get("id") != bid], ann)
+
+    def _patch_branch(self, branch_id: str, fields: Json, what: str) -> Json:
+        resp = self._call("PATCH", self._path(f"/branches/{branch_id}"), what=what, json={"branch": fields})
+        body = self._json(resp, what)
+        self._wait_operations(body.get("operations"), what)
+        self._forget_listing()
+        branch: Json = self._field(body, "branch", what)
+        return branch
+
+    def rename(self, name: str, new_name: str) -> None:
+        existing, _ = self._find(new_name)
+        if existing is not None:
+            raise ProviderError(f"a Neon branch named '{new_name}' already exists", hint="pick another name")
+        b = self._require(name, fresh=False)
+        self._patch_branch(str(b["id"]), {"name": new_name}, f"rename branch '{name}' to '{new_name}'")
+        self._prod = None
+
+    def protect(self, name: str) -> None:
+        b = self._require(name)
+        self._patch_branch(str(b["id"]), {"protected": True}, f"protect branch '{name}'")
+
+    def identify(self, url: str) -> str | None:
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            return None
+        if not host:
+            return None
+        key = _endpoint_host_key(host)
+        what = "list endpoints"
+        body = self._json(self._call("GET", self._path("/endpoints"), what=what), what)
+        eps = body.get("endpoints") or []
+        branch_ids = {str(e.get("branch_id")) for e in eps if _endpoint_host_key(str(e.get("host", ""))) == key}
+        if len(branch_ids) != 1:
+            return None
+        (bid,) = branch_ids
+        branches, _ = self._list_all()
+        for b in branches:
+            if b.get("id") == bid:
+                return str(b.get("name"))
+        return None
+
+    def project_info(self) -> NeonProjectInfo:
+        what = "read the project"
+        body = self._json(self._call("GET", self._path(), what=what), what)
+        p = self._field(body, "project", what)
+        owner = p.get("owner") or {}
+        size = p.get("synthetic_storage_size")
+        return NeonProjectInfo(
+            id=str(p.get("id", self.project_id)),
+            name=str(p.get("name", "")),
+            history_retention_seconds=int(self._field(p, "history_retention_seconds", what)),
+            branches_limit=owner.get("branches_limit"),
+            subscription_type=owner.get("subscription_type"),
+            logical_size_bytes=int(size) if isinstance(size, int) else None,
+            store_passwords=p.get("store_passwords"),
+        )
+
+    def branch_allowance(self) -> int | None:
+        return self.project_info().branches_limit
+
+    def history_window(self) -> float | None:
+        return float(self.project_info().history_retention_seconds)
+
+    def count_branches(self) -> int:
+        what = "count branches"
+        body = self._json(self._call("GET", self._path("/branches/count"), what=what), what)
+        return int(self._field(body, "count", what))
+
+    def restore_in_place(self, source_name: str, preserve_as: str) -> None:
+        """Restore production from ``source_name``'s head; the old production is kept as ``preserve_as``."""
+        prod = self._production_branch()
+        src = self._require(source_name)
+        what = f"restore '{self.production_branch}' from '{source_name}'"
+        body = {"source_branch_id": src["id"], "preserve_under_name": preserve_as}
+        resp = self._call("POST", self._path(f"/branches/{prod['id']}/restore"), what=what, json=body)
+        self._wait_operations(self._json(resp, what).get("operations"), what)
+        self._forget_listing()
+        self._prod = None
+
+    def backup_schedule_get(self) -> list[Json]:
+        prod = self._production_branch()
+        what = "read the backup schedule"
+        body = self._json(self._call("GET", self._path(f"/branches/{prod['id']}/backup_schedule"), what=what), what)
+        items = self._field(body, "schedule", what)
+        return list(items) if isinstance(items, list) else []
+
+    def backup_schedule_set(self, items: list[Json]) -> None:
+        prod = self._production_branch()
+        what = "set the backup schedule"
+        self._call("PUT", self._path(f"/branches/{prod['id']}/backup_schedule"), what=what, json={"schedule": items})
+
+    def close(self) -> None:
+        self._client.close()
