@@ -312,6 +312,8 @@ CHECKS: list[tuple[str, Callable[[Facts], Outcome]]] = [
     ("leaked-computes", check_leaked_computes),
     ("last-drill", check_last_drill),
 ]
+# Checks that report "not applicable" on the local provider (``deploysafe setup`` lists the others).
+LOCAL_NOT_APPLICABLE = frozenset({"history-window", "branch-count", "production-protected", "leaked-computes"})
 CHECKLIST: list[tuple[str, Callable[[Facts], Outcome]]] = [
     ("checklist-history-enabled", check_history_enabled),
     ("checklist-initial-backup", check_initial_backup),
