@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,12 +43,25 @@ def say(text: str) -> None:
 # --- what git tells us ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class PushRef:
-    local_ref: str
-    local_sha: str
-    remote_ref: str
-    remote_sha: str
+    """One line of git's pre-push input. (Plain class: importing dataclasses costs ~10 ms.)"""
+
+    __slots__ = ("local_ref", "local_sha", "remote_ref", "remote_sha")
+
+    def __init__(self, local_ref: str, local_sha: str, remote_ref: str, remote_sha: str) -> None:
+        self.local_ref, self.local_sha, self.remote_ref, self.remote_sha = local_ref, local_sha, remote_ref, remote_sha
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PushRef) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "PushRef({!r}, {!r}, {!r}, {!r})".format(*self._key())
+
+    def _key(self) -> tuple[str, str, str, str]:
+        return (self.local_ref, self.local_sha, self.remote_ref, self.remote_sha)
 
     @property
     def is_delete(self) -> bool:
@@ -88,16 +100,16 @@ def parse_refs(text: str) -> list[PushRef]:
 # --- the [hook] settings, read without pydantic -----------------------------------------------
 
 
-@dataclass
 class HookSettings:
     """The keys the hook needs, read with tomllib so the no-op path stays cheap."""
 
-    config_path: Path | None
-    branches: list[str] = field(default_factory=lambda: ["main", "production"])
-    schema_specs: list[str] = field(default_factory=list)  # git pathspecs, relative to the repo root
-    migrations_dir: str = "drizzle"  # relative to the repo root
-    raw: dict[str, Any] = field(default_factory=dict)
-    app_dir: str = ""  # relative to the repo root ("" = the root)
+    def __init__(self, config_path: Path | None, raw: dict[str, Any]) -> None:
+        self.config_path = config_path
+        self.raw = raw
+        self.branches: list[str] = ["main", "production"]
+        self.schema_specs: list[str] = []  # git pathspecs, relative to the repo root
+        self.migrations_dir = "drizzle"  # relative to the repo root
+        self.app_dir = ""  # relative to the repo root ("" = the root)
 
     @property
     def pathspecs(self) -> list[str]:
@@ -250,12 +262,9 @@ def _git(repo_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 # --- the guard path: imports the heavy machinery ------------------------------------------------
 
 
-@dataclass
 class _Context:
-    repo: git.Repo
-    settings: HookSettings
-    generate: str
-    remote: str
+    def __init__(self, repo: git.Repo, settings: HookSettings, generate: str, remote: str) -> None:
+        self.repo, self.settings, self.generate, self.remote = repo, settings, generate, remote
 
 
 def guard(refs: list[PushRef], remote: str, settings: HookSettings, repo_root: Path) -> int:
@@ -345,8 +354,6 @@ def _journal_tags(data: bytes) -> dict[str, int] | None:
 
 def lint_new_sql(ctx: _Context, rng: PushRange, found: list[Change], where: str) -> bool:
     """Lint the SQL as it is in the pushed commit (not the working tree). False: blocked."""
-    import tempfile
-
     from deploysafe import git as dgit
     from deploysafe import lint
     from deploysafe.errors import LintBlocked
@@ -355,29 +362,21 @@ def lint_new_sql(ctx: _Context, rng: PushRange, found: list[Change], where: str)
     sql_files = [c.path for c in found if _under(c.path, out) and c.path.endswith(".sql") and c.status in "AM"]
     if not sql_files:
         return True
+    findings: list[lint.Finding] = []
+    for path in sql_files:
+        text = dgit.show(ctx.repo, rng.local_sha, path).decode("utf-8", "replace")
+        findings += lint.lint_sql(text, path).findings
     policy = str(ctx.settings.section("lint").get("destructive", "block"))
     allow = os.environ.get(ALLOW_ENV, "") not in ("", "0")
-    with tempfile.TemporaryDirectory(prefix="deploysafe-prepush-") as tmp:
-        copies = []
-        for path in sql_files:
-            copy = Path(tmp) / path
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            copy.write_bytes(dgit.show(ctx.repo, rng.local_sha, path))
-            copies.append(copy)
-
-        def shown(text: str) -> str:
-            return text.replace(f"{tmp}/", "").replace(tmp, "")
-
-        report = lint.lint_files(copies)
-        try:
-            findings = lint.enforce(report, policy, allow)
-        except LintBlocked as e:
-            say(f"{where} blocked: {shown(str(e))}")
-            say(f"to push anyway: add `-- deploysafe: allow <rule>` above the statement, or set {ALLOW_ENV}=1")
-            return False
-        for f in findings:
-            state = "allowed" if f.allowed else f.severity
-            say(f"{shown(str(f.file))}:{f.line}: [{f.rule}] {state}: {f.message}")
+    try:
+        shown = lint.enforce(lint.LintReport(findings), policy, allow)
+    except LintBlocked as e:
+        say(f"{where} blocked: {e.message}")
+        say(f"  fix: make the change non-destructive; or, after checking, add `-- deploysafe: allow <rule>` above the "
+            f"statement and commit it, or push once with {ALLOW_ENV}=1")
+        return False
+    for f in shown:
+        say(f"{f.location()}: {f.severity} [{f.rule}] {f.message} ({f.url})")
     return True
 
 

@@ -1,0 +1,104 @@
+"""Benchmark: what the pre-push hook adds to `git push` of an unrelated commit (issue 7).
+
+Goal: under 100 ms added (median) on a 2-core machine. Runs `git push` to a local bare remote
+with and without the hook installed, alternating, each push sending one fresh commit that touches
+no schema path (the commit is made outside the timed part). Prints medians; also times
+`python -c pass` and `deploysafe --version` for scale.
+
+    .venv/bin/python bench/bench_hook.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / ".venv" / "bin"
+DEPLOYSAFE = BIN / "deploysafe"
+FIXTURE_APP = ROOT / "tests" / "fixtures" / "drizzle-app"
+
+
+def sh(cwd: Path, *args: str, env: dict[str, str]) -> None:
+    subprocess.run(list(args), cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def timed(cwd: Path, args: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.decode()}")
+    return elapsed * 1000
+
+
+def make_clone(base: Path, name: str, env: dict[str, str]) -> Path:
+    remote = base / f"{name}.git"
+    sh(base, "git", "init", "-q", "--bare", str(remote), env=env)
+    repo = base / name
+    repo.mkdir()
+    sh(repo, "git", "init", "-q", env=env)
+    for f in ("drizzle.config.ts", "package.json"):
+        shutil.copy(FIXTURE_APP / f, repo / f)
+    shutil.copytree(FIXTURE_APP / "src", repo / "src")
+    (repo / "deploysafe.toml").write_text('[hook]\nbranches = ["main", "production"]\n')
+    sh(repo, "git", "add", ".", env=env)
+    sh(repo, "git", "commit", "-q", "-m", "app", env=env)
+    sh(repo, "git", "remote", "add", "origin", str(remote), env=env)
+    sh(repo, "git", "push", "-q", "origin", "main", env=env)
+    return repo
+
+
+def push_once(repo: Path, i: int, env: dict[str, str]) -> float:
+    (repo / "README.md").write_text(f"run {i}\n")
+    sh(repo, "git", "add", "README.md", env=env)
+    sh(repo, "git", "commit", "-q", "-m", f"docs {i}", env=env)
+    return timed(repo, ["git", "push", "-q", "origin", "main"], env)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15)
+    runs = ap.parse_args().runs
+    with tempfile.TemporaryDirectory(prefix="deploysafe-bench-") as tmp:
+        base = Path(tmp)
+        (base / "template").mkdir()
+        (base / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+        env = {
+            **os.environ,
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "GIT_AUTHOR_NAME": "Bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+            "GIT_COMMITTER_NAME": "Bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
+            "GIT_CONFIG_GLOBAL": str(base / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TEMPLATE_DIR": str(base / "template"),
+        }
+        plain = make_clone(base, "plain", env)
+        hooked = make_clone(base, "hooked", env)
+        sh(hooked, str(DEPLOYSAFE), "hooks", "install", env=env)
+        push_once(plain, -1, env)  # warm the page cache for both
+        push_once(hooked, -1, env)
+        without, with_hook = [], []
+        for i in range(runs):
+            without.append(push_once(plain, i, env))
+            with_hook.append(push_once(hooked, i, env))
+        py = [timed(base, [sys.executable, "-c", "pass"], env) for _ in range(runs)]
+        version = [timed(base, [str(DEPLOYSAFE), "--version"], env) for _ in range(runs)]
+
+    m_without, m_with = statistics.median(without), statistics.median(with_hook)
+    print(f"cpus: {os.cpu_count()}, runs: {runs} each")
+    print(f"git push without hook      median {m_without:7.1f} ms  (min {min(without):.1f}, max {max(without):.1f})")
+    print(f"git push with hook         median {m_with:7.1f} ms  (min {min(with_hook):.1f}, max {max(with_hook):.1f})")
+    print(f"added by the hook          median {m_with - m_without:7.1f} ms  (goal < 100 ms)")
+    print(f"python -c pass             median {statistics.median(py):7.1f} ms")
+    print(f"deploysafe --version       median {statistics.median(version):7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
