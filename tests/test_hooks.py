@@ -244,3 +244,21 @@ def test_missing_deploysafe_blocks_when_recorded(app_repo: Path, bare_remote: Pa
     )
     assert proc.returncode != 0
     assert remote_sha(bare_remote, "main") == before
+
+
+def test_hook_script_is_posix_sh() -> None:
+    proc = subprocess.run(["sh", "-n", str(ROOT / "hooks" / "pre-push")], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_pre_commit_manifest_points_at_a_real_command(tmp_path: Path) -> None:
+    import yaml
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert hook["id"] == "deploysafe-pre-push"
+    assert hook["stages"] == ["pre-push"] and hook["language"] == "python"
+    assert hook["pass_filenames"] is False and hook["always_run"] is True
+    program, *args = hook["entry"].split()
+    assert program == "deploysafe"
+    proc = ds(tmp_path, *args, "--help")
+    assert proc.returncode == 0 and "PRE_COMMIT_" in proc.stdout

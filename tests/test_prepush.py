@@ -16,6 +16,7 @@ from deploysafe.prepush import PushRef, parse_refs, read_settings, stdin_from_pr
 
 ZERO = "0" * 40
 SCHEMA_ADD = '  nickname: text("nickname"),\n'
+ADD_NICK = 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n'
 
 
 def write_migration(repo: Path, idx: int, tag: str, sql: str, *, journal: bool = True, snapshot: bool = True) -> None:
@@ -110,7 +111,7 @@ def test_already_pushed_sha_is_a_noop(hooked: Path) -> None:
 
 def test_schema_change_with_its_migration_passes(hooked: Path, bare_remote: Path) -> None:
     change_schema(hooked)
-    write_migration(hooked, 1, "0001_nickname", 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n')
+    write_migration(hooked, 1, "0001_nickname", ADD_NICK)
     sha = commit_all(hooked, "nickname")
     result = push(hooked, "main")
     assert result.returncode == 0, result.stderr
@@ -131,7 +132,7 @@ def test_schema_change_without_migration_is_blocked_with_the_fix(hooked: Path, b
 
 def test_schema_changed_again_after_generating_is_blocked(hooked: Path) -> None:
     change_schema(hooked)
-    write_migration(hooked, 1, "0001_nickname", 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n')
+    write_migration(hooked, 1, "0001_nickname", ADD_NICK)
     commit_all(hooked, "nickname")
     path = hooked / "src" / "schema.ts"
     path.write_text(path.read_text().replace(SCHEMA_ADD, SCHEMA_ADD + '  bio: text("bio"),\n'))
@@ -142,22 +143,22 @@ def test_schema_changed_again_after_generating_is_blocked(hooked: Path) -> None:
     assert "npm run db:generate" in result.stderr
 
 
-def test_sql_file_missing_from_the_journal_is_out_of_step(hooked: Path) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"journal": False}, "drizzle/0001_nickname.sql is not listed in drizzle/meta/_journal.json"),
+        ({"snapshot": False}, "drizzle/meta/0001_snapshot.json is missing for drizzle/0001_nickname.sql"),
+    ],
+    ids=["sql-not-in-journal", "snapshot-missing"],
+)
+def test_migrations_folder_out_of_step_is_blocked(hooked: Path, kwargs: dict[str, bool], expected: str) -> None:
     change_schema(hooked)
-    write_migration(hooked, 1, "0001_nickname", 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n', journal=False)
-    commit_all(hooked, "hand-made migration")
+    write_migration(hooked, 1, "0001_nickname", ADD_NICK, **kwargs)
+    commit_all(hooked, "partial or hand-made migration")
     result = push(hooked, "main")
     assert result.returncode != 0
-    assert "drizzle/0001_nickname.sql is not listed in drizzle/meta/_journal.json" in result.stderr
-
-
-def test_migration_without_its_snapshot_is_out_of_step(hooked: Path) -> None:
-    change_schema(hooked)
-    write_migration(hooked, 1, "0001_nickname", 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n', snapshot=False)
-    commit_all(hooked, "partial commit")
-    result = push(hooked, "main")
-    assert result.returncode != 0
-    assert "drizzle/meta/0001_snapshot.json is missing" in result.stderr
+    assert expected in result.stderr
+    assert "npm run db:generate" in result.stderr
 
 
 def test_skip_env_lets_anything_through_with_a_note(hooked: Path, bare_remote: Path) -> None:
@@ -197,7 +198,7 @@ def test_new_deploy_branch_checks_only_commits_not_on_the_remote(hooked: Path, b
 
 def test_force_push_compares_with_what_the_remote_has(hooked: Path, bare_remote: Path) -> None:
     change_schema(hooked)
-    write_migration(hooked, 1, "0001_nickname", 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n')
+    write_migration(hooked, 1, "0001_nickname", ADD_NICK)
     commit_all(hooked, "nickname")
     assert push(hooked, "main").returncode == 0
     # rewrite: drop the migration but keep the schema change, then force push
@@ -322,7 +323,7 @@ def test_snapshot_is_taken_when_enabled(hooked: Path, bare_remote: Path, make_db
     prod = make_db("prod")
     _with_snapshot_config(hooked)
     change_schema(hooked)
-    write_migration(hooked, 1, "0001_nickname", 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n')
+    write_migration(hooked, 1, "0001_nickname", ADD_NICK)
     sha = commit_all(hooked, "nickname")
     result = push(hooked, "main", env={"DATABASE_URL": prod})
     assert result.returncode == 0, result.stderr
@@ -344,7 +345,7 @@ def test_snapshot_is_taken_when_enabled(hooked: Path, bare_remote: Path, make_db
 def test_provider_unreachable_warns_loudly_and_pushes(hooked: Path, bare_remote: Path) -> None:
     _with_snapshot_config(hooked, offline="warn")
     change_schema(hooked)
-    write_migration(hooked, 1, "0001_nickname", 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n')
+    write_migration(hooked, 1, "0001_nickname", ADD_NICK)
     sha = commit_all(hooked, "nickname")
     dead = "postgresql://nobody:secretpw@127.0.0.1:1/prod"
     result = push(hooked, "main", env={"DATABASE_URL": dead})
@@ -357,7 +358,7 @@ def test_provider_unreachable_warns_loudly_and_pushes(hooked: Path, bare_remote:
 def test_provider_unreachable_blocks_when_configured(hooked: Path, bare_remote: Path) -> None:
     _with_snapshot_config(hooked, offline="block")
     change_schema(hooked)
-    write_migration(hooked, 1, "0001_nickname", 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n')
+    write_migration(hooked, 1, "0001_nickname", ADD_NICK)
     commit_all(hooked, "nickname")
     before = remote_sha(bare_remote, "main")
     result = push(hooked, "main", env={"DATABASE_URL": "postgresql://nobody:secretpw@127.0.0.1:1/prod"})
