@@ -322,7 +322,9 @@ def _expand(paths: list[Path]) -> list[Path]:
         elif p.is_file():
             out.append(p)
         else:
-            raise PreconditionError(f"{p} does not exist", hint="pass .sql files or folders holding them")
+            from deploysafe.errors import UsageError
+
+            raise UsageError(f"{p} does not exist", hint="pass .sql files or folders holding them")
     return out
 
 
@@ -374,3 +376,70 @@ def _applied_hashes(database_url: str) -> set[str]:
             f"cannot read applied migrations: {redact(str(e)).strip()}",
             hint="check DATABASE_URL, or pass the migration files to lint explicitly",
         ) from None
+
+
+# --- `deploysafe lint` -------------------------------------------------------------------
+
+
+def _optional_config(config_path: str | None) -> LoadedConfig | None:
+    """The config when one is found; None when none exists and none was asked for explicitly."""
+    from deploysafe.config import ENV_CONFIG, load_config
+    from deploysafe.errors import ConfigError
+
+    try:
+        return load_config(config_path)
+    except ConfigError:
+        if config_path or os.environ.get(ENV_CONFIG):
+            raise
+        from deploysafe.config import CONFIG_NAME
+
+        if any((d / CONFIG_NAME).is_file() for d in (Path.cwd(), *Path.cwd().parents)):
+            raise  # found but invalid: say so rather than lint with a default policy
+        return None
+
+
+def format_finding(f: Finding) -> str:
+    allowed = " (allowed by comment)" if f.allowed else ""
+    return f"{f.location()}  {f.severity}  {f.rule}  {f.message}{allowed}  {f.url}"
+
+
+def run_lint(paths: list[str], *, config_path: str | None, as_json: bool) -> int:
+    """The `deploysafe lint` command: print findings; exit 3 when the policy blocks one."""
+    from deploysafe.console import console
+    from deploysafe.errors import UsageError
+
+    loaded = _optional_config(config_path)
+    policy = loaded.config.lint.destructive if loaded else "block"
+    if paths:
+        files = _expand([Path(p) for p in paths])
+    elif loaded is not None:
+        files = pending_migrations(loaded, os.environ.get("DATABASE_URL") or None)
+    else:
+        raise UsageError(
+            "no PATH given and no deploysafe.toml found to locate the migrations",
+            hint="pass the migration files or folder (e.g. `deploysafe lint drizzle/`), or run `deploysafe init`",
+        )
+    report = lint_files(files)
+    blocked: LintBlocked | None = None
+    try:
+        enforce(report, policy)
+    except LintBlocked as e:
+        blocked = e
+    if as_json:
+        console.result({
+            "policy": policy,
+            "files": [str(p) for p in files],
+            "blocked": blocked is not None,
+            "findings": [f.__dict__ for f in report.findings],
+        })
+    else:
+        for f in report.findings:
+            console.plain(format_finding(f))
+        counts = {s: sum(1 for f in report.findings if f.severity == s) for s in ("destructive", "locking", "info")}
+        console.plain(
+            f"{len(files)} file(s): {counts['destructive']} destructive, {counts['locking']} locking, "
+            f"{counts['info']} info (policy {policy!r})"
+        )
+    if blocked is not None:
+        raise blocked
+    return 0
