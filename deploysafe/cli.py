@@ -673,6 +673,30 @@ def demo_cmd(directory: str | None, keep: bool) -> int:
     return run_demo(Path(directory) if directory else None, keep)
 
 
+# --- lint (issue 4) -------------------------------------------------------------------------
+
+
+@cli.command("lint")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON on stdout.")
+@pass_ctx
+def lint_cmd(ctx: Ctx, paths: tuple[str, ...], as_json: bool) -> int:
+    """Classify migration SQL as destructive, locking or info (squawk + PostgreSQL's parser).
+
+    Example: deploysafe lint drizzle/
+
+    Use it in CI or a git hook to stop a destructive migration before a deploy runs it.
+    PATH may be .sql files or folders; without PATH it lints the app's migrations not yet
+    applied (per drizzle's journal table when DATABASE_URL is set, else all of them). Each
+    finding prints as `file:line  severity  rule  message  url`. Exits 3 when [lint]
+    destructive = "block" (the default, also without a config) stops a statement; a
+    `-- deploysafe: allow <rule>` comment above it allows that one statement.
+    """
+    from deploysafe.lint import run_lint
+
+    return run_lint(list(paths), config_path=ctx.config_path, as_json=as_json or ctx.json)
+
+
 # --- error boundary -----------------------------------------------------------------------
 
 
