@@ -134,3 +134,14 @@ def drizzle_app(tmp_path: Path, node_modules: Path) -> Path:
     shutil.copytree(FIXTURE_APP, app, ignore=shutil.ignore_patterns("node_modules", "drizzle", ".env"))
     (app / "node_modules").symlink_to(node_modules)
     return app
+
+
+@pytest.fixture
+def live_app(tmp_path: Path, make_db: Callable[..., str], node_modules: Path) -> Iterator[object]:
+    """The fixture app scaffolded like the demo does: schema pushed, 25 users, running, deploysafe.toml written."""
+    from deploysafe.demo import scaffold, stop_app
+
+    url = make_db("prod")
+    app = scaffold(tmp_path / "app", url, template=FIXTURE_APP, node_modules=node_modules)
+    yield app
+    stop_app(app.root)

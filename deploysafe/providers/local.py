@@ -99,7 +99,8 @@ class LocalProvider:
                 meta = parsed if isinstance(parsed, dict) else {}
             except json.JSONDecodeError:
                 meta = {}
-        ours = ANNOTATION_KEY in meta
+        # Only snapshots of *this* production are ours: several apps may share one server.
+        ours = ANNOTATION_KEY in meta and meta.get("source") == self.production_db
         kind = None
         if ours:
             try:
@@ -284,11 +285,6 @@ class LocalProvider:
                 conn.execute(
                     sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target), sql.Literal(json.dumps(meta)))
                 )
-
-    def set_production(self, name: str) -> None:
-        """Point this provider at another database as production (after promote)."""
-        self.production_db = self.get(name).id
-        self.url = pg.with_dbname(self.url, self.production_db)
 
     # --- plan facts ------------------------------------------------------------------------------
 

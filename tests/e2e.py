@@ -1,0 +1,88 @@
+"""Helpers for end-to-end tests that drive the real `deploysafe` console script against a live app."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from deploysafe.demo import DemoApp
+from deploysafe.envfile import read_var
+from deploysafe.redact import url_password
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout[self.stdout.index("{"):])
+
+
+def ds(app: DemoApp, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> Run:
+    """Run the real CLI in the app folder."""
+    r = subprocess.run([sys.executable, "-m", "deploysafe", *args], cwd=app.root, env={**app.env, **(env or {})},
+                       capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return Run(r.returncode, r.stdout, r.stderr)
+
+
+def healthy(app: DemoApp) -> bool:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{app.port}/health", timeout=5)
+    except httpx.HTTPError:
+        return False
+    return r.status_code == 200 and r.text == "ok"
+
+
+def env_url(app: DemoApp) -> str | None:
+    return read_var(app.root / ".env", "DATABASE_URL")
+
+
+def journal_lines(app: DemoApp) -> list[str]:
+    path = app.root / ".deploysafe" / "journal.jsonl"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def assert_no_secret(app: DemoApp, *texts: str) -> None:
+    """The database password appears in no output, journal line or report."""
+    pw = url_password(app.production_url)
+    assert pw and len(pw) > 6
+    for text in texts:
+        assert pw not in text
+    for line in journal_lines(app):
+        assert pw not in line
+    for p in (app.root / ".deploysafe").rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".md", ".jsonl", ".log"):
+            assert pw not in p.read_text(errors="replace"), p
+
+
+def set_config(app: DemoApp, **replace: str) -> None:
+    cfg = app.root / "deploysafe.toml"
+    text = cfg.read_text()
+    for old, new in replace.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    cfg.write_text(text)
+
+
+def rows(url: str, query: str = "select count(*) from users") -> Any:
+    import psycopg
+
+    with psycopg.connect(url) as c:
+        return c.execute(query).fetchone()
+
+
+def env_without(*names: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in names}
+
+
+ROOT = Path(__file__).resolve().parent.parent
