@@ -393,6 +393,10 @@ def _describe(err: Any) -> str:
         return f"{loc}: {msg}"
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    # A per-type requirement is raised by the section's validator; name the key itself.
+    needed = re.match(r"'(\w+)' is required (when .*)$", msg)
+    if needed:
+        return f"{loc}.{needed.group(1)}: required key is missing {needed.group(2)}"
     return f"{loc}: {msg}" if loc else msg
 
 

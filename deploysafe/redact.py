@@ -22,7 +22,27 @@ _secrets: set[str] = set()
 _URL_USERINFO = re.compile(
     r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<user>[^:/?#@\s]*):(?P<pw>[^\s/?#]*)@(?P<rest>[^\s@/?#]+)"
 )
-_PASSWORD_PARAM = re.compile(r"(?i)(?P<key>\b(?:password|passwd|pwd|apikey|api_key|token)\s*=\s*)(?P<val>'[^']*'|[^\s&;'\"]+)")
+# PostgreSQL URLs as people paste them: an unencoded password may also hold '/', '?' or '#'.
+# So for these schemes the password runs to the last '@' of the whole token (over-hiding a
+# query string that holds an '@' is the price of never leaking a password).
+_PG_URL_USERINFO = re.compile(
+    r"(?P<scheme>\b(?i:postgres(?:ql)?)(?:\+[a-zA-Z0-9]+)?://)(?P<user>[^:/?#@\s\"'<>]*):"
+    r"(?P<pw>[^\s\"'<>]*)@(?P<rest>[^\s@/?#\"'<>]+)"
+)
+_PASSWORD_PARAM = re.compile(
+    r"(?i)(?P<key>\b(?:pg)?(?:password|passwd|pwd|apikey|api_key|token)\s*=\s*)(?P<val>'[^']*'|[^\s;'\"]+)"
+)
+
+
+def _mask_param(m: re.Match[str]) -> str:
+    # In a URL query ('?password=...&x=1') the value ends at '&' or '#'; in a libpq keyword
+    # string ('host=h password=a&b') it ends only at whitespace, so '&' belongs to the password.
+    val, tail = m.group("val"), ""
+    if m.start() > 0 and m.string[m.start() - 1] in "?&" and not val.startswith("'"):
+        cut = re.search(r"[&#]", val)
+        if cut:
+            val, tail = val[: cut.start()], val[cut.start() :]
+    return m.group("key") + MASK + tail
 
 
 def register_secret(value: str | None) -> None:
@@ -61,8 +81,9 @@ def redact(text: str) -> str:
     prev = None
     while prev != text:  # a password holding '@' needs more than one pass
         prev = text
+        text = _PG_URL_USERINFO.sub(_mask_userinfo, text)
         text = _URL_USERINFO.sub(_mask_userinfo, text)
-    text = _PASSWORD_PARAM.sub(lambda m: m.group("key") + MASK, text)
+    text = _PASSWORD_PARAM.sub(_mask_param, text)
     return text
 
 

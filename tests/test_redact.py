@@ -1,0 +1,133 @@
+"""Redaction: no password or registered secret survives, whatever the URL looks like (issue 2 §6)."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deploysafe.redact import MASK, clear_secrets, redact, redact_obj, register_secret, url_password
+
+# Passwords real users have: letters, digits and the characters that break naive parsers.
+_SPECIAL = "@:/?#[]!$&'()*+,;=%~ -._\"\\{}|^`<>"
+_alphabet = st.sampled_from(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" + _SPECIAL))
+# Long enough that finding it in the output is not a coincidence with the host or user names.
+passwords = st.text(alphabet=_alphabet, min_size=8, max_size=40).filter(lambda p: p.strip() == p and len(set(p)) > 3)
+# Raw (unencoded) passwords: what a person pastes; no whitespace, no quotes (those end a token in any log).
+raw_passwords = st.text(
+    alphabet=st.sampled_from(list("abcdefghijklmnopqrstuvwxyz0123456789@:/?#!$&*+,;=~-._%^")), min_size=8, max_size=40
+).filter(lambda p: len(set(p)) > 3 and ("@" in p or ":" in p or "/" in p))
+
+schemes = st.sampled_from(["postgres", "postgresql", "postgresql+psycopg", "postgres+asyncpg"])
+users = st.sampled_from(["neondb_owner", "app", "u", "user.name", "app-rw"])
+hosts = st.sampled_from(
+    [
+        "ep-cool-darkness-123456.us-east-2.aws.neon.tech",
+        "ep-cool-darkness-123456-pooler.us-east-2.aws.neon.tech",
+        "127.0.0.1:5432",
+        "[::1]:5432",
+        "db.internal",
+    ]
+)
+tails = st.sampled_from(["/neondb", "/neondb?sslmode=require", "/app?sslmode=require&channel_binding=require", "", "/"])
+contexts = st.sampled_from(
+    [
+        "{}",
+        "connecting to {} failed",
+        "DATABASE_URL={}",
+        'DATABASE_URL="{}"',
+        "url='{}'",
+        "{{\"url\": \"{}\", \"x\": 1}}",
+        "error: could not reach {}: timeout",
+        "a@b.c {} x@y.z",
+    ]
+)
+
+
+@given(schemes, users, passwords, hosts, tails, contexts)
+@settings(max_examples=200, deadline=None)
+def test_percent_encoded_url_password_never_escapes(
+    scheme: str, user: str, pw: str, host: str, tail: str, ctx: str
+) -> None:
+    url = f"{scheme}://{user}:{quote(pw, safe='')}@{host}{tail}"
+    # Exactly the password goes; user, host and database stay readable.
+    assert redact(ctx.format(url)) == ctx.format(f"{scheme}://{user}:{MASK}@{host}{tail}")
+
+
+@given(schemes, users, raw_passwords, hosts, tails)
+@settings(max_examples=200, deadline=None)
+def test_raw_url_password_with_at_colon_slash_never_escapes(
+    scheme: str, user: str, pw: str, host: str, tail: str
+) -> None:
+    url = f"{scheme}://{user}:{pw}@{host}{tail}"
+    safe = f"{scheme}://{user}:{MASK}@{host}{tail}"
+    for text in ("{}", "connecting to {} failed", 'DATABASE_URL="{}"'):
+        assert redact(text.format(url)) == text.format(safe)
+
+
+@given(users, passwords, hosts)
+@settings(max_examples=200, deadline=None)
+def test_password_query_parameter_never_escapes(user: str, pw: str, host: str) -> None:
+    url = "postgresql://{}/neondb?user={}&password={}&sslmode=require"
+    out = redact("cannot connect: " + url.format(host, user, quote(pw, safe="")))
+    assert out == "cannot connect: " + url.format(host, user, MASK)
+
+
+@given(st.text(alphabet=st.sampled_from(list("abcdefXYZ0123456789!#$%&*+,-./:<>?@[]^_{|}~")), min_size=8, max_size=30))
+@settings(max_examples=200, deadline=None)
+def test_libpq_keyword_password_never_escapes(pw: str) -> None:
+    assert redact(f"host=h port=5432 password={pw} dbname=x") == f"host=h port=5432 password={MASK} dbname=x"
+    assert redact(f"host=h password='{pw} x' dbname=x") == f"host=h password={MASK} dbname=x"
+
+
+@given(st.text(min_size=4, max_size=60).filter(lambda s: s.strip() != "" and len(set(s)) > 2), st.text(max_size=40), st.text(max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_registered_secret_hidden_in_any_text(secret: str, before: str, after: str) -> None:
+    clear_secrets()
+    register_secret(secret)
+    try:
+        out = redact(before + secret + after)
+        assert secret not in out
+        out_enc = redact(before + quote(secret, safe="") + after)
+        assert quote(secret, safe="") not in out_enc
+    finally:
+        clear_secrets()
+
+
+def test_registered_token_hidden_in_nested_json() -> None:
+    token = "napi_0123456789abcdefTOKEN"
+    webhook = "https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX"
+    register_secret(token)
+    register_secret(webhook)
+    obj = {"a": [f"Bearer {token}", {"hook": webhook}], "n": 3, "t": (token,)}
+    out = json.dumps(redact_obj(obj))
+    assert token not in out and webhook not in out
+    assert json.loads(out)["n"] == 3
+
+
+def test_known_forms_exact() -> None:
+    assert redact("postgres://app:s3cret@db:5432/x") == f"postgres://app:{MASK}@db:5432/x"
+    assert redact("postgresql://app:p@ss:w/rd@ep-x-pooler.neon.tech/db?sslmode=require") == (
+        f"postgresql://app:{MASK}@ep-x-pooler.neon.tech/db?sslmode=require"
+    )
+    assert redact("postgres://h/db?password=abc123&x=1") == f"postgres://h/db?password={MASK}&x=1"
+    assert redact("postgres://h/db?x=1&password=abc123#frag") == f"postgres://h/db?x=1&password={MASK}#frag"
+    assert redact("host=h password=a&b dbname=x") == f"host=h password={MASK} dbname=x"
+    assert redact("PGPASSWORD=hunter22 psql") == f"PGPASSWORD={MASK} psql"
+    # No password: nothing to hide, and the text is unchanged.
+    assert redact("postgres://app@db/x") == "postgres://app@db/x"
+    assert redact("mail me at a@b.c") == "mail me at a@b.c"
+
+
+def test_short_values_are_not_registered() -> None:
+    # A 1-3 character "secret" would mask every occurrence of common letters.
+    register_secret("ab")
+    assert redact("abc") == "abc"
+
+
+def test_url_password_decodes() -> None:
+    assert url_password("postgres://u:p%40ss%2Fw@h/db") == "p@ss/w"
+    assert url_password("postgres://u@h/db") is None
+    assert url_password("postgres://u:pw@[bad") is None
