@@ -139,7 +139,7 @@ def _statements(text: str) -> list[_Stmt]:
     out: list[_Stmt] = []
     prev_end = 0
     for raw in raws:
-        start = raw.stmt_location
+        start = raw.stmt_location or 0
         end = start + raw.stmt_len if raw.stmt_len else len(data)
         # The statement's own trailing comment: rest of the line after its end (past the ';').
         eol = data.find(b"\n", end)

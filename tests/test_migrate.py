@@ -10,10 +10,10 @@ import pytest
 
 from deploysafe import drizzle_patterns
 from deploysafe.config import LoadedConfig, parse_config
-from deploysafe.errors import LintBlocked, StepError
+from deploysafe.errors import LintBlocked, StepError, StepTimeout
 from deploysafe.lint import enforce, lint_sql
-from deploysafe.redact import url_password
 from deploysafe.migrate import dry_check_command, generate, migrations_dir, push, schema_fingerprint
+from deploysafe.redact import url_password
 
 OUTPUT = Path(__file__).parent / "fixtures" / "drizzle-output"
 
@@ -262,3 +262,19 @@ def test_schema_fingerprint_unreachable_database_is_a_clear_error() -> None:
     with pytest.raises(StepError, match="cannot read the database schema") as exc:
         schema_fingerprint("postgresql://u:hunter2hunter2@127.0.0.1:1/x")
     assert "hunter2hunter2" not in str(exc.value)
+
+
+def test_generate_past_its_timeout_is_killed_and_reported_with_app_env(tmp_path: Path) -> None:
+    text = (
+        '[app]\ngenerate = "echo \\"region=$APP_REGION\\"; sleep 30"\nstep_timeout = "1s"\n'
+        'env = { APP_REGION = "eu-west" }\n'
+        '[provider]\ntype = "local"\ndatabase_url = "${DATABASE_URL}"\n'
+        '[platform]\ntype = "dotenv"\nenv_file = ".env"\n'
+    )
+    url = "postgresql://app:pw-never-shown@127.0.0.1:1/prod"
+    loaded = LoadedConfig(parse_config(text, env={"DATABASE_URL": url}), tmp_path / "deploysafe.toml")
+    lines: list[str] = []
+    with pytest.raises(StepTimeout) as exc:
+        generate(loaded, url, on_line=lines.append)
+    assert exc.value.step == "generate" and "timeout of 1s" in str(exc.value)
+    assert lines == ["region=eu-west"]
