@@ -62,8 +62,10 @@ def clone_local_database(provider: Provider, source: Snapshot, name: str, kind: 
 
     assert isinstance(provider, LocalProvider)
     target = db_name_for(name)
+    # "source" is production (the provider counts a database as ours only when it copies this production);
+    # "copied_from" names the snapshot it was made from.
     meta = {ANNOTATION_KEY: kind.value, "name": name, "created_at": utcnow().isoformat(timespec="milliseconds"),
-            "source": source.id}
+            "source": provider.production_db, "copied_from": source.id}
     with pg.connect(pg.maintenance_url(provider.url)) as conn:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target), sql.Identifier(source.id)))

@@ -60,7 +60,7 @@ def run_backup(
     from deploysafe.snapshots import backup_name
 
     name = backup_name(kind, now.date())
-    with journal.step("backup", name=name, kind=kind.value) as step:
+    with journal.step("backup", snapshot=name, kind=kind.value) as step:
         existing = [s for s in provider.list_snapshots() if s.name == name]
         if existing:
             step.details["existing"] = True
