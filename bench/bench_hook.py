@@ -30,9 +30,9 @@ def sh(cwd: Path, *args: str, env: dict[str, str]) -> None:
     subprocess.run(list(args), cwd=cwd, env=env, check=True, capture_output=True)
 
 
-def timed(cwd: Path, args: list[str], env: dict[str, str]) -> float:
+def timed(cwd: Path, args: list[str], env: dict[str, str], stdin: str = "") -> float:
     start = time.perf_counter()
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, check=False)
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, input=stdin.encode(), check=False)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.decode()}")
@@ -90,6 +90,15 @@ def main() -> None:
             with_hook.append(push_once(hooked, i, env))
         py = [timed(base, [sys.executable, "-c", "pass"], env) for _ in range(runs)]
         version = [timed(base, [str(DEPLOYSAFE), "--version"], env) for _ in range(runs)]
+        # the hook process alone, on the same no-op input: through click, and (for comparison)
+        # calling deploysafe.prepush directly, which is what skipping click would save
+        head = subprocess.run(["git", "rev-parse", "HEAD", "HEAD~1"], cwd=hooked, env=env, capture_output=True, text=True)
+        new, old = head.stdout.split()
+        line = f"refs/heads/main {new} refs/heads/main {old}\n"
+        direct = "import sys,pathlib;from deploysafe.prepush import run_pre_push as r;" \
+                 "sys.exit(r('origin','u',sys.stdin.buffer.read(),repo_root=pathlib.Path.cwd()))"
+        via_click = [timed(hooked, [str(DEPLOYSAFE), "hook", "pre-push", "origin", "u"], env, line) for _ in range(runs)]
+        no_click = [timed(hooked, [sys.executable, "-c", direct], env, line) for _ in range(runs)]
 
     m_without, m_with = statistics.median(without), statistics.median(with_hook)
     print(f"cpus: {os.cpu_count()}, runs: {runs} each")
@@ -98,6 +107,8 @@ def main() -> None:
     print(f"added by the hook          median {m_with - m_without:7.1f} ms  (goal < 100 ms)")
     print(f"python -c pass             median {statistics.median(py):7.1f} ms")
     print(f"deploysafe --version       median {statistics.median(version):7.1f} ms")
+    print(f"hook process (via click)   median {statistics.median(via_click):7.1f} ms")
+    print(f"hook logic without click   median {statistics.median(no_click):7.1f} ms  (for comparison only)")
 
 
 if __name__ == "__main__":

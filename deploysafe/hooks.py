@@ -61,8 +61,11 @@ def deploysafe_executable() -> str:
     return ""  # not found: the script falls back to PATH
 
 
-def render(template: str, executable: str, missing: str) -> str:
+def render(template: str, executable: str, missing: str, python: str | None = None) -> str:
+    """Fill in the recorded install: its console script, its interpreter, the missing policy."""
+    python = sys.executable if python is None else python
     out = template.replace("DEPLOYSAFE=''", f"DEPLOYSAFE={shlex.quote(executable)}", 1)
+    out = out.replace("DEPLOYSAFE_PYTHON=''", f"DEPLOYSAFE_PYTHON={shlex.quote(python if executable else '')}", 1)
     return out.replace("DEPLOYSAFE_HOOK_MISSING='allow'", f"DEPLOYSAFE_HOOK_MISSING={shlex.quote(missing)}", 1)
 
 

@@ -456,3 +456,40 @@ def stdin_from_pre_commit(env: dict[str, str]) -> tuple[str, str, bytes]:
     remote = env.get("PRE_COMMIT_REMOTE_NAME", "origin")
     url = env.get("PRE_COMMIT_REMOTE_URL", remote)
     return remote, url, f"{local} {to_ref} {remote_branch} {from_ref}\n".encode()
+
+
+# --- the click-free entry the installed hook script uses ----------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    """``python -m deploysafe.prepush [--legacy PATH] REMOTE URL``: the hook without click.
+
+    Same as ``deploysafe hook pre-push``; the installed script calls this through the recorded
+    interpreter because importing click and cli.py's commands costs more than the whole no-op
+    check (issue 7 asks for under 100 ms added to a push).
+    """
+    from deploysafe.errors import DeploysafeError
+
+    args = list(argv)
+    legacy: Path | None = None
+    if len(args) >= 2 and args[0] == "--legacy":
+        legacy = Path(args[1])
+        del args[:2]
+    try:
+        if len(args) != 2:
+            raise UsageError("usage: python -m deploysafe.prepush [--legacy PATH] REMOTE URL", hint="git passes REMOTE and URL")
+        return run_pre_push(args[0], args[1], sys.stdin.buffer.read(), repo_root=Path.cwd(), legacy=legacy)
+    except DeploysafeError as e:
+        print(redact(str(e)), file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr, flush=True)
+        return 130
+    except Exception as e:  # a bug: same report as every other command (imports click, only now)
+        from deploysafe.cli import _internal_error
+
+        return _internal_error(e)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

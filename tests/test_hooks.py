@@ -87,6 +87,7 @@ def test_install_writes_executable_script_recording_this_deploysafe(app_repo: Pa
     text = hook.read_text()
     assert os.access(hook, os.X_OK)
     assert f"DEPLOYSAFE={DEPLOYSAFE}\n" in text
+    assert "DEPLOYSAFE_PYTHON=" + str(VENV_BIN / "python") in text or "DEPLOYSAFE_PYTHON=/" in text
     assert "DEPLOYSAFE_HOOK_MISSING=allow\n" in text
     assert not (hooks_path(app_repo) / "pre-push.legacy").exists()
     # installing again rewrites our own script and does not turn it into a legacy hook

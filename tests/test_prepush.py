@@ -88,15 +88,21 @@ def test_other_branch_tag_and_deletion_pass_silently(hooked: Path, bare_remote: 
     assert remote_sha(bare_remote, "feature") == sha
 
 
-def test_noop_path_imports_nothing_heavy(hooked: Path) -> None:
+@pytest.mark.parametrize(
+    ("entry", "allowed_click"),
+    [(["-m", "deploysafe", "hook", "pre-push"], True), (["-m", "deploysafe.prepush"], False)],
+    ids=["deploysafe-hook-pre-push", "installed-script-entry"],
+)
+def test_noop_path_imports_nothing_heavy(hooked: Path, entry: list[str], allowed_click: bool) -> None:
     base = git(hooked, "rev-parse", "HEAD")
     sha = commit_file(hooked, "README.md", "hello\n", "docs")
     stdin = f"refs/heads/main {sha} refs/heads/main {base}\n"
-    proc = run(hooked, sys.executable, "-X", "importtime", "-m", "deploysafe", "hook", "pre-push", "origin", "url", input=stdin)
+    proc = run(hooked, sys.executable, "-X", "importtime", *entry, "origin", "url", input=stdin)
     assert proc.returncode == 0, proc.stderr
     imported = {line.split("|")[-1].strip().split(".")[0] for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "click" in imported  # sanity: the import log was captured
+    assert "tomllib" in imported  # sanity: the import log was captured
     assert not imported & {"pydantic", "httpx", "git", "psycopg", "pglast"}
+    assert ("click" in imported) == allowed_click
 
 
 def test_already_pushed_sha_is_a_noop(hooked: Path) -> None:
