@@ -211,7 +211,7 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> 
     raise StepError(
         f"push reported success but the database does not match the schema afterwards"
         f" ({'part of the change was applied' if changed else 'nothing was applied'})"
-        + (f"; still pending: {'; '.join(pending)}" if pending else ""),
+        + (f"; still pending: {pending}" if pending else ""),
         step="push",
         production_changed=changed,
         hint=f"run `{dry_check_command(app.push)}` by hand against a copy of the database to see what differs",
@@ -219,16 +219,16 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> 
     )
 
 
-def _pending_statements(output: str) -> list[str]:
-    """The statements drizzle-kit --verbose lists under "You are about to execute current statements"."""
+def _pending_statements(output: str) -> str:
+    """The SQL drizzle-kit --verbose lists under "You are about to execute current statements", on one line."""
     lines = drizzle_patterns.clean(output).split("\n")
     for i, line in enumerate(lines):
         if "You are about to execute current statements" in line:
-            out: list[str] = []
+            sql: list[str] = []
             for stmt in lines[i + 1 :]:
-                if stmt.strip() and (stmt.startswith(("error:", "Error:")) or "Do you" in stmt):
+                if stmt.startswith(("error:", "Error:")) or "Do you" in stmt or "Warning" in stmt:
                     break
-                if stmt.strip():
-                    out.append(stmt.strip())
-            return out[:10]
-    return []
+                sql.append(stmt.strip())
+            text = " ".join(s for s in sql if s)
+            return text if len(text) <= 500 else text[:499] + "…"
+    return ""

@@ -90,6 +90,38 @@ def _kill_group(pgid: int, sig: int) -> None:
         pass
 
 
+def _pump(proc: subprocess.Popen[bytes], fd: int, deadline: float, emit: Callable[[bytes], None]) -> tuple[bool, bytes]:
+    """Emit whole lines until EOF, the deadline, or an orphan holding the pipe.
+
+    Returns (timed out?, the unfinished last line).
+    """
+    exited_at: float | None = None
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return True, buf
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > DRAIN_GRACE:
+                _kill_group(proc.pid, signal.SIGKILL)  # an orphan holds the pipe: the step is over
+                return False, buf
+            if not sel.select(timeout=min(0.2, deadline - now)):
+                continue
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return False, buf
+            buf += chunk
+            *complete, buf = buf.split(b"\n")
+            for raw in complete:
+                emit(raw)
+
+
 def run_step(
     name: str,
     command: str,
@@ -130,33 +162,14 @@ def run_step(
     os.set_blocking(fd, False)
     pgid = proc.pid  # start_new_session: the child leads its own group
     deadline = started + timeout
-    timed_out = False
-    exited_at: float | None = None
-    buf = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while True:
-            now = time.monotonic()
-            if now >= deadline:
-                timed_out = True
-                break
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at > DRAIN_GRACE:
-                _kill_group(pgid, signal.SIGKILL)  # an orphan holds the pipe: the step is over
-                break
-            if not sel.select(timeout=min(0.2, deadline - now)):
-                continue
-            try:
-                chunk = os.read(fd, 65536)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                break
-            buf += chunk
-            *complete, buf = buf.split(b"\n")
-            for raw in complete:
-                emit(raw)
+    try:
+        timed_out, tail = _pump(proc, fd, deadline, emit)
+    except BaseException:
+        # on_line raised, or Ctrl-C: the step runs in its own session and would not see the
+        # terminal's SIGINT, so stop it here rather than leave it running (issue 4).
+        _kill_group(pgid, signal.SIGKILL)
+        proc.wait()
+        raise
     if timed_out:
         _kill_group(pgid, signal.SIGTERM)
         try:
@@ -165,11 +178,11 @@ def run_step(
             pass
         _kill_group(pgid, signal.SIGKILL)  # grandchildren that ignored SIGTERM
     try:
-        buf += os.read(fd, 65536)
+        tail += os.read(fd, 65536)  # what the killed group wrote last
     except (BlockingIOError, OSError):
         pass
-    if buf:
-        emit(buf)
+    if tail:
+        emit(tail)
     proc.stdout.close()
     try:
         code = proc.wait(timeout=KILL_GRACE)

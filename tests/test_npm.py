@@ -108,3 +108,14 @@ def test_missing_npm_binary(tmp_path: Path) -> None:
     app = _app(tmp_path, {"db:push": "drizzle-kit push"})
     with pytest.raises(StepError, match="`npm` is not installed or not on PATH"):
         run_step("push", "npm run db:push", cwd=app, env={"PATH": str(tmp_path / "empty")}, timeout=10)
+
+
+def test_a_failing_line_handler_stops_the_step_too(tmp_path: Path) -> None:
+    pidfile = tmp_path / "step.pid"
+
+    def explode(line: str) -> None:
+        raise RuntimeError("log sink broke")
+
+    with pytest.raises(RuntimeError, match="log sink broke"):
+        run_step("x", f"echo $$ > {pidfile}; echo hello; sleep 60", cwd=tmp_path, env={}, timeout=30, on_line=explode)
+    assert _wait_gone(int(pidfile.read_text()))
