@@ -12,7 +12,11 @@ import re
 import tempfile
 from pathlib import Path
 
-_LINE = re.compile(r"^(?P<lead>\s*(?:export\s+)?)(?P<key>[A-Za-z_][A-Za-z0-9_.]*)(?P<eq>\s*=\s*)(?P<val>.*?)(?P<nl>\r?\n)?$")
+# Horizontal space only: `\s` would let "KEY=\n" swallow its own newline (the new value then
+# landed on the next line and the variable was left empty).
+_LINE = re.compile(
+    r"^(?P<lead>[ \t]*(?:export[ \t]+)?)(?P<key>[A-Za-z_][A-Za-z0-9_.]*)(?P<eq>[ \t]*=[ \t]*)(?P<val>.*?)(?P<nl>\r?\n)?$"
+)
 
 
 def _unquote(raw: str) -> str:
@@ -63,12 +67,13 @@ def replace_var(text: str, key: str, value: str) -> str:
 
 def write_var(path: Path, key: str, value: str) -> None:
     """Set ``key`` in the env file atomically, keeping other lines, comments and the file mode."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    # Bytes, not read_text(): universal-newline reading would turn a CRLF file into LF.
+    text = path.read_bytes().decode("utf-8") if path.exists() else ""
     mode = path.stat().st_mode & 0o7777 if path.exists() else 0o600
     new = replace_var(text, key, value)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(new)
             f.flush()
             os.fsync(f.fileno())
