@@ -14,7 +14,7 @@ from .helpers import seed_users, write_config
 
 
 @pytest.fixture
-def local_setup(tmp_path: Path, pg_url: str) -> Iterator[Callable[..., tuple[LoadedConfig, LocalProvider]]]:
+def local_setup(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., tuple[LoadedConfig, LocalProvider]]]:
     """Factory: (loaded config, provider) for a seeded production database; drops the snapshots it made."""
     made: list[LocalProvider] = []
 
@@ -22,6 +22,7 @@ def local_setup(tmp_path: Path, pg_url: str) -> Iterator[Callable[..., tuple[Loa
         if seed:
             seed_users(pg_url)
         loaded = write_config(tmp_path, pg_url, extra)
+        monkeypatch.setenv("DATABASE_URL", pg_url)  # for the CLI, which reads deploysafe.toml itself
         prov = LocalProvider.from_config(loaded)
         made.append(prov)
         return loaded, prov

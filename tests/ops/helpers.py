@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -32,3 +36,26 @@ def write_config(root: Path, url: str, extra: str = "") -> LoadedConfig:
     path = root / "deploysafe.toml"
     path.write_text(text)
     return LoadedConfig(parse_config(text, env={"DATABASE_URL": url}), path)
+
+
+class Hook:
+    """A webhook receiver on a real local socket; records each JSON body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Any] = []
+        self.status = 200
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("content-length", 0))
+                hook.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(hook.status)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/SECRETTOKEN"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()

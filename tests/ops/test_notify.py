@@ -1,0 +1,46 @@
+"""Webhook notification over a real HTTP socket: Slack and JSON shapes, failures only warn, URL never printed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from deploysafe.config import NotifyConfig
+from deploysafe.notify import notify, payload
+
+from .helpers import Hook
+
+
+@pytest.fixture
+def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
+    h = Hook()
+    monkeypatch.setenv("OPS_WEBHOOK", h.url)
+    yield h
+    h.server.shutdown()
+    h.server.server_close()
+
+
+def test_slack_and_json_shapes(hook: Hook) -> None:
+    assert notify(NotifyConfig(webhook_env="OPS_WEBHOOK"), "check: FAIL") is True
+    assert notify(NotifyConfig(webhook_env="OPS_WEBHOOK", format="json"), "check: WARN", {"checks": [1]}) is True
+    assert hook.bodies == [{"text": "check: FAIL"}, {"source": "deploysafe", "text": "check: WARN", "checks": [1]}]
+    assert payload(NotifyConfig(), "x") == {"text": "x"}
+
+
+def test_a_failing_webhook_only_warns_and_never_shows_its_url(hook: Hook, capsys: pytest.CaptureFixture[str]) -> None:
+    hook.status = 404
+    assert notify(NotifyConfig(webhook_env="OPS_WEBHOOK"), "x") is False
+    hook.server.shutdown()
+    hook.server.server_close()
+    assert notify(NotifyConfig(webhook_env="OPS_WEBHOOK"), "x") is False
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "HTTP 404" in text and "could not be reached" in text
+    assert "SECRETTOKEN" not in text and "127.0.0.1" not in text
+
+
+def test_not_configured_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPS_WEBHOOK", raising=False)
+    assert notify(NotifyConfig(), "x") is False
+    assert notify(NotifyConfig(webhook_env="OPS_WEBHOOK"), "x") is False
