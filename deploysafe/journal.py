@@ -78,7 +78,7 @@ class Journal:
         self.write(step, outcome, now, now, details)
 
     @contextmanager
-    def step(self, name: str, **details: Any) -> Iterator[StepHandle]:
+    def step(self, name: str, /, **details: Any) -> Iterator[StepHandle]:  # '/': details may hold a "name"
         handle = StepHandle(name, dict(details))
         started = utcnow()
         t0 = time.monotonic()
