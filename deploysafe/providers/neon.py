@@ -607,7 +607,7 @@ class NeonProvider:
             )
         self._wait_branch_ready(snap.id, what, deadline)
         if serve:
-            self.ensure_serving(snap.name)
+            self._ensure_endpoint(existing, snap.name)
         return snap
 
     def list_snapshots(self) -> list[Snapshot]:
@@ -645,19 +645,23 @@ class NeonProvider:
             raise ProviderError(f"{e} ({what})", hint="check the compute in the Neon console; retry later") from None
 
     def ensure_serving(self, name: str) -> None:
+        """Give the branch a ready read-write compute and clear its expiry: call before repointing the app at it
+        (cheap when the compute exists), so Neon's expiry job never deletes a branch the app uses."""
         b = self._require(name)
+        self._ensure_endpoint(b, name)
+        if b.get("expires_at"):
+            self._patch_branch(str(b["id"]), {"expires_at": None}, f"clear the expiry of '{name}'")
+
+    def _ensure_endpoint(self, b: Json, name: str) -> None:
         bid = str(b["id"])
         what = f"start a compute for branch '{name}'"
         deadline = self.clock() + self.operation_deadline
-        if not any(e.get("type") == "read_write" for e in self._endpoints(bid)):
+        if not any(e.get("type") == "read_write" and e.get("branch_id") == bid for e in self._endpoints(bid)):
             body = {"endpoint": {"branch_id": bid, "type": "read_write"}}
             resp = self._call("POST", self._path("/endpoints"), what=what, json=body, ok=(200, 201, 409))
             if resp.status_code != 409:  # 409: "read-write endpoint already exists" -- someone beat us to it
                 self._wait_operations(self._json(resp, what).get("operations"), what, deadline)
         self._wait_endpoint(bid, what, deadline)
-        if b.get("expires_at"):
-            # A branch that serves the app must not be removed by Neon's expiry job under it.
-            self._patch_branch(bid, {"expires_at": None}, f"clear the expiry of '{name}'")
 
     def connection_url(self, name: str) -> str:
         b = self._require(name)
