@@ -100,8 +100,10 @@ def _keep_reason(
         return "the default branch"
     if s.in_use or matches(s, in_use):
         return "the app's DATABASE_URL points at it now"
-    if not s.ours or s.kind is None:
+    if not s.ours:
         return "not created by deploysafe"
+    if s.kind is None:
+        return "a kind this deploysafe does not know (made by a newer version?)"
     if s.protected:
         return "protected"
     if s.has_children or s.id in parents:

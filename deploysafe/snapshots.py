@@ -386,5 +386,5 @@ def production_lock(loaded: LoadedConfig, provider: Provider, journal: Journal, 
 
     prod = provider.production()
     return deploy_lock(
-        loaded.state_dir, lock_target(provider.name, prod.url), prod.name, run_id=journal.run_id, command=command
+        loaded.state_dir, lock_target(provider.name, prod.url), prod.id, run_id=journal.run_id, command=command
     )
