@@ -1,0 +1,165 @@
+"""The operations against the Neon API double: real HTTP, real databases behind the branches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from neon_double import NeonDouble, neon_double  # noqa: F401  (fixture)
+
+from deploysafe.config import LoadedConfig, parse_config
+from deploysafe.http import RetryPolicy
+from deploysafe.journal import Journal
+from deploysafe.ops.backup import run_backup, schedule_set, schedule_show
+from deploysafe.ops.check import FAIL, OK, WARN, run_checks
+from deploysafe.ops.drill import load_reports, run_drill
+from deploysafe.ops.restore_table import restore_table
+from deploysafe.ops.setup import run_setup
+from deploysafe.providers.base import SnapshotKind
+from deploysafe.providers.neon import NeonProvider
+
+from .helpers import rows, seed_users
+
+WED = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def neon_ops(neon_double: NeonDouble, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LoadedConfig, NeonProvider, NeonDouble]]:
+    d = neon_double
+    monkeypatch.setenv("NEON_API_KEY", d.api_key)
+    (tmp_path / ".env").write_text(f"DATABASE_URL={d.branch_url('production')}\n")
+    text = (f'[provider]\ntype = "neon"\nproject_id = "{d.project_id}"\ndatabase = "{d.database}"\nrole = "{d.role}"\n'
+            f'api_url = "{d.base_url}"\n\n[platform]\ntype = "dotenv"\nenv_file = ".env"\n')
+    (tmp_path / "deploysafe.toml").write_text(text)
+    loaded = LoadedConfig(parse_config(text), tmp_path / "deploysafe.toml")
+    prov = NeonProvider.from_config(loaded, policy=RetryPolicy(sleep=lambda s: None), poll_interval=0.0)
+    seed_users(d.branch_url("production"))
+    yield loaded, prov, d
+    prov.close()
+
+
+def journal(loaded: LoadedConfig, command: str) -> Journal:
+    return Journal(loaded.state_dir, command)
+
+
+def test_backup_is_idempotent_per_day_on_neon(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    first = run_backup(loaded, prov, None, journal(loaded, "backup"), now=WED)
+    again = run_backup(loaded, prov, None, journal(loaded, "backup"), now=WED)
+    assert first.created and not again.created and first.name == again.name == "backup-2026-11-25"
+    assert [b["name"] for b in d.branches.values()].count("backup-2026-11-25") == 1
+    prov.ensure_serving("backup-2026-11-25")
+    assert rows(prov.connection_url("backup-2026-11-25")) == rows(d.branch_url("production"))
+
+
+def test_schedule_show_and_set(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    d.subscription_type = "launch"
+    assert schedule_show(prov) == []
+    items = [{"frequency": "daily", "hour": 3, "retention_seconds": 604800}]
+    schedule_set(prov, items, journal(loaded, "backup schedule"))
+    assert schedule_show(prov) == items
+
+
+def status_of(loaded: LoadedConfig, prov: NeonProvider) -> dict[str, str]:
+    return {r.name: r.status for r in run_checks(loaded, prov, None)}
+
+
+def test_neon_checks_both_ways(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    journal(loaded, "rollback").event("repoint", target="production")  # where the app points (journal)
+    d.history_seconds = 3600  # below the required 1 day
+    d.subscription_type = "launch"
+    s = status_of(loaded, prov)
+    assert (s["history-window"], s["production-protected"], s["app-target"]) == (FAIL, WARN, OK)
+    assert s["branch-count"] == OK and s["leaked-computes"] == OK
+    # fill the allowance: 8 of 10 warns, 10 of 10 fails
+    for i in range(7):
+        d.add_branch(f"other-{i}", parent="production")
+    assert status_of(loaded, prov)["branch-count"] == WARN
+    d.add_branch("other-7", parent="production")
+    d.add_branch("other-8", parent="production")
+    assert status_of(loaded, prov)["branch-count"] == FAIL
+    d.history_seconds = 7 * 86400
+    d.by_name("production")["protected"] = True
+    # a forgotten restore branch with a running compute, the app pointing elsewhere: leaked
+    d.add_branch("restore-20261120T000000Z", parent="production", endpoint=True,
+                 annotation={"deploysafe": "restore"})
+    s = status_of(loaded, prov)
+    assert (s["history-window"], s["production-protected"], s["leaked-computes"]) == (OK, OK, WARN)
+    journal(loaded, "rollback").event("repoint", target="restore-20261120T000000Z")
+    s = status_of(loaded, prov)
+    assert s["app-target"] == FAIL and s["leaked-computes"] == OK  # in use: not leaked, but not production either
+
+
+def test_drill_on_neon_point_in_time_and_deleted(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    report = run_drill(loaded, prov, journal(loaded, "drill"), age=3600.0)
+    assert report.outcome == "passed" and report.rpo_gap_seconds == 0.0
+    assert report.source.startswith("production at ")
+    assert report.deleted and report.branch not in [b["name"] for b in d.branches.values()]
+    created = [p for m, p, _ in d.log if m == "POST" and p.endswith("/branches")]
+    assert created and all(p["seconds"] > 0 for p in report.as_dict()["phases"])
+    assert load_reports(loaded.state_dir)[-1]["provider"] == "neon"
+
+
+def test_restore_rows_and_dropped_table_on_neon(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    prod = d.branch_url("production")
+    with psycopg.connect(prod, autocommit=True) as c:
+        c.execute("CREATE TABLE orders (id int PRIMARY KEY, total int)")
+        c.execute("INSERT INTO orders SELECT g, g FROM generate_series(1, 3) g")
+    before = rows(prod)
+    prov.create_snapshot("backup-2026-11-24", SnapshotKind.DAILY)
+    with psycopg.connect(prod, autocommit=True) as c:
+        c.execute("DELETE FROM users WHERE id BETWEEN 11 AND 20")
+    orders = rows(prod, "SELECT * FROM orders ORDER BY id")
+    done = restore_table(loaded, prov, journal(loaded, "restore-table"), table="users",
+                         from_snapshot="backup-2026-11-24", into_production=True)
+    assert done.inserted == 10 and rows(prod) == before
+    with psycopg.connect(prod, autocommit=True) as c:
+        c.execute("DROP TABLE users")
+    done = restore_table(loaded, prov, journal(loaded, "restore-table"), table="users",
+                         from_snapshot="backup-2026-11-24", into_production=True)
+    assert done.recreated and rows(prod) == before
+    assert rows(prod, "SELECT * FROM orders ORDER BY id") == orders
+
+
+def test_restore_at_uses_a_temporary_branch_and_drops_it(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    done = restore_table(loaded, prov, journal(loaded, "restore-table"), table="users", at=at, dry_run=True)
+    assert done.temp_branch and done.temp_branch.startswith("restore-") and done.temp_deleted
+    assert done.temp_branch not in [b["name"] for b in d.branches.values()]
+    assert done.diff.only_source == done.diff.only_production == done.diff.differing == 0
+
+
+def test_setup_creates_and_protects_production_and_fits_retention(neon_double: NeonDouble, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    d = neon_double
+    d.by_name("production")["name"] = "main"  # the project has only its default branch
+    d.subscription_type = "launch"
+    monkeypatch.setenv("NEON_API_KEY", d.api_key)
+    text = (f'[provider]\ntype = "neon"\nproject_id = "{d.project_id}"\ndatabase = "{d.database}"\nrole = "{d.role}"\n'
+            f'api_url = "{d.base_url}"\n\n[platform]\ntype = "vercel"\nproject = "web"\n')
+    loaded = LoadedConfig(parse_config(text), tmp_path / "deploysafe.toml")
+    prov = NeonProvider.from_config(loaded, policy=RetryPolicy(sleep=lambda s: None), poll_interval=0.0)
+    try:
+        dry = run_setup(loaded, prov, journal(loaded, "setup"), dry_run=True)
+        assert not dry.done and "production" not in [b["name"] for b in d.branches.values()]
+        report = run_setup(loaded, prov, journal(loaded, "setup"))
+        prod = d.by_name("production")
+        assert prod["parent_id"] == d.by_name("main")["id"] and prod["protected"]
+        assert len(report.done) == 2
+        assert report.retention["daily"] == "4d" and report.retention["weekly"] == "2w"  # fits 10 branches
+        assert any("Connect" in t and "vercel" in t for t in report.todo)
+        assert d.api_key not in str(report.as_dict()) and (not d.role_password or d.role_password not in str(report.as_dict()))
+        again = run_setup(loaded, prov, journal(loaded, "setup"))
+        assert not again.done  # idempotent
+    finally:
+        prov.close()
