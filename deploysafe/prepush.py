@@ -19,12 +19,13 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from deploysafe.errors import ConfigError, UsageError
-from deploysafe.redact import redact
-
+# Every import on the no-op path costs start-up time, so typing, deploysafe.errors and
+# deploysafe.redact are imported only when used (mypy reads this block; Python skips it).
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import git
 
     from deploysafe.git import Change, PushRange
@@ -37,7 +38,21 @@ BLOCKED = 1  # any non-zero exit makes git refuse the push
 
 def say(text: str) -> None:
     """Hook messages go to stderr (git shows them with the push output), always redacted."""
+    from deploysafe.redact import redact
+
     print(redact(f"deploysafe: {text}"), file=sys.stderr, flush=True)
+
+
+def ConfigError(message: str, *, hint: str) -> Exception:  # noqa: N802 - stands in for the class
+    from deploysafe.errors import ConfigError as Error
+
+    return Error(message, hint=hint)
+
+
+def UsageError(message: str, *, hint: str) -> Exception:  # noqa: N802 - stands in for the class
+    from deploysafe.errors import UsageError as Error
+
+    return Error(message, hint=hint)
 
 
 # --- what git tells us ----------------------------------------------------------------------
@@ -464,12 +479,12 @@ def stdin_from_pre_commit(env: dict[str, str]) -> tuple[str, str, bytes]:
 def main(argv: list[str]) -> int:
     """``python -m deploysafe.prepush [--legacy PATH] REMOTE URL``: the hook without click.
 
+    The installed script calls it with ``python -c`` (runpy's own imports cost a few ms more).
+
     Same as ``deploysafe hook pre-push``; the installed script calls this through the recorded
     interpreter because importing click and cli.py's commands costs more than the whole no-op
     check (issue 7 asks for under 100 ms added to a push).
     """
-    from deploysafe.errors import DeploysafeError
-
     args = list(argv)
     legacy: Path | None = None
     if len(args) >= 2 and args[0] == "--legacy":
@@ -479,14 +494,17 @@ def main(argv: list[str]) -> int:
         if len(args) != 2:
             raise UsageError("usage: python -m deploysafe.prepush [--legacy PATH] REMOTE URL", hint="git passes REMOTE and URL")
         return run_pre_push(args[0], args[1], sys.stdin.buffer.read(), repo_root=Path.cwd(), legacy=legacy)
-    except DeploysafeError as e:
-        print(redact(str(e)), file=sys.stderr, flush=True)
-        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr, flush=True)
         return 130
-    except Exception as e:  # a bug: same report as every other command (imports click, only now)
-        from deploysafe.cli import _internal_error
+    except Exception as e:
+        from deploysafe.errors import DeploysafeError  # imported only now: the no-op path never needs it
+        from deploysafe.redact import redact
+
+        if isinstance(e, DeploysafeError):
+            print(redact(str(e)), file=sys.stderr, flush=True)
+            return e.exit_code
+        from deploysafe.cli import _internal_error  # a bug: the same report as every other command
 
         return _internal_error(e)
 

@@ -90,7 +90,10 @@ def test_other_branch_tag_and_deletion_pass_silently(hooked: Path, bare_remote: 
 
 @pytest.mark.parametrize(
     ("entry", "allowed_click"),
-    [(["-m", "deploysafe", "hook", "pre-push"], True), (["-m", "deploysafe.prepush"], False)],
+    [
+        (["-m", "deploysafe", "hook", "pre-push"], True),
+        (["-c", "import sys; from deploysafe.prepush import main; sys.exit(main(sys.argv[1:]))"], False),
+    ],
     ids=["deploysafe-hook-pre-push", "installed-script-entry"],
 )
 def test_noop_path_imports_nothing_heavy(hooked: Path, entry: list[str], allowed_click: bool) -> None:
