@@ -350,3 +350,72 @@ def test_delete_asks_on_a_terminal(app: App) -> None:
         assert proc.returncode == 0, out
         assert b"Delete snapshot 'manual-ask'?" in out
         assert ("manual-ask" not in app.names()) is gone
+
+
+# --- prune against the Neon API double: children and protected branches are real there ------------------
+
+
+def test_prune_on_neon_keeps_parents_protected_in_use_and_deletes_leaf_first(tmp_path: Path, pg_server: embedded.EmbeddedPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neon_double import make_double, seed_production
+
+    from deploysafe.config import load_config
+    from deploysafe.http import RetryPolicy
+    from deploysafe.platforms import make_platform
+    from deploysafe.providers.neon import NeonProvider
+    from deploysafe.snapshots import prune
+
+    d = make_double(pg_server)
+    try:
+        seed_production(d)
+        now = datetime.now(UTC)
+
+        def add(name: str, kind: str | None, days: float, **kw: object) -> None:
+            d.add_branch(name, annotation={"deploysafe": kind} if kind else None, database=False,
+                         created_at=now - days * D, **kw)  # type: ignore[arg-type]
+
+        add("someones-dev", None, 300)
+        add("pre-deploy-old", "pre-deploy", 20)
+        add("pre-deploy-inuse", "pre-deploy", 12, endpoint=True)
+        add("pre-deploy-newest", "pre-deploy", 1)
+        add("backup-parent", "daily", 85)
+        add("restore-child", "restore", 60, parent="backup-parent")
+        add("restore-new", "restore", 5)
+        add("backup-new", "daily", 1)
+        add("weekly-protected", "weekly", 171, protected=True)
+        add("weekly-new", "weekly", 3)
+        add("drill-old", "drill", 40)
+        add("drill-new", "drill", 8)
+        add("manual-old", "manual", 500)
+        add("manual-new", "manual", 2)
+        host = next(e["host"] for e in d.endpoints.values() if e["branch_id"] == d.by_name("pre-deploy-inuse")["id"])
+        (tmp_path / "app.env").write_text(f"DATABASE_URL=postgresql://app:pw@{host}/neondb\n")
+        (tmp_path / "deploysafe.toml").write_text(
+            f'[provider]\ntype = "neon"\nproject_id = "{d.project_id}"\ndatabase = "{d.database}"\nrole = "{d.role}"\n'
+            f'api_url = "{d.base_url}"\n\n[platform]\ntype = "dotenv"\nenv_file = "app.env"\n'
+        )
+        monkeypatch.setenv("NEON_API_KEY", d.api_key)
+        loaded = load_config(str(tmp_path / "deploysafe.toml"))
+        prov = NeonProvider.from_config(loaded, policy=RetryPolicy(sleep=lambda s: None), poll_interval=0.0)
+        journal = Journal(loaded.state_dir, "prune")
+
+        dry = prune(loaded, prov, make_platform(loaded), dry_run=True, journal=journal)
+        expected = ["restore-child", "drill-old", "pre-deploy-old"]  # the child first, then oldest first
+        assert [s.name for s, _ in dry.delete] == expected
+        why = {s.name: r for s, r in dry.keep}
+        assert why["backup-parent"].startswith("has child branches")
+        assert why["weekly-protected"] == "protected"
+        assert why["pre-deploy-inuse"] == "the app's DATABASE_URL points at it now"
+        assert why["production"] == "production" and why["someones-dev"] == "not created by deploysafe"
+        assert len(d.branches) == 15  # nothing deleted by the dry run
+
+        done = prune(loaded, prov, make_platform(loaded), dry_run=False, journal=journal)
+        assert done.failed == [] and [s.name for s, _ in done.deleted] == expected
+        left = {b["name"] for b in d.branches.values()}
+        assert left.isdisjoint(expected) and {"backup-parent", "weekly-protected", "pre-deploy-inuse"} <= left
+
+        again = prune(loaded, prov, make_platform(loaded), dry_run=False, journal=journal)  # the parent's turn
+        assert [s.name for s, _ in again.deleted] == ["backup-parent"]
+        prov.close()
+    finally:
+        d.stop()
+    assert not d.spec_problems, d.spec_problems
