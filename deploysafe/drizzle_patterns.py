@@ -70,7 +70,7 @@ PATTERNS: tuple[Pattern, ...] = (
         "strict-approval",
         "prompt",
         r"Yes, I want to execute all statements|All changes were aborted",
-        "drizzle-kit 0.31.11 (source)",
+        "drizzle-kit 0.31.11",
         "push --strict asked for approval of the statements",
         "remove --strict from the push command: deploysafe does its own checks",
     ),
