@@ -169,23 +169,21 @@ class DemoApp:
         return {**os.environ, "DATABASE_URL": self.production_url, "NO_COLOR": "1"}
 
 
-def scaffold(root: Path, production_url: str, *, template: Path = TEMPLATE, node_modules: Path | None = None,
-             rows: int = 25, log: Any = None) -> DemoApp:
-    """Copy the app, install packages, create and seed the schema, start the app, write deploysafe.toml."""
-    from deploysafe import pg
-    from deploysafe.envfile import write_var
-    from deploysafe.npm import run_step
-
+def copy_app(root: Path, *, template: Path = TEMPLATE, node_modules: Path | None = None, log: Any = None) -> None:
+    """Copy the app's files (no node_modules, no generated migrations) and give it its packages."""
     shutil.copytree(template, root, ignore=shutil.ignore_patterns("node_modules", "drizzle", ".env", "app.pid", "app.log"),
                     dirs_exist_ok=True)
     if node_modules is not None:
         (root / "node_modules").symlink_to(node_modules)
     else:
         install_node_modules(root, log=log)
-    port = free_port()
-    env_file = root / ".env"
-    write_var(env_file, "DATABASE_URL", production_url)
-    write_var(env_file, "PORT", str(port))
+
+
+def init_schema(root: Path, production_url: str, rows: int = 25) -> None:
+    """Generate the first migration, push it, and seed ``rows`` users (the app's production before any deploy)."""
+    from deploysafe import pg
+    from deploysafe.npm import run_step
+
     env = {"DATABASE_URL": production_url}
     for name, cmd in (("generate", "npm run db:generate"), ("push", "npm run db:push")):
         r = run_step(name, cmd, cwd=root, env=env, timeout=120)
@@ -197,11 +195,30 @@ def scaffold(root: Path, production_url: str, *, template: Path = TEMPLATE, node
             "FROM generate_series(1, %s) g",
             (rows,),
         )
+
+
+def start_app(root: Path, production_url: str) -> DemoApp:
+    """Write .env, start the app with its restart script, wait until healthy, write deploysafe.toml."""
+    from deploysafe.envfile import write_var
+    from deploysafe.npm import run_step
+
+    port = free_port()
+    env_file = root / ".env"
+    write_var(env_file, "DATABASE_URL", production_url)
+    write_var(env_file, "PORT", str(port))
     r = run_step("start", "sh restart.sh", cwd=root, env={}, timeout=60)
     if r.exit_code != 0 or not wait_http(f"http://127.0.0.1:{port}/health"):
         raise PreconditionError(f"the demo app did not become healthy; see {root / 'app.log'}")
     write_config(root, port)
     return DemoApp(root, production_url, port)
+
+
+def scaffold(root: Path, production_url: str, *, template: Path = TEMPLATE, node_modules: Path | None = None,
+             rows: int = 25, log: Any = None) -> DemoApp:
+    """Copy the app, install packages, create and seed the schema, start the app, write deploysafe.toml."""
+    copy_app(root, template=template, node_modules=node_modules, log=log)
+    init_schema(root, production_url, rows)
+    return start_app(root, production_url)
 
 
 def run_deploy(app: DemoApp, *extra: str) -> tuple[int, dict[str, Any] | None, str]:

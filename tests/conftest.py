@@ -136,12 +136,34 @@ def drizzle_app(tmp_path: Path, node_modules: Path) -> Path:
     return app
 
 
-@pytest.fixture
-def live_app(tmp_path: Path, make_db: Callable[..., str], node_modules: Path) -> Iterator[object]:
-    """The fixture app scaffolded like the demo does: schema pushed, 25 users, running, deploysafe.toml written."""
-    from deploysafe.demo import scaffold, stop_app
+@pytest.fixture(scope="session")
+def app_template(pg_server: embedded.EmbeddedPostgres, node_modules: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """Once per session: the fixture app's first migration generated and pushed into a template database,
+    so each end-to-end test starts from a copy in a fraction of a second instead of re-running drizzle-kit."""
+    from deploysafe.demo import copy_app, init_schema
 
-    url = make_db("prod")
-    app = scaffold(tmp_path / "app", url, template=FIXTURE_APP, node_modules=node_modules)
+    root = tmp_path_factory.mktemp("app-template") / "app"
+    name = f"tmpl_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    copy_app(root, template=FIXTURE_APP, node_modules=node_modules)
+    init_schema(root, pg_server.url(name))
+    return name, root / "drizzle"
+
+
+@pytest.fixture
+def live_app(tmp_path: Path, pg_server: embedded.EmbeddedPostgres, app_template: tuple[str, Path],
+             node_modules: Path) -> Iterator[object]:
+    """The fixture app as the demo sets it up: schema pushed, 25 users, running, deploysafe.toml written."""
+    from deploysafe.demo import copy_app, start_app, stop_app
+
+    template_db, drizzle_dir = app_template
+    name = f"prod_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as c:
+        c.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template_db)))
+    root = tmp_path / "app"
+    copy_app(root, template=FIXTURE_APP, node_modules=node_modules)
+    shutil.copytree(drizzle_dir, root / "drizzle")
+    app = start_app(root, pg_server.url(name))
     yield app
     stop_app(app.root)
