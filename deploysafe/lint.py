@@ -110,7 +110,7 @@ def rule_url(rule: str) -> str:
 
 @dataclass(frozen=True)
 class _Stmt:
-    start: int  # byte offsets in the UTF-8 text
+    start: int  # character offsets in the text (pglast reports characters, not bytes)
     end: int
     line: int  # 1-based line of the first token
     end_line: int
@@ -119,8 +119,8 @@ class _Stmt:
     allows: frozenset[str]
 
 
-def _line_of(data: bytes, offset: int) -> int:
-    return data.count(b"\n", 0, offset) + 1
+def _line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
 
 
 def _allows(comment_text: str) -> frozenset[str]:
@@ -134,23 +134,19 @@ def _statements(text: str) -> list[_Stmt]:
     """Split with PostgreSQL's parser; raises pglast.parser.ParseError on invalid SQL."""
     from pglast import parse_sql
 
-    data = text.encode("utf-8")
-    raws = parse_sql(text)
     out: list[_Stmt] = []
     prev_end = 0
-    for raw in raws:
+    for raw in parse_sql(text):
         start = raw.stmt_location or 0
-        end = start + raw.stmt_len if raw.stmt_len else len(data)
+        end = start + raw.stmt_len if raw.stmt_len else len(text)
         # The statement's own trailing comment: rest of the line after its end (past the ';').
-        eol = data.find(b"\n", end)
-        eol = len(data) if eol == -1 else eol
-        preamble = data[prev_end:start].decode("utf-8", errors="replace")
-        trailing = data[end:eol].decode("utf-8", errors="replace")
+        eol = text.find("\n", end)
+        eol = len(text) if eol == -1 else eol
         out.append(
             _Stmt(
-                start=start, end=end, line=_line_of(data, start), end_line=_line_of(data, end),
-                text=data[start:end].decode("utf-8", errors="replace").strip(), node=raw.stmt,
-                allows=_allows(preamble) | _allows(trailing),
+                start=start, end=end, line=_line_of(text, start), end_line=_line_of(text, end),
+                text=text[start:end].strip(), node=raw.stmt,
+                allows=_allows(text[prev_end:start]) | _allows(text[end:eol]),
             )
         )
         prev_end = eol
@@ -254,16 +250,19 @@ def lint_sql(text: str, file: str = "<sql>") -> LintReport:
     try:
         stmts = _statements(text)
     except ParseError as e:
-        line = _line_of(text.encode("utf-8"), max(0, min(getattr(e, "location", 0) or 0, len(text))))
+        where = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], int) else 0  # character index
+        where = max(0, min(where, len(text)))
+        line = _line_of(text, where)
+        bad_line = text.split("\n")[line - 1].strip()
         rule = "unparseable-sql"
-        return LintReport([Finding(file, line, text.strip()[:200], rule, "destructive",
-                                   f"The SQL cannot be parsed ({e}), so it cannot be checked.", rule_url(rule),
+        return LintReport([Finding(file, line, bad_line, rule, "destructive",
+                                   f"The SQL cannot be parsed ({e.args[0]}), so it cannot be checked.", rule_url(rule),
                                    rule in _allows(text) or "all" in _allows(text))])
     created_before = _created_before(stmts)
     per_stmt = [_classify(st.node, created) for st, created in zip(stmts, created_before, strict=True)]
     for item in _run_squawk(text, file):
         rule = str(item.get("rule_name", ""))
-        idx = _stmt_index(stmts, int(item.get("line", 0)) + 1)  # squawk lines are 0-based
+        idx = _stmt_index(stmts, text, int(item.get("line", 0)), int(item.get("column", 0)))
         if idx is None or not rule:
             continue
         if severity_of(rule) == "locking" and _relname(stmts[idx].node) in created_before[idx]:
@@ -295,11 +294,17 @@ def _created_before(stmts: list[_Stmt]) -> list[set[str]]:
     return out
 
 
-def _stmt_index(stmts: list[_Stmt], line: int) -> int | None:
+def _stmt_index(stmts: list[_Stmt], text: str, line: int, column: int) -> int | None:
+    """The statement holding squawk's 0-based (line, column)."""
+    lines = text.split("\n")
+    if not 0 <= line < len(lines):
+        return None
+    offset = sum(len(x) + 1 for x in lines[:line]) + column
     for i, st in enumerate(stmts):
-        if st.line <= line <= st.end_line:
+        if st.start <= offset <= st.end:
             return i
-    return None
+    # squawk may point at leading trivia; fall back to the first statement on that line.
+    return next((i for i, st in enumerate(stmts) if st.line <= line + 1 <= st.end_line), None)
 
 
 def lint_files(paths: list[Path]) -> LintReport:

@@ -84,10 +84,19 @@ def test_squawk_findings_are_included_and_mapped() -> None:
     assert all(f.severity == "locking" for f in report.findings)
 
 
-def test_unparseable_sql_is_a_destructive_finding() -> None:
-    [f] = lint_sql("ALTER TABLE users DROPP COLUMN x;", "bad.sql").findings
-    assert (f.rule, f.severity, f.line) == ("unparseable-sql", "destructive", 1)
-    assert "cannot be parsed" in f.message
+def test_unparseable_sql_is_a_destructive_finding_at_the_bad_line() -> None:
+    [f] = lint_sql("SELECT 1;\nALTER TABLE users DROPP COLUMN x;", "bad.sql").findings
+    assert (f.rule, f.severity, f.line) == ("unparseable-sql", "destructive", 2)
+    assert f.statement == "ALTER TABLE users DROPP COLUMN x;"
+    assert 'syntax error at or near "DROPP"' in f.message
+
+
+def test_statements_sharing_a_line_and_non_ascii_names_are_kept_apart() -> None:
+    report = lint_sql('SELECT \'ééé\'; DROP TABLE "café"; TRUNCATE "t";')
+    assert [(f.rule, f.statement) for f in report.findings] == [
+        ("ban-drop-table", 'DROP TABLE "café"'),
+        ("truncate", 'TRUNCATE "t"'),
+    ]
 
 
 def test_enforce_block_names_each_statement() -> None:
