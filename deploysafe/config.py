@@ -162,11 +162,13 @@ class PlatformConfig(_Model):
 
 
 class HttpProbe(_Model):
-    name: str
-    url: str
-    expect_status: int = 200
-    expect_body: str | None = None
-    timeout: Duration = 5.0
+    """One HTTP check of the app; it passes when the status (and body, if set) match."""
+
+    name: str = Field(description="Label shown in results and the journal.")
+    url: str = Field(description="http:// or https:// URL to GET, e.g. http://127.0.0.1:3000/health.")
+    expect_status: int = Field(200, description="The HTTP status that means healthy.")
+    expect_body: str | None = Field(None, description="A substring the response body must contain.")
+    timeout: Duration = Field(5.0, description="Per-request timeout; a slower answer counts as a failure.")
     headers_env: dict[str, str] = Field(
         default_factory=dict, description="Header name -> environment variable holding its value."
     )
@@ -180,91 +182,134 @@ class HttpProbe(_Model):
 
 
 class SqlProbe(_Model):
-    name: str
-    query: str
+    """One SQL check, run on the database the app points at."""
+
+    name: str = Field(description="Label shown in results and the journal.")
+    query: str = Field(description="A read-only query, e.g. select 1 from users limit 1; it passes when it runs.")
     expect: str | None = Field(None, description="Expected value of the first column of the first row, as text.")
-    timeout: Duration = 5.0
+    timeout: Duration = Field(5.0, description="Statement timeout for the query.")
 
 
 class ProbesConfig(_Model):
-    deadline: Duration = 60.0
-    interval: Duration = 2.0
-    initial_delay: Duration = 0.0
+    """How deploysafe decides the app is healthy after a push or a rollback."""
+
+    deadline: Duration = Field(60.0, description="Give up and call the app unhealthy after this long.")
+    interval: Duration = Field(2.0, description="Pause between probe attempts.")
+    initial_delay: Duration = Field(0.0, description="Wait this long before the first attempt.")
     failure_limit: int = Field(3, ge=1, description="Consecutive failures that decide 'unhealthy'.")
     success_threshold: int = Field(1, ge=1, description="Consecutive passes that decide 'healthy'.")
-    http: list[HttpProbe] = Field(default_factory=list)
-    sql: list[SqlProbe] = Field(default_factory=list)
+    http: list[HttpProbe] = Field(default_factory=list, description="HTTP probes ([[probes.http]]).")
+    sql: list[SqlProbe] = Field(default_factory=list, description="SQL probes ([[probes.sql]]).")
 
 
 class RetentionConfig(_Model):
-    pre_deploy: Duration = 7 * 86400.0
-    daily: Duration = 30 * 86400.0
-    weekly: Duration = 90 * 86400.0
+    """How long `deploysafe prune` keeps each kind of snapshot (the newest of each kind is always kept)."""
+
+    pre_deploy: Duration = Field(7 * 86400.0, description="Snapshots taken before each deploy.")
+    daily: Duration = Field(30 * 86400.0, description="Daily backups (`deploysafe backup`).")
+    weekly: Duration = Field(90 * 86400.0, description="Weekly backups (taken on [backup] weekly_day).")
     manual: Duration | None = Field(None, description="Keep manual snapshots this long (default: forever).")
-    restore: Duration = 7 * 86400.0
-    drill: Duration = 7 * 86400.0
+    restore: Duration = Field(7 * 86400.0, description="Branches made by restore-table and rollback --at.")
+    drill: Duration = Field(7 * 86400.0, description="Branches made by `deploysafe drill`.")
 
 
 class LintConfig(_Model):
-    destructive: Literal["block", "warn", "allow"] = "block"
+    """What to do when new migration SQL drops or rewrites data."""
+
+    destructive: Literal["block", "warn", "allow"] = Field(
+        "block", description="block: stop before push (exit 3); warn: report and go on; allow: say nothing."
+    )
 
 
 class StateConfig(_Model):
+    """Where deploysafe keeps its own files."""
+
     dir: str = Field(".deploysafe", description="State folder (journal, drills), relative to deploysafe.toml.")
 
 
 class RollbackConfig(_Model):
-    strategy: Literal["repoint", "restore"] = "repoint"
+    """How a rollback puts the app back on the snapshot."""
+
+    strategy: Literal["repoint", "restore"] = Field(
+        "repoint",
+        description="repoint: point DATABASE_URL at the snapshot; restore (neon only): restore production from it in place.",
+    )
 
 
 class DeployConfig(_Model):
+    """Extra steps of `deploysafe deploy`."""
+
     app_deploy: str | None = Field(None, description="Command run after push that deploys the app and waits for it.")
-    app_deploy_timeout: Duration = 900.0
+    app_deploy_timeout: Duration = Field(900.0, description="Hard timeout for app_deploy.")
 
 
 class NotifyConfig(_Model):
+    """Where to post when a deploy rolls back or needs a person (a failing webhook never changes the outcome)."""
+
     webhook_env: str | None = Field(None, description="Environment variable holding a Slack-compatible webhook URL.")
-    format: Literal["slack", "json"] = "slack"
-    on_success: bool = False
+    format: Literal["slack", "json"] = Field(
+        "slack", description='slack: {"text": ...}; json: the text plus the run\'s summary fields.'
+    )
+    on_success: bool = Field(False, description="Also post when a deploy succeeds.")
 
 
 class HookConfig(_Model):
-    branches: list[str] = Field(default_factory=lambda: ["main", "production"])
+    """The git pre-push hook (`deploysafe hooks install`)."""
+
+    branches: list[str] = Field(
+        default_factory=lambda: ["main", "production"], description="Branches (glob patterns) whose pushes are checked."
+    )
     paths: list[str] = Field(default_factory=list, description="Schema/migration paths (default: from drizzle.config.*).")
-    snapshot: bool = False
-    offline: Literal["warn", "block"] = "warn"
-    missing: Literal["allow", "block"] = "allow"
+    snapshot: bool = Field(False, description="Take a pre-deploy snapshot when a checked push changes the schema.")
+    offline: Literal["warn", "block"] = Field(
+        "warn", description="When that snapshot cannot be taken: warn and push, or block the push."
+    )
+    missing: Literal["allow", "block"] = Field(
+        "allow", description="When deploysafe itself is not installed where the hook runs: allow or block the push."
+    )
 
 
 class BackupConfig(_Model):
-    weekly_day: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = "sunday"
+    """`deploysafe backup` (run daily)."""
+
+    weekly_day: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = Field(
+        "sunday", description="The day whose backup is kept as a weekly one."
+    )
 
 
 class DrillCheck(_Model):
-    name: str
-    query: str
-    expect: str | None = None
-    min: float | None = None
-    max: float | None = None
+    """A read-only query a drill runs on the restored copy to prove the data is there."""
+
+    name: str = Field(description="Label shown in the drill report.")
+    query: str = Field(description="Read-only SQL; its first value is compared.")
+    expect: str | None = Field(None, description="Expected first value, as text.")
+    min: float | None = Field(None, description="The first value must be a number at least this.")
+    max: float | None = Field(None, description="The first value must be a number at most this.")
 
 
 class DrillTargets(_Model):
-    branch: Duration = 120.0
-    verify: Duration = 600.0
-    total: Duration = 900.0
+    """Time targets a drill is measured against."""
+
+    branch: Duration = Field(120.0, description="Making the point-in-time copy.")
+    verify: Duration = Field(600.0, description="Running the checks on it.")
+    total: Duration = Field(900.0, description="The whole recovery (the guide's 15 minutes).")
 
 
 class DrillConfig(_Model):
-    checks: list[DrillCheck] = Field(default_factory=list)
-    targets: DrillTargets = Field(default_factory=DrillTargets)
+    """The disaster-recovery drill (`deploysafe drill`)."""
+
+    checks: list[DrillCheck] = Field(default_factory=list, description="Checks ([[drill.checks]]).")
+    targets: DrillTargets = Field(default_factory=DrillTargets, description="Targets ([drill.targets]).")
 
 
 class CheckConfig(_Model):
+    """Thresholds of `deploysafe check`, the backup and recovery checklist."""
+
     min_history: Duration = Field(86400.0, description="Minimum point-in-time window.")
-    daily_max_age: Duration = 26 * 3600.0
-    weekly_max_age: Duration = 8 * 86400.0
-    drill_max_age: Duration = 35 * 86400.0
-    size_limit_bytes: int | None = None
+    daily_max_age: Duration = Field(26 * 3600.0, description="Fail when the newest daily or weekly backup is older.")
+    weekly_max_age: Duration = Field(8 * 86400.0, description="Fail when the newest weekly backup is older.")
+    drill_max_age: Duration = Field(35 * 86400.0, description="Warn when the last drill is older.")
+    size_limit_bytes: int | None = Field(None, description="Size limit in bytes: warn above 80%, fail at it (default: Neon's free-plan limit there, else none).")
 
 
 class Config(_Model):
