@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import PlatformError
 from deploysafe.platforms.base import CurrentValue, Release
-from deploysafe.platforms.vercel import HttpAdapter
+from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
 if TYPE_CHECKING:
