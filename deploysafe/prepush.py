@@ -176,7 +176,7 @@ def read_settings(repo_root: Path, config_path: Path | None) -> HookSettings:
     paths = hook.get("paths", [])
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise ConfigError('hook.paths: must be a list of paths, e.g. ["src/db/schema.ts"]', hint=f"fix {config_path}")
-    from deploysafe.drizzle import normalise, read_app  # re + json only: cheap
+    from deploysafe.drizzle import normalise, read_app  # no pydantic: fine on the no-op path
 
     drizzle = read_app(app_abs)
     out = app.get("migrations_dir") or drizzle.out
@@ -234,9 +234,6 @@ def run_pre_push(
         code = run_legacy(legacy, [remote, url], stdin)
         if code != 0:
             return code  # the push is refused anyway: do not snapshot for it
-    if os.environ.get(SKIP_ENV, "") not in ("", "0"):
-        say(f"{SKIP_ENV} is set: schema checks skipped for this push")
-        return 0
     refs = [r for r in parse_refs(stdin.decode("utf-8", "replace")) if not r.is_delete and not r.is_tag and r.branch]
     if not refs:
         return 0
@@ -245,6 +242,10 @@ def run_pre_push(
     refs = [r for r in refs if r.local_sha != r.remote_sha]  # already pushed: nothing new
     touching = [r for r in refs if touches(r, remote, settings.pathspecs, repo_root)]
     if not touching:
+        return 0
+    if os.environ.get(SKIP_ENV, "") not in ("", "0"):
+        # said only when there was something to check, so an exported DEPLOYSAFE_SKIP stays quiet
+        say(f"{SKIP_ENV} is set: schema checks skipped for this push")
         return 0
     return guard(touching, remote, settings, repo_root)
 

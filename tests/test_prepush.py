@@ -171,6 +171,9 @@ def test_migrations_folder_out_of_step_is_blocked(hooked: Path, kwargs: dict[str
 
 
 def test_skip_env_lets_anything_through_with_a_note(hooked: Path, bare_remote: Path) -> None:
+    commit_file(hooked, "README.md", "x\n", "docs")
+    result = push(hooked, "main", env={"DEPLOYSAFE_SKIP": "1"})
+    assert result.returncode == 0 and deploysafe_lines(result.stderr) == []  # nothing to skip: silent
     change_schema(hooked)
     sha = commit_all(hooked, "no migration")
     result = push(hooked, "main", env={"DEPLOYSAFE_SKIP": "1"})
