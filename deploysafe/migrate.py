@@ -178,13 +178,32 @@ def dry_check_command(push_command: str) -> str:
     return f"{push_command} --strict --verbose"
 
 
+def _fingerprint_after(database_url: str, *, step: str) -> str:
+    """The fingerprint once a push may have run; unreadable means we must assume production changed."""
+    try:
+        return schema_fingerprint(database_url)
+    except StepError as e:
+        raise StepError(
+            f"{step}: cannot read the schema after the push, so whether it changed is unknown: {e.message}",
+            step=step, production_changed=True, hint="deploysafe treats production as changed and rolls back",
+        ) from None
+
+
+def _rethrow(e: StepError, production_changed: bool) -> StepError:
+    """The same error (e.g. a StepTimeout) marked with whether production changed."""
+    return type(e)(e.message, hint=e.hint, step=e.step, production_changed=production_changed, **e.context)
+
+
 def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> PushResult:
     """Run ``[app] push`` and prove the live database now matches the schema (module docstring)."""
     app = loaded.config.app
     env = _step_env(loaded, database_url)
     before = schema_fingerprint(database_url)
-    step = run_step("push", app.push, cwd=loaded.app_dir, env=env, timeout=app.step_timeout, on_line=on_line)
-    after = schema_fingerprint(database_url)
+    try:
+        step = run_step("push", app.push, cwd=loaded.app_dir, env=env, timeout=app.step_timeout, on_line=on_line)
+    except StepError as e:  # killed at its timeout, perhaps half-way through its statements
+        raise _rethrow(e, _fingerprint_after(database_url, step="push") != before) from None
+    after = _fingerprint_after(database_url, step="push")
     changed = before != after
     what = (
         "push applied part of its statements and then stopped; production changed"
@@ -195,11 +214,14 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> 
     clean_out = drizzle_patterns.clean(step.output)
     if drizzle_patterns.NO_CHANGES.search(clean_out) and not changed:
         return PushResult(step=step, statements_applied=False, verified=True)
-    check = run_step(
-        "push-verify", dry_check_command(app.push), cwd=loaded.app_dir,
-        env={**env, "PGOPTIONS": READ_ONLY_PGOPTIONS}, timeout=app.step_timeout, on_line=on_line,
-    )
-    if schema_fingerprint(database_url) != after:  # cannot happen in a read-only session; prove it
+    try:
+        check = run_step(
+            "push-verify", dry_check_command(app.push), cwd=loaded.app_dir,
+            env={**env, "PGOPTIONS": READ_ONLY_PGOPTIONS}, timeout=app.step_timeout, on_line=on_line,
+        )
+    except StepError as e:
+        raise _rethrow(e, changed) from None
+    if _fingerprint_after(database_url, step="push-verify") != after:  # impossible read-only; prove it
         raise StepError(
             "push-verify: the read-only dry check changed the database schema",
             step="push-verify", production_changed=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -90,9 +91,10 @@ DIRECT = {"generate": "node_modules/.bin/drizzle-kit generate", "push": "node_mo
 
 def _loaded(app: Path, url: str, **app_keys: str) -> LoadedConfig:
     """Config for the app; tests pass DIRECT to skip npm's ~1 s start-up where npm is not the point."""
-    extra = "".join(f'{k} = "{v}"\n' for k, v in app_keys.items())
+    keys = {"step_timeout": "60s", **app_keys}
+    extra = "".join(f'{k} = "{v}"\n' for k, v in keys.items())
     text = (
-        f'[app]\ndir = "."\nstep_timeout = "60s"\n{extra}'
+        f'[app]\ndir = "."\n{extra}'
         '[provider]\ntype = "local"\ndatabase_url = "${DATABASE_URL}"\n'
         '[platform]\ntype = "dotenv"\nenv_file = ".env"\n'
     )
@@ -285,3 +287,23 @@ def test_generate_past_its_timeout_is_killed_and_reported_with_app_env(tmp_path:
         generate(loaded, url, on_line=lines.append)
     assert exc.value.step == "generate" and "timeout of 1s" in str(exc.value)
     assert lines == ["region=eu-west"]
+
+
+@pytest.mark.parametrize(("sql", "changed"), [("CREATE TABLE half_done (id int)", True), ("SELECT 1", False)])
+def test_push_killed_at_its_timeout_reports_whether_production_changed(
+    tmp_path: Path, make_db: Callable[..., str], sql: str, changed: bool
+) -> None:
+    url = make_db()
+    script = tmp_path / "slow_push.py"
+    script.write_text(
+        "import os, time, psycopg\n"
+        "with psycopg.connect(os.environ['DATABASE_URL'], autocommit=True) as c:\n"
+        f"    c.execute({sql!r})\n"
+        "print('statement done', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    loaded = _loaded(tmp_path, url, push=f"{sys.executable} {script}", step_timeout="2s")
+    with pytest.raises(StepTimeout) as exc:
+        push(loaded, url)
+    assert exc.value.production_changed is changed
+    assert exc.value.step == "push" and exc.value.context["output"] == "statement done"
