@@ -25,7 +25,9 @@ from deploysafe.errors import PreconditionError
 MARKER = "deploysafe-pre-push-hook"
 HOOK = "pre-push"
 LEGACY = "pre-push.legacy"
-TEMPLATE = Path(__file__).resolve().parent.parent / "hooks" / HOOK
+# hooks/pre-push in a source checkout (editable install); a wheel would ship it as package data
+# under deploysafe/templates/ (setuptools only packages files inside the package).
+TEMPLATES = (Path(__file__).resolve().parent.parent / "hooks" / HOOK, Path(__file__).resolve().parent / "templates" / HOOK)
 
 
 @dataclass
@@ -70,12 +72,12 @@ def render(template: str, executable: str, missing: str, python: str | None = No
 
 
 def _template() -> str:
-    try:
-        return TEMPLATE.read_text(encoding="utf-8")
-    except OSError:
-        raise PreconditionError(
-            f"the hook script {TEMPLATE} is missing from this deploysafe install", hint="reinstall deploysafe"
-        ) from None
+    for path in TEMPLATES:
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    raise PreconditionError(
+        f"the hook script is missing from this deploysafe install (looked for {TEMPLATES[0]})", hint="reinstall deploysafe"
+    )
 
 
 def _free_backup(path: Path) -> Path:
