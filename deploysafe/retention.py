@@ -5,7 +5,7 @@ Snapshots plus the clock, the ``[retention]`` ages and where the app points go i
 
 Never deleted, whatever its age (the first matching reason is the one reported):
 production, the default branch, the one the app's DATABASE_URL points at now, not created
-by deploysafe, protected, a branch with children, the newest snapshot of its kind, and a
+by deploysafe, a snapshot of another production (apps sharing one server), protected, a branch with children, the newest snapshot of its kind, and a
 kind with no retention set (manual snapshots by default).
 
 Decisions where the issue was silent:
@@ -71,11 +71,16 @@ def matches(snap: Snapshot, ref: str | None) -> bool:
     return ref is not None and ref in (snap.name, snap.id)
 
 
-def newest_of_each_kind(snapshots: list[Snapshot]) -> set[str]:
-    """Ids of the newest snapshot (ours) of each kind; ties broken by name so the answer is stable."""
+def of_this_production(snap: Snapshot, production: str) -> bool:
+    """Taken from this production (or from an unrecorded source), not from another app's on the same server."""
+    return snap.source is None or snap.source == production
+
+
+def newest_of_each_kind(snapshots: list[Snapshot], production: str) -> set[str]:
+    """Ids of the newest snapshot (ours, of this production) of each kind; ties broken by name."""
     best: dict[SnapshotKind, Snapshot] = {}
     for s in snapshots:
-        if not s.ours or s.kind is None:
+        if not s.ours or s.kind is None or not of_this_production(s, production):
             continue
         cur = best.get(s.kind)
         if cur is None or (s.created_at, s.name) > (cur.created_at, cur.name):
@@ -102,6 +107,9 @@ def _keep_reason(
         return "the app's DATABASE_URL points at it now"
     if not s.ours:
         return "not created by deploysafe"
+    if not of_this_production(s, production):
+        # Another app's snapshot on a shared server/project: its in-use answer is not ours to know.
+        return f"a snapshot of another production ({s.source})"
     if s.kind is None:
         return "a kind this deploysafe does not know (made by a newer version?)"
     if s.protected:
@@ -138,7 +146,7 @@ def plan_prune(
 ) -> PrunePlan:
     """Split ``snapshots`` into what the retention policy deletes and what it keeps, each with its reason."""
     parents = {s.parent_id for s in snapshots if s.parent_id}
-    newest = newest_of_each_kind(snapshots)
+    newest = newest_of_each_kind(snapshots, production)
     plan = PrunePlan()
     for s in snapshots:
         reason = _keep_reason(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from deploysafe.console import console
 from deploysafe.errors import DeploysafeError, PreconditionError, UsageError
 from deploysafe.providers.base import Snapshot, SnapshotKind
-from deploysafe.retention import PrunePlan, expires_at, plan_headroom, plan_prune
+from deploysafe.retention import PrunePlan, expires_at, of_this_production, plan_headroom, plan_prune
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -153,7 +153,7 @@ def describe(snapshots: list[Snapshot], facts: Facts, *, now: datetime, loaded: 
     rows = []
     for s in sorted(snapshots, key=lambda s: (s.created_at, s.name), reverse=True):
         is_prod = s.is_production or matches(s, facts.production)
-        if not (everything or s.ours or is_prod):
+        if not (everything or (s.ours and of_this_production(s, facts.production)) or is_prod):
             continue
         exp = s.expires_at or expires_at(s, loaded.config.retention)
         rows.append(
@@ -213,6 +213,8 @@ def refuse_reason(snap: Snapshot, facts: Facts) -> str | None:
         return "the app's DATABASE_URL points at it now"
     if not snap.ours:
         return "deploysafe did not create it"
+    if not of_this_production(snap, facts.production):
+        return f"it is a snapshot of another production ({snap.source})"
     if snap.protected:
         return "it is protected"
     if snap.has_children or any(s.parent_id == snap.id for s in facts.snapshots):

@@ -229,6 +229,29 @@ def test_prune_falls_back_to_the_journal_and_goes_on_past_a_failed_delete(app: A
     assert plan["in_use"] == "pre-deploy-b" and plan["in_use_source"] == "journal"
 
 
+def test_prune_leaves_another_apps_snapshots_on_the_same_server_alone(app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    with psycopg.connect(app.srv.url(), autocommit=True) as c:
+        c.execute("CREATE DATABASE prod_b")
+    other = LocalProvider(app.srv.url("prod_b"), strategy="template")
+    other.create_snapshot("pre-deploy-b-only", SnapshotKind.PRE_DEPLOY)
+    app.make("pre-deploy-mine-old", SnapshotKind.PRE_DEPLOY, 30 * D)
+    app.make("pre-deploy-mine-new", SnapshotKind.PRE_DEPLOY, 1 * D)
+    # Age the other app's snapshot too: by age alone it would go.
+    with psycopg.connect(app.srv.url(), autocommit=True) as c:
+        (comment,) = c.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'pre-deploy-b-only'").fetchone()  # type: ignore[misc]
+        meta = {**json.loads(comment), "created_at": (datetime.now(UTC) - 40 * D).isoformat()}
+        c.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier("pre-deploy-b-only"), sql.Literal(json.dumps(meta))))
+    code, out, _ = app.cli(capsys, "prune")
+    assert code == 0, out
+    # The local provider already reports it as not ours; the planner would also refuse it by source.
+    assert "  pre-deploy-b-only  (not created by deploysafe)" in out
+    assert "pre-deploy-b-only" in app.names() and "pre-deploy-mine-old" not in app.names()
+    code, _, err = app.cli(capsys, "snapshot", "delete", "pre-deploy-b-only", "--yes")
+    assert code == 3 and "refusing to delete 'pre-deploy-b-only'" in err
+    code, out, _ = app.cli(capsys, "snapshot", "list")
+    assert "pre-deploy-b-only" not in out
+
+
 class LimitedProvider(LocalProvider):
     """The local provider with a branch allowance, as a Neon plan has."""
 
