@@ -323,7 +323,7 @@ def snapshot_create(ctx: Ctx, kind: str, name: str | None, at_text: str | None) 
     Use it before a risky manual change, or with --at to get back data deleted by mistake.
     """
     from deploysafe.console import console
-    from deploysafe.journal import Journal
+    from deploysafe.journal import Journal, iso
     from deploysafe.providers import make_provider
     from deploysafe.providers.base import SnapshotKind
     from deploysafe.snapshots import create, ensure_headroom, parse_at, try_platform, validate_name
@@ -341,7 +341,7 @@ def snapshot_create(ctx: Ctx, kind: str, name: str | None, at_text: str | None) 
     finally:
         provider.close()
     if ctx.json:
-        console.result({"name": snap.name, "id": snap.id, "kind": kind, "created_at": snap.created_at.isoformat()})
+        console.result({"name": snap.name, "id": snap.id, "kind": kind, "created_at": iso(snap.created_at)})
     else:
         console.ok(f"snapshot {snap.name} created")
 

@@ -296,6 +296,10 @@ def test_snapshot_create_list_delete(app: App, capsys: pytest.CaptureFixture[str
     assert code == 0
     daily = f"backup-{datetime.now(UTC).date().isoformat()}"
     assert daily in app.names()
+    code, out, _ = app.cli(capsys, "--json", "snapshot", "create", "--kind", "drill")
+    created = json.loads(out)
+    assert code == 0 and created["kind"] == "drill" and created["name"].startswith("drill-")
+    assert created["created_at"].endswith("Z") and created["name"] in app.names()
     with psycopg.connect(app.provider.connection_url("before-import")) as c:
         assert c.execute("SELECT count(*) FROM users").fetchone() == (5,)
 
@@ -304,7 +308,7 @@ def test_snapshot_create_list_delete(app: App, capsys: pytest.CaptureFixture[str
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "KIND", "AGE", "CREATED_AT", "IN-USE", "PROTECTED", "EXPIRES_AT"]
     rows = {ln.split()[0]: ln.split() for ln in lines[1:]}
-    assert set(rows) == {"before-import", daily, "prod"}  # ours plus production; not someone_elses
+    assert set(rows) == {"before-import", daily, created["name"], "prod"}  # ours plus production; not someone_elses
     assert rows["before-import"][1] == "manual" and rows["before-import"][-1] == "never"
     assert rows["prod"][1:2] == ["production"] and "yes" in rows["prod"]  # production is in use
 
