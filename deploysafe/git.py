@@ -6,6 +6,7 @@ costs tens of milliseconds to import, which the no-op path must not pay.
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,6 @@ from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from deploysafe.errors import PreconditionError
 
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # sha1 of the empty tree: base of a root push
 
 
 def is_zero(sha: str) -> bool:
@@ -33,7 +33,7 @@ class PushRange:
     """What one pushed ref sends: ``commits`` (newest first) and the tree it is compared with."""
 
     local_sha: str
-    base: str  # a commit (the remote's sha or the parent of the oldest pushed commit) or EMPTY_TREE
+    base: str  # a commit (the remote's sha or the parent of the oldest pushed commit) or the empty tree
     exclude: tuple[str, ...]  # rev-list arguments naming what the remote already has
     commits: tuple[str, ...]
 
@@ -77,8 +77,14 @@ def push_range(repo: git.Repo, local_sha: str, remote_sha: str, remote: str) -> 
         return PushRange(local_sha, local_sha, exclude, ())
     oldest = commits[-1]
     parents = repo.commit(oldest).parents
-    base = parents[0].hexsha if parents else EMPTY_TREE
+    base = parents[0].hexsha if parents else empty_tree(repo)
     return PushRange(local_sha, base, exclude, commits)
+
+
+def empty_tree(repo: git.Repo) -> str:
+    """The empty tree's id (base of a push that sends a root commit); differs for sha256 repos."""
+    out: str = repo.git.hash_object("-t", "tree", "--stdin", istream=subprocess.DEVNULL)
+    return out.strip()
 
 
 def _rev_list(repo: git.Repo, local_sha: str, exclude: tuple[str, ...], *paths: str, limit: int | None = None) -> tuple[str, ...]:

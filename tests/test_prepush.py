@@ -438,3 +438,28 @@ def test_pre_commit_entry_blocks_like_the_hook(hooked: Path) -> None:
     proc = ds(hooked, "hook", "pre-commit-pre-push", env={k: v for k, v in env.items() if k != "PRE_COMMIT_REMOTE_BRANCH"})
     assert proc.returncode == 2 and "stages: [pre-push]" in proc.stderr
 
+
+
+def test_first_push_of_a_new_repository(tmp_path: Path, git_env: dict[str, str]) -> None:
+    """Root commits: nothing on any remote yet, compared with the empty tree."""
+    remote = tmp_path / "empty.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    repo = tmp_path / "fresh"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    src = Path(__file__).resolve().parent / "fixtures" / "drizzle-app"
+    for name in ("drizzle.config.ts", "package.json"):
+        (repo / name).write_text((src / name).read_text())
+    (repo / "src").mkdir()
+    (repo / "src" / "schema.ts").write_text((src / "src" / "schema.ts").read_text())
+    commit_all(repo, "app, migrations not generated")
+    git(repo, "remote", "add", "origin", str(remote))
+    assert ds(repo, "hooks", "install").returncode == 0
+    result = push(repo, "main")
+    assert result.returncode != 0
+    assert "src/schema.ts changed but the pushed commits add no migration" in result.stderr
+    write_migration(repo, 0, "0000_init", 'CREATE TABLE "users" ("id" serial PRIMARY KEY);\n')
+    sha = commit_all(repo, "generated")
+    result = push(repo, "main")
+    assert result.returncode == 0, result.stderr
+    assert remote_sha(remote, "main") == sha
