@@ -78,7 +78,7 @@ def spec_errors(method: str, path: str, *, query: str = "", body: bytes | None =
     args = {k: v[0] if len(v) == 1 else v for k, v in parse_qs(query, keep_blank_values=True).items()}
     req = MockRequest(
         SPEC_HOST, method.lower(), "/api/v2" + path, args=args, data=body or b"",
-        content_type="application/json" if body else None, headers={"Authorization": f"Bearer {api_key}"},
+        content_type="application/json" if body else "", headers={"Authorization": f"Bearer {api_key}"},
     )
     problems: list[str] = []
     api = openapi()
@@ -87,7 +87,7 @@ def spec_errors(method: str, path: str, *, query: str = "", body: bytes | None =
     except Exception as e:  # openapi-core raises a family of validation errors
         problems.append(f"request {method} {path}: {_explain(e)}")
     if status is not None:
-        resp = MockResponse(response or b"", status_code=status, content_type="application/json" if response else None)
+        resp = MockResponse(response or b"", status_code=status, content_type="application/json" if response else "")
         try:
             api.validate_response(req, resp)
         except Exception as e:

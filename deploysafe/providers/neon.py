@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -37,6 +38,7 @@ MAX_EXPIRY = timedelta(days=30)  # Neon refuses expires_at further ahead
 LIST_CACHE_TTL = 120.0  # a prune re-uses one listing for this long instead of re-listing per delete
 RATE_PER_MINUTE = 700.0  # Neon's documented account-wide limit (research 1.3)
 RATE_BURST = 40.0
+UNSURE = (500, 502, 504)  # a create answered like this may still have happened
 Json = dict[str, Any]
 
 
@@ -59,7 +61,7 @@ class _Pacer:
     bouncing off 429s (the console and other tools share the same budget)."""
 
     def __init__(self, per_minute: float, burst: float, clock: Callable[[], float], sleep: Callable[[float], None]):
-        self.rate = per_minute / 60.0
+        self.rate = per_minute / 60.0 * 0.97  # a little under the limit: clocks and buckets never agree exactly
         self.burst = burst
         self.tokens = burst
         self.clock = clock
@@ -219,17 +221,17 @@ class NeonProvider:
         what: str,
         ok: Iterable[int] = (200, 201),
         retry_network: bool | None = None,
+        policy: RetryPolicy | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
-        """One API call (with the shared retry policy); non-OK answers become ProviderError."""
+        """One API call (with the shared retry policy); non-OK answers become ProviderError.
+        httpx.TransportError propagates: callers that can reconcile (create) catch it, _call wraps it."""
         self._pacer.take()
         headers = {"X-Request-ID": str(uuid.uuid4())}
-        try:
-            resp = send(
-                self._client, method, path, policy=self.policy, retry_network=retry_network, headers=headers, **kwargs
-            )
-        except httpx.TransportError:
-            raise  # callers that can reconcile (create) catch it; _call turns it into ProviderError
+        resp = send(
+            self._client, method, path, policy=policy or self.policy, retry_network=retry_network, headers=headers,
+            **kwargs,
+        )
         if resp.status_code not in set(ok):
             raise self._error(resp, what, headers["X-Request-ID"])
         return resp
@@ -440,7 +442,7 @@ class NeonProvider:
         kind: SnapshotKind | None = None
         if ours:
             try:
-                kind = SnapshotKind(marker)
+                kind = SnapshotKind(str(marker))
             except ValueError:
                 kind = None  # a kind from a newer deploysafe: ours, but prune leaves it alone
         bid = str(self._field(b, "id", what))
@@ -561,19 +563,28 @@ class NeonProvider:
         deadline = self.clock() + self.operation_deadline
         self._forget_listing()
         created: Json | None = None
+        # 423/429/503 mean "not done, safe to resend" (spec L7217-7236); a gateway error or a lost answer may
+        # hide a created branch, so those are reconciled by listing instead of being resent blindly.
+        post_policy = replace(self.policy, statuses=frozenset({423, 429, 503}))
         for attempt in range(3):
+            lost: str | None = None
             try:
-                resp = self._request("POST", self._path("/branches"), what=what, ok=(201, 200, 409), json=body)
+                resp = self._request(
+                    "POST", self._path("/branches"), what=what, ok=(201, 200, 409, *UNSURE), json=body, policy=post_policy
+                )
+                if resp.status_code in UNSURE:
+                    lost = f"HTTP {resp.status_code}"
             except httpx.TransportError as e:
-                # The branch may exist even though the answer was lost: look before trying again.
-                existing, ann = self._find(name)
+                lost = type(e).__name__
+            if lost is not None:
+                existing, ann = self._find(name)  # it may exist even though the answer was lost
                 if existing is not None:
                     return self._adopt(existing, ann, kind, serve, what, deadline)
                 if attempt == 2:
                     raise ProviderError(
-                        f"Neon API: {what}: no answer after 3 tries ({type(e).__name__})",
+                        f"Neon API: {what}: no usable answer after 3 tries ({lost}); the branch does not exist",
                         hint="check the network and https://neonstatus.com, then run the command again",
-                    ) from e
+                    )
                 self.policy.sleep(self.policy.backoff(attempt, None))
                 continue
             if resp.status_code == 409:
@@ -685,7 +696,8 @@ class NeonProvider:
                 hint="remove protection or delete it in the Neon console if you really mean to",
             )
         what = f"delete branch '{name}'"
-        resp = self._call("DELETE", self._path(f"/branches/{bid}"), what=what, ok=(200, 202, 204, 404))
+        # resending a DELETE is safe: a branch that is already gone answers 204
+        resp = self._call("DELETE", self._path(f"/branches/{bid}"), what=what, ok=(200, 202, 204, 404), retry_network=True)
         if resp.status_code in (200, 202):
             self._wait_operations(self._json(resp, what).get("operations"), what)
         if self._listing is not None:  # keep the cached listing true without a re-list per delete

@@ -62,7 +62,7 @@ def neon(router: respx.Router, sleeps: Sleeps) -> Iterator[NeonProvider]:
     p = NeonProvider(
         project_id=PROJECT, api_key=KEY, production_branch="production", database="neondb", role="neondb_owner",
         transport=httpx.MockTransport(router.handler), policy=RetryPolicy(sleep=sleeps), poll_interval=0.0,
-        retention=RetentionConfig(),
+        retention=RetentionConfig.model_validate({}),
     )
     yield p
     p.close()
@@ -386,3 +386,13 @@ def test_from_config_reads_the_key_from_the_environment(
         p.production()
     assert "production_branch" in (e.value.hint or "")
     p.close()
+
+
+def test_create_answered_502_is_reconciled_not_resent(router: respx.Router, neon: NeonProvider) -> None:
+    """A gateway error may hide a created branch: list first; here it does not exist, so post again."""
+    lists = route_lists(router)
+    post = router.post(f"{P}/branches").mock(side_effect=[httpx.Response(502, text="Bad Gateway"), reply("branch_create_201")])
+    router.get(path__regex=rf"/{P}/operations/").mock(return_value=reply("operation_get_finished"))
+    router.get(f"{P}/branches/{NEW_ID}").mock(return_value=reply("branch_get_ready"))
+    assert neon.create_snapshot("manual-502", SnapshotKind.MANUAL).id == NEW_ID
+    assert post.call_count == 2 and lists.call_count >= 6  # production lookup + the reconcile listing, 3 pages each

@@ -28,7 +28,7 @@ class Sleeps:
 def provider_for(d: NeonDouble, sleeps: Sleeps | None = None, **kw: Any) -> NeonProvider:
     return NeonProvider(
         project_id=d.project_id, api_key=d.api_key, production_branch="production", database=d.database,
-        role=d.role, api_url=d.base_url, policy=RetryPolicy(sleep=sleeps or Sleeps()), poll_interval=0.0, retention=kw.pop("retention", RetentionConfig()), **kw,
+        role=d.role, api_url=d.base_url, policy=RetryPolicy(sleep=sleeps or Sleeps()), poll_interval=0.0, retention=kw.pop("retention", RetentionConfig.model_validate({})), **kw,
     )
 
 
