@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from deploysafe.config import CONFIG_NAME
@@ -68,6 +69,11 @@ token_env = "HEROKU_API_KEY"
 }
 
 
+def _q(text: str) -> str:
+    """A TOML basic string (JSON's escapes are valid TOML), so odd paths cannot break the file."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def render_starter(app_dir: Path, *, provider: str, platform: str) -> str:
     app = read_app(app_dir)
     if not (app_dir / "package.json").is_file():
@@ -87,10 +93,10 @@ def render_starter(app_dir: Path, *, provider: str, platform: str) -> str:
             "",
             "[app]",
             'dir = "."',
-            f'generate = "{generate}"',
-            f'push = "{push}"',
+            f"generate = {_q(generate)}",
+            f"push = {_q(push)}",
             'step_timeout = "15m"',
-            f'migrations_dir = "{normalise(app.out)}"',
+            f"migrations_dir = {_q(normalise(app.out))}",
             "",
             _PROVIDER[provider],
             _PLATFORM[platform],
@@ -111,7 +117,7 @@ def render_starter(app_dir: Path, *, provider: str, platform: str) -> str:
             'destructive = "block"              # "block" | "warn" | "allow"',
             "",
             "[hook]",
-            "paths = [" + ", ".join(f'"{p}"' for p in paths) + "]",
+            "paths = [" + ", ".join(_q(p) for p in paths) + "]",
             "",
         ]
     )
