@@ -630,6 +630,10 @@ class NeonProvider:
         branches, annotations = self._list_all(fresh=False)
         return self._to_snapshot(b, annotations.get(str(b["id"])), branches)
 
+    def branch_endpoints(self, branch_id: str) -> list[Json]:
+        """The computes of one branch, as Neon's ``Endpoint`` JSON (id, type, current_state, host, ...)."""
+        return self._endpoints(branch_id)
+
     def _endpoints(self, branch_id: str) -> list[Json]:
         what = f"list endpoints of branch {branch_id}"
         body = self._json(self._call("GET", self._path(f"/branches/{branch_id}/endpoints"), what=what), what)

@@ -17,7 +17,7 @@ from deploysafe.config import LoadedConfig, RetentionConfig, parse_config
 from deploysafe.errors import PointInTimeError, PreconditionError, ProviderError
 from deploysafe.http import RetryPolicy
 from deploysafe.providers import make_provider
-from deploysafe.providers.base import SnapshotKind
+from deploysafe.providers.base import Provider, SnapshotKind
 from deploysafe.providers.neon import NeonProvider
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "neon"
@@ -380,7 +380,8 @@ def test_from_config_reads_the_key_from_the_environment(
         make_provider(loaded)
     monkeypatch.setenv("NEON_API_KEY", KEY)
     p = make_provider(loaded, transport=httpx.MockTransport(router.handler), policy=RetryPolicy(sleep=lambda s: None))
-    assert isinstance(p, NeonProvider) and p.pooled is True and p.production_branch == "main"
+    assert isinstance(p, NeonProvider) and isinstance(p, Provider)
+    assert p.pooled is True and p.production_branch == "main"
     route_lists(router)
     with pytest.raises(ProviderError, match="production branch 'main' not found") as e:
         p.production()

@@ -144,6 +144,7 @@ def test_lazy_endpoint_then_ensure_serving_clears_expiry(neon_double: NeonDouble
     p.ensure_serving("pre-deploy-lazy")  # idempotent: no second compute
     bid = neon_double.by_name("pre-deploy-lazy")["id"]
     assert len([e for e in neon_double.endpoints.values() if e["branch_id"] == bid]) == 1
+    assert [e["current_state"] for e in p.branch_endpoints(bid)] == ["active"]
     assert "expires_at" not in neon_double.by_name("pre-deploy-lazy")
     assert p.identify("postgresql://u:p@" + next(e["host"] for e in neon_double.endpoints.values() if e["branch_id"] == bid)
                       .replace(".c-2", "-pooler.c-2") + "/neondb") == "pre-deploy-lazy"
