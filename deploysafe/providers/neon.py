@@ -296,6 +296,8 @@ class NeonProvider:
             return
         deadline = deadline or (self.clock() + self.operation_deadline)
         for op in operations:
+            if not isinstance(op, dict):
+                raise ProviderError(f"Neon API: {what}: an operation is not an object", hint="report it")
             op_id = self._field(op, "id", what)
             status = op.get("status")
             if status in SUCCEEDED:
@@ -306,6 +308,8 @@ class NeonProvider:
                 nonlocal reread
                 body = self._json(self._call("GET", self._path(f"/operations/{op_id}"), what=f"{what}: operation"), what)
                 current = self._field(body, "operation", what)
+                if not isinstance(current, dict):
+                    raise ProviderError(f"Neon API: {what}: operation {op_id} is not an object")
                 st = str(current.get("status", ""))
                 if st in SUCCEEDED:
                     return st
@@ -368,8 +372,8 @@ class NeonProvider:
                 params["cursor"] = cursor
             body = self._json(self._call("GET", self._path("/branches"), what="list branches", params=params), "list branches")
             page = self._field(body, "branches", "list branches")
-            if not isinstance(page, list):
-                raise ProviderError("Neon API: list branches: 'branches' is not a list")
+            if not isinstance(page, list) or not all(isinstance(b, dict) for b in page):
+                raise ProviderError("Neon API: list branches: 'branches' is not a list of objects", hint="report it")
             branches.extend(page)
             ann = body.get("annotations") or {}
             if isinstance(ann, dict):

@@ -397,3 +397,20 @@ def test_create_answered_502_is_reconciled_not_resent(router: respx.Router, neon
     router.get(f"{P}/branches/{NEW_ID}").mock(return_value=reply("branch_get_ready"))
     assert neon.create_snapshot("manual-502", SnapshotKind.MANUAL).id == NEW_ID
     assert post.call_count == 2 and lists.call_count >= 6  # production lookup + the reconcile listing, 3 pages each
+
+
+@pytest.mark.parametrize(
+    "page", [{"branches": "x", "annotations": {}}, {"branches": [1], "annotations": {}}, {"annotations": {}},
+             {"branches": [{"id": "br-a-1", "name": "x"}], "annotations": {}}]
+)
+def test_malformed_branch_lists_become_provider_errors(router: respx.Router, neon: NeonProvider, page: Any) -> None:
+    router.get(f"{P}/branches").mock(return_value=httpx.Response(200, json=page))
+    with pytest.raises(ProviderError):
+        neon.list_snapshots()
+
+
+def test_a_key_echoed_by_the_server_is_redacted(router: respx.Router, neon: NeonProvider) -> None:
+    router.get(P).mock(return_value=httpx.Response(400, json={"code": "", "message": f"bad token {KEY}"}))
+    with pytest.raises(ProviderError) as e:
+        neon.project_info()
+    assert KEY not in str(e.value) and "bad token ****" in str(e.value)
