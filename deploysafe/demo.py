@@ -305,9 +305,9 @@ def run_demo(directory: Path | None, keep: bool) -> int:
         return 0
     finally:
         if keep:
-            console.plain(f"kept everything in {root}. To stop it: kill $(cat {app_dir / 'app.pid'}); "
-                          f"{server.bin_dir / 'pg_ctl' if server else 'pg_ctl'} -D {root / 'pg' / 'data'} stop"
-                          + (" (as the postgres user)" if server and server.run_as else ""))
+            stop_pg = (f"{server.bin_dir / 'pg_ctl'} -D {server.data_dir} stop"
+                       + (f" (as the {server.run_as} user)" if server.run_as else "")) if server else "nothing else"
+            console.plain(f"kept everything in {root}. To stop it: kill $(cat {app_dir / 'app.pid'}); {stop_pg}")
         else:
             stop_app(app_dir)
             if server is not None:

@@ -29,7 +29,7 @@ from deploysafe.errors import (
     StepError,
 )
 from deploysafe.journal import Journal
-from deploysafe.plan import Plan, plan_deploy, pre_deploy_snapshot_name
+from deploysafe.plan import Plan, plan_deploy
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -148,7 +148,9 @@ def _preflight(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, pl
     caveats = platform.caveats()
     where = app_points_at(loaded, provider, platform)
     sha = git_sha(opts.sha, loaded.app_dir)
-    name = pre_deploy_snapshot_name(datetime.now(UTC), sha)
+    from deploysafe.snapshots import pre_deploy_name
+
+    name = pre_deploy_name(datetime.now(UTC), sha)
     prune_names: list[str] = []
     try:
         from deploysafe.retention import plan_prune
@@ -374,7 +376,9 @@ def _prune(loaded: LoadedConfig, provider: Provider, platform: Platform, journal
 
     def step(h: Any) -> None:
         plan = prune(loaded, provider, platform, dry_run=False, journal=journal)
-        summary.pruned = [s.name for s, _ in plan.delete]
+        summary.pruned = [s.name for s, _ in plan.deleted]
+        for snap, why in plan.failed:
+            console.warn(f"prune could not delete {snap.name}: {why}")
 
     try:
         _timed(summary, journal, "prune", step)

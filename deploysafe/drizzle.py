@@ -13,7 +13,39 @@ from pathlib import Path
 
 CONFIG_NAMES = ("drizzle.config.ts", "drizzle.config.mts", "drizzle.config.js", "drizzle.config.mjs", "drizzle.config.cjs", "drizzle.config.json")
 
-_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+
+
+def strip_comments(text: str) -> str:
+    """Remove // and /* */ comments outside string literals (a glob like "./src/**/*.ts" is not a comment)."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    quote: str | None = None
+    while i < n:
+        ch = text[i]
+        if quote:
+            out.append(ch)
+            if ch == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if ch == quote:
+                quote = None
+            i += 1
+        elif ch in "'\"`":
+            quote = ch
+            out.append(ch)
+            i += 1
+        elif text.startswith("//", i):
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+            out.append(" ")
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
 
 
 @dataclass
@@ -68,7 +100,7 @@ def read_app(app_dir: Path) -> DrizzleApp:
         except (json.JSONDecodeError, AttributeError):
             pass
         return app
-    text = _COMMENTS.sub("", text)
+    text = strip_comments(text)
     app.schema = _string_or_list(text, "schema") or []
     out = _string_or_list(text, "out")
     if out:

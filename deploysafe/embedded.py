@@ -111,8 +111,10 @@ def start(base_dir: Path | None = None, *, user: str = "postgres") -> EmbeddedPo
                 "running as root, and there is no 'postgres' user to run the server as",
                 hint="useradd --system postgres, or run as a normal user",
             ) from None
-    owns = base_dir is None
-    root = Path(tempfile.mkdtemp(prefix="deploysafe-pg-")) if base_dir is None else base_dir
+    # As root the server runs as `postgres`, which may not be able to reach a folder under a private
+    # parent (pytest's tmp_path, a home directory): then the cluster gets its own temporary folder.
+    owns = base_dir is None or run_as is not None
+    root = Path(tempfile.mkdtemp(prefix="deploysafe-pg-")) if owns else base_dir
     root.mkdir(parents=True, exist_ok=True)
     data = root / "data"
     password = "pw-" + secrets.token_urlsafe(12)

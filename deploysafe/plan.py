@@ -8,7 +8,6 @@ failure after it triggers).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from deploysafe.config import Config
 
@@ -84,7 +83,3 @@ def plan_deploy(
             f"the app points at {app_points_at!r}, not production {production!r}: run `deploysafe promote` first"
         )
     return Plan(snapshot, production, tuple(steps), tuple(prune), tuple(warnings), not no_rollback)
-
-
-def pre_deploy_snapshot_name(now: datetime, sha: str | None) -> str:
-    return f"pre-deploy-{now.strftime('%Y%m%dT%H%M%SZ')}-{(sha or 'nosha')[:7]}"

@@ -26,18 +26,6 @@ def _adapters(loaded: LoadedConfig) -> tuple[Provider, Platform]:
     return make_provider(loaded), make_platform(loaded)
 
 
-def parse_timestamp(text: str) -> datetime:
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(
-            f"{text!r} is not an ISO 8601 timestamp", hint="write it like 2026-11-25T09:30:00Z"
-        ) from None
-    if dt.tzinfo is None:
-        raise UsageError(f"{text!r} has no time zone", hint="add Z for UTC, e.g. 2026-11-25T09:30:00Z")
-    return dt.astimezone(UTC)
-
-
 @dataclass
 class RollbackResult:
     snapshot: str
@@ -58,7 +46,9 @@ def manual_rollback(
 
     if to and at:
         raise UsageError("give --to or --at, not both")
-    when = parse_timestamp(at) if at else None
+    from deploysafe.snapshots import parse_at, restore_name
+
+    when = parse_at(at) if at else None
     provider, platform = _adapters(loaded)
     try:
         prod = provider.production()
@@ -71,7 +61,7 @@ def manual_rollback(
                     f"provider {provider.name!r} cannot restore to a point in time",
                     hint="roll back to a snapshot with --to (see `deploysafe snapshot list`)",
                 )
-            target = f"restore-{when.strftime('%Y%m%dT%H%M%SZ')}"
+            target = restore_name(when)
         else:
             target = rollback.resolve_target(provider, to)
         p = loaded.config.platform
@@ -92,7 +82,7 @@ def manual_rollback(
         with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
                          run_id=journal.run_id, command="rollback"):
             if when is not None:
-                with journal.step("restore_branch", at=when.isoformat(), name=target):
+                with journal.step("restore_branch", at=when.isoformat(), branch=target):
                     provider.create_snapshot(target, SnapshotKind.RESTORE, at=when, serve=True)
             with journal.step("prepare", snapshot=target):
                 prepared = rollback.prepare(loaded, provider, platform, target)

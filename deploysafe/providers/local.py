@@ -174,9 +174,14 @@ class LocalProvider:
         return self.get(name)
 
     def _create_from_template(self, conn: psycopg.Connection[Any], target: str) -> None:
+        # PostgreSQL 15+ copies a template through the WAL by default; FILE_COPY is several times faster for
+        # a whole database (one checkpoint, then a file copy), which is what a snapshot is.
+        strategy = sql.SQL(" STRATEGY FILE_COPY") if pg.server_major(conn) >= 15 else sql.SQL("")
         try:
             conn.execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target), sql.Identifier(self.production_db))
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+                    sql.Identifier(target), sql.Identifier(self.production_db), strategy
+                )
             )
         except psycopg.errors.ObjectInUse:
             others = conn.execute(
