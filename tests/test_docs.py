@@ -103,3 +103,42 @@ def test_example_validates_against_the_schema() -> None:
     schema = json_schema()
     Draft202012Validator.check_schema(schema)
     Draft202012Validator(schema).validate(tomllib.loads(_example_toml()))
+
+
+HAND_WRITTEN = ["docs/recovery-scenarios.md", "docs/exit-codes.md"]
+
+
+def _invocations(text: str) -> list[str]:
+    """Every `deploysafe ...` in inline code or a shell block (comments cut)."""
+    found = re.findall(r"`(deploysafe [^`]+)`", text)
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        found += [line.split("#")[0].strip() for line in block.splitlines() if line.startswith("deploysafe ")]
+    return found
+
+
+def _resolve(words: list[str]) -> tuple[click.Command, list[str]]:
+    cmd: click.Command = gen_docs.cli
+    ctx = click.Context(cmd)
+    rest = list(words)
+    while rest and isinstance(cmd, click.Group) and not rest[0].startswith("-"):
+        sub = cmd.get_command(ctx, rest[0])
+        if sub is None:
+            break
+        cmd, rest = sub, rest[1:]
+    return cmd, rest
+
+
+@pytest.mark.parametrize("doc", HAND_WRITTEN)
+def test_commands_named_in_the_guides_exist(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    calls = _invocations(text)
+    assert calls
+    for call in calls:
+        words = call.split()[1:]
+        cmd, rest = _resolve(words)
+        unknown = isinstance(cmd, click.Group) and rest and not rest[0].startswith("-")
+        assert not unknown, f"{doc}: unknown command in `{call}`"
+        known = {o for p in [*cmd.params, *gen_docs.cli.params] for o in getattr(p, "opts", [])}
+        for word in rest:
+            if word.startswith("--"):
+                assert word.split("=")[0] in known, f"{doc}: `{call}`: {cmd.name} has no option {word}"
