@@ -69,14 +69,16 @@ def run_backup(
             provider.create_snapshot(name, kind)
             result = BackupResult(name, kind, created=True)
     if prune:
-        _prune(loaded, provider, platform, journal, result)
+        _prune(loaded, provider, platform, journal, result, now)
     return result
 
 
-def _prune(loaded: LoadedConfig, provider: Provider, platform: Platform | None, journal: Journal, result: BackupResult) -> None:
+def _prune(
+    loaded: LoadedConfig, provider: Provider, platform: Platform | None, journal: Journal, result: BackupResult, now: datetime
+) -> None:
     from deploysafe.snapshots import prune
 
-    plan = prune(loaded, provider, platform, dry_run=False, journal=journal)
+    plan = prune(loaded, provider, platform, dry_run=False, journal=journal, now=now)  # one clock for the whole run
     result.pruned = [s.name for s, _ in plan.deleted]
     result.prune_failed = [f"{s.name}: {err}" for s, err in plan.failed]
 

@@ -30,7 +30,7 @@ def write_config(root: Path, url: str, extra: str = "") -> LoadedConfig:
     """A deploysafe.toml for the local provider and the dotenv platform, the env file pointing at ``url``."""
     (root / ".env").write_text(f"DATABASE_URL={url}\n")
     text = (
-        '[provider]\ntype = "local"\ndatabase_url = "${DATABASE_URL}"\n\n'
+        '[provider]\ntype = "local"\ndatabase_url = "${DATABASE_URL}"\nstrategy = "template"\n\n'
         '[platform]\ntype = "dotenv"\nenv_file = ".env"\n\n' + extra
     )
     path = root / "deploysafe.toml"

@@ -62,6 +62,7 @@ def test_failed_check_and_missed_target_are_reported(local_setup: Callable[..., 
     assert report.kept and report.branch in {s.name for s in prov.list_snapshots()}  # --keep
     with psycopg.connect(prov.connection_url(report.branch)) as c:  # a real copy, with production's rows
         assert c.execute("SELECT count(*) FROM users").fetchone() == (30,)
+    prov.delete(report.branch)  # drill names have one-second resolution; the next drill may reuse this one
     no_checks = loaded.config.model_copy(update={"drill": loaded.config.drill.model_copy(update={"checks": []})})
     slow = run_drill(LoadedConfig(no_checks, loaded.path), prov, Journal(loaded.state_dir, "drill"), age=0.0)
     assert slow.outcome == "missed-targets" and exit_code(slow) == CHECK_WARN
@@ -69,8 +70,7 @@ def test_failed_check_and_missed_target_are_reported(local_setup: Callable[..., 
 
 
 def test_drill_needs_a_snapshot_old_enough(local_setup: Callable[..., Any]) -> None:
-    loaded, prov = local_setup()
-    prov.create_snapshot("backup-today", SnapshotKind.DAILY)
+    loaded, prov = local_setup(seed=False)
     with pytest.raises(PreconditionError, match="no snapshot is at least as old"):
         run_drill(loaded, prov, Journal(loaded.state_dir, "drill"), age=7 * 86400.0)
     report = load_reports(loaded.state_dir)[-1]

@@ -80,15 +80,15 @@ def test_neon_checks_both_ways(neon_ops: Any) -> None:
     assert s["branch-count"] == OK and s["leaked-computes"] == OK
     # fill the allowance: 8 of 10 warns, 10 of 10 fails
     for i in range(7):
-        d.add_branch(f"other-{i}", parent="production")
+        d.add_branch(f"other-{i}", parent="production", database=False)
     assert status_of(loaded, prov)["branch-count"] == WARN
-    d.add_branch("other-7", parent="production")
-    d.add_branch("other-8", parent="production")
+    d.add_branch("other-7", parent="production", database=False)
+    d.add_branch("other-8", parent="production", database=False)
     assert status_of(loaded, prov)["branch-count"] == FAIL
     d.history_seconds = 7 * 86400
     d.by_name("production")["protected"] = True
     # a forgotten restore branch with a running compute, the app pointing elsewhere: leaked
-    d.add_branch("restore-20261120T000000Z", parent="production", endpoint=True,
+    d.add_branch("restore-20261120T000000Z", parent="production", endpoint=True, database=False,
                  annotation={"deploysafe": "restore"})
     s = status_of(loaded, prov)
     assert (s["history-window"], s["production-protected"], s["leaked-computes"]) == (OK, OK, WARN)

@@ -95,6 +95,16 @@ def test_default_restores_into_a_new_table_and_never_overwrites(local_setup: Cal
     assert rows(url) == prod_before
     with pytest.raises(PreconditionError, match="already exists"):
         restore_table(loaded, prov, journal, table="users", from_snapshot="manual-2", now=NOW)
+    # bad use is refused before anything changes
+    with pytest.raises(UsageError):
+        restore_table(loaded, prov, journal, table="users")
+    with pytest.raises(UsageError):
+        restore_table(loaded, prov, journal, table="users", from_snapshot="x", into_production=True, as_name="y")
+    with pytest.raises(PointInTimeError):  # local provider has no history
+        restore_table(loaded, prov, journal, table="users", at=NOW)
+    with pytest.raises(PreconditionError, match="does not exist"):
+        restore_table(loaded, prov, journal, table="nope", from_snapshot="manual-2")
+    assert rows(url) == prod_before
 
 
 def test_awkward_table_names_work(local_setup: Callable[..., object]) -> None:
@@ -117,20 +127,6 @@ def test_awkward_table_names_work(local_setup: Callable[..., object]) -> None:
         c.execute(psycopg.sql.SQL("DROP TABLE {}").format(psycopg.sql.Identifier(name)))
     done = restore_table(loaded, prov, journal, table=name, from_snapshot="manual-3", into_production=True, now=NOW)
     assert done.recreated and rows(url, query) == before
-
-
-def test_bad_use_is_refused_before_anything_changes(local_setup: Callable[..., object]) -> None:
-    loaded, prov = local_setup()  # type: ignore[misc]
-    journal = Journal(loaded.state_dir, "restore-table")
-    with pytest.raises(UsageError):
-        restore_table(loaded, prov, journal, table="users")
-    with pytest.raises(UsageError):
-        restore_table(loaded, prov, journal, table="users", from_snapshot="x", into_production=True, as_name="y")
-    with pytest.raises(PointInTimeError):  # local provider has no history
-        restore_table(loaded, prov, journal, table="users", at=NOW)
-    prov.create_snapshot("manual-4", SnapshotKind.MANUAL)
-    with pytest.raises(PreconditionError, match="does not exist"):
-        restore_table(loaded, prov, journal, table="nope", from_snapshot="manual-4")
 
 
 def test_direct_url_strips_pooler_and_pattern_quotes() -> None:
