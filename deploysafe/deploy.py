@@ -116,6 +116,8 @@ def deploy(loaded: LoadedConfig, opts: DeployOptions, *, provider: Provider | No
         e.context["summary"] = summary  # the CLI prints the summary whatever the outcome
         if summary.outcome == "running":
             summary.outcome = "failed before production changed" if e.exit_code == 3 else "failed"
+            # preflight and lock failures end before _run writes a result: journal it, so `status` knows (issue 10)
+            journal.event("result", "failed", outcome=summary.outcome, exit_code=e.exit_code)
         summary.exit_code = e.exit_code
         summary.error = summary.error or e.message
         raise
@@ -355,7 +357,8 @@ def _rollback(loaded: LoadedConfig, provider: Provider, platform: Platform, prep
         "failed_state_kept": prepared.failed_state,
     }
     try:
-        summary.divergence = rows_only_in_failed(provider.production().url, prepared.url)
+        if loaded.config.rollback.strategy == "repoint":  # restore: the failed state has no compute to read
+            summary.divergence = rows_only_in_failed(provider.production().url, prepared.url)
     except DeploysafeError as e:
         console.warn(f"could not compare the failed state with the snapshot: {e.message}")
     summary.outcome = "rolled back"

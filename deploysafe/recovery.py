@@ -92,7 +92,8 @@ def manual_rollback(
             try:
                 from deploysafe.diverge import rows_only_in_failed
 
-                result.divergence = rows_only_in_failed(prod.url, prepared.url)
+                if loaded.config.rollback.strategy == "repoint":  # restore: the failed state has no compute
+                    result.divergence = rows_only_in_failed(prod.url, prepared.url)
             except (ProviderError, PreconditionError) as e:
                 console.warn(f"could not compare the failed state with the snapshot: {e.message}")
             journal.event("result", "ok", outcome="rolled back", snapshot=target,

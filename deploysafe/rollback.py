@@ -133,6 +133,7 @@ def execute(
             )
         preserved = f"{prepared.failed_state}-failed-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
         timed("restore", lambda: restore(prepared.snapshot, preserved), preserved_as=preserved)
+        prepared.failed_state = preserved  # production's name now holds the snapshot's data
         done += ["set"]
         release = timed("pick_up", platform.pick_up)
     else:

@@ -90,3 +90,22 @@ def test_dry_run_changes_nothing(neon_app: Any) -> None:
     assert r.returncode == 0, r.stderr
     assert "pre-deploy-a" in r.stdout
     assert (root / ".env").read_text() == before and len(d.branches) == count
+
+
+def test_restore_strategy_restores_production_in_place_and_keeps_the_old_state(neon_app: Any) -> None:
+    d, root, env = neon_app
+    with (root / "deploysafe.toml").open("a") as f:
+        f.write('\n[rollback]\nstrategy = "restore"\n')
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-r").returncode == 0
+    with psycopg.connect(d.branch_url("production"), autocommit=True) as c:
+        c.execute("INSERT INTO users (email) VALUES ('written-after')")
+    before_env = (root / ".env").read_text()
+    r = ds(root, env, "rollback", "--to", "pre-deploy-r", "--yes")
+    assert r.returncode == 0, r.stderr
+    assert (root / ".env").read_text() == before_env  # DATABASE_URL unchanged: no repoint
+    with psycopg.connect(d.branch_url("production")) as c:
+        assert c.execute("select count(*) from users").fetchone() == (20,)
+    preserved = [b for b in d.branches.values() if b["name"].startswith("production-failed-")]
+    assert len(preserved) == 1  # the failed state is kept under a preserved name
+    with psycopg.connect(d.branch_url(preserved[0]["name"])) as c:
+        assert c.execute("select count(*) from users").fetchone() == (21,)
