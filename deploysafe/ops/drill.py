@@ -128,17 +128,20 @@ def _verify(loaded: LoadedConfig, url: str) -> list[CheckOutcome]:
 
     out: list[CheckOutcome] = []
     for probe in loaded.config.probes.sql:
-        r = sql_probe(probe, url)
-        out.append(CheckOutcome(probe.name, "probe", r.ok, r.reason or "passed", r.latency_ms / 1000))
+        pr = sql_probe(probe, url)
+        out.append(CheckOutcome(probe.name, "probe", pr.ok, pr.reason or "passed", pr.latency_ms / 1000))
     checks = list(loaded.config.drill.checks)
     if not out and not checks:
         builtin = DrillCheck(
             name="has tables",
             query="SELECT count(*) FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+            expect=None,
             min=1,
+            max=None,
         )
-        r = run_drill_check(builtin, url)
-        out.append(CheckOutcome(r.name, "builtin", r.ok, r.detail, r.seconds))
+        outcome = run_drill_check(builtin, url)
+        outcome.kind = "builtin"
+        out.append(outcome)
     out += [run_drill_check(c, url) for c in checks]
     return out
 
@@ -198,14 +201,32 @@ def run_drill(
             step.details["failed"] = [c.name for c in report.checks if not c.ok]
         report.phases.append(Phase("verify", time.monotonic() - t_verify, targets.verify))
         report.phases.append(Phase("total", time.monotonic() - t_start, targets.total))
-    except DeploysafeError as e:
-        report.reason = e.message
+    except BaseException as e:
+        report.reason = getattr(e, "message", None) or str(e) or type(e).__name__
+        _close(loaded, provider, journal, report, created=created, keep=keep, quiet=True)
         raise
-    finally:
-        _finish(provider, journal, report, created=created, keep=keep)
-        write_report(loaded.state_dir, report)
-        journal.event("result", outcome=report.outcome, branch=name, report=str(report_path(loaded.state_dir, report, "json")))
+    _close(loaded, provider, journal, report, created=created, keep=keep, quiet=False)
     return report
+
+
+def _close(loaded: LoadedConfig, provider: Provider, journal: Journal, report: DrillReport, *, created: bool, keep: bool,
+           quiet: bool) -> None:
+    """Judge, clean up, write the report. ``quiet``: an error is already on its way; a cleanup failure must not hide it."""
+    try:
+        _finish(provider, journal, report, created=created, keep=keep)
+    except DeploysafeError as e:
+        report.reason = (report.reason + "; " if report.reason else "") + f"the drill branch was not deleted: {e.message}"
+        report.outcome = "failed"
+        if not quiet:
+            _record(loaded, journal, report)
+            raise
+    _record(loaded, journal, report)
+
+
+def _record(loaded: LoadedConfig, journal: Journal, report: DrillReport) -> None:
+    write_report(loaded.state_dir, report)
+    journal.event("result", outcome=report.outcome, branch=report.branch,
+                  report=str(report_path(loaded.state_dir, report, "json")))
 
 
 def _finish(provider: Provider, journal: Journal, report: DrillReport, *, created: bool, keep: bool) -> None:
