@@ -57,12 +57,12 @@ class _Model(BaseModel):
 class AppConfig(_Model):
     """How to run the user's migration scripts."""
 
-    dir: str = Field(".", description="Where package.json lives, relative to deploysafe.toml.")
-    generate: str = Field("npm run db:generate", description="Command that generates migration SQL.")
-    push: str = Field("npm run db:push", description="Command that applies the schema to the database.")
-    step_timeout: Duration = Field(900.0, description="Hard timeout for each step; the process group is killed.")
+    dir: str = Field(default=".", description="Where package.json lives, relative to deploysafe.toml.")
+    generate: str = Field(default="npm run db:generate", description="Command that generates migration SQL.")
+    push: str = Field(default="npm run db:push", description="Command that applies the schema to the database.")
+    step_timeout: Duration = Field(default=900.0, description="Hard timeout for each step; the process group is killed.")
     migrations_dir: str | None = Field(
-        None, description="Drizzle `out` folder, relative to app.dir (default: read from drizzle.config.*, else 'drizzle')."
+        default=None, description="Drizzle `out` folder, relative to app.dir (default: read from drizzle.config.*, else 'drizzle')."
     )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the steps.")
 
@@ -166,9 +166,9 @@ class HttpProbe(_Model):
 
     name: str = Field(description="Label shown in results and the journal.")
     url: str = Field(description="http:// or https:// URL to GET, e.g. http://127.0.0.1:3000/health.")
-    expect_status: int = Field(200, description="The HTTP status that means healthy.")
-    expect_body: str | None = Field(None, description="A substring the response body must contain.")
-    timeout: Duration = Field(5.0, description="Per-request timeout; a slower answer counts as a failure.")
+    expect_status: int = Field(default=200, description="The HTTP status that means healthy.")
+    expect_body: str | None = Field(default=None, description="A substring the response body must contain.")
+    timeout: Duration = Field(default=5.0, description="Per-request timeout; a slower answer counts as a failure.")
     headers_env: dict[str, str] = Field(
         default_factory=dict, description="Header name -> environment variable holding its value."
     )
@@ -186,18 +186,18 @@ class SqlProbe(_Model):
 
     name: str = Field(description="Label shown in results and the journal.")
     query: str = Field(description="A read-only query, e.g. select 1 from users limit 1; it passes when it runs.")
-    expect: str | None = Field(None, description="Expected value of the first column of the first row, as text.")
-    timeout: Duration = Field(5.0, description="Statement timeout for the query.")
+    expect: str | None = Field(default=None, description="Expected value of the first column of the first row, as text.")
+    timeout: Duration = Field(default=5.0, description="Statement timeout for the query.")
 
 
 class ProbesConfig(_Model):
     """How deploysafe decides the app is healthy after a push or a rollback."""
 
-    deadline: Duration = Field(60.0, description="Give up and call the app unhealthy after this long.")
-    interval: Duration = Field(2.0, description="Pause between probe attempts.")
-    initial_delay: Duration = Field(0.0, description="Wait this long before the first attempt.")
-    failure_limit: int = Field(3, ge=1, description="Consecutive failures that decide 'unhealthy'.")
-    success_threshold: int = Field(1, ge=1, description="Consecutive passes that decide 'healthy'.")
+    deadline: Duration = Field(default=60.0, description="Give up and call the app unhealthy after this long.")
+    interval: Duration = Field(default=2.0, description="Pause between probe attempts.")
+    initial_delay: Duration = Field(default=0.0, description="Wait this long before the first attempt.")
+    failure_limit: int = Field(default=3, ge=1, description="Consecutive failures that decide 'unhealthy'.")
+    success_threshold: int = Field(default=1, ge=1, description="Consecutive passes that decide 'healthy'.")
     http: list[HttpProbe] = Field(default_factory=list, description="HTTP probes ([[probes.http]]).")
     sql: list[SqlProbe] = Field(default_factory=list, description="SQL probes ([[probes.sql]]).")
 
@@ -205,33 +205,33 @@ class ProbesConfig(_Model):
 class RetentionConfig(_Model):
     """How long `deploysafe prune` keeps each kind of snapshot (the newest of each kind is always kept)."""
 
-    pre_deploy: Duration = Field(7 * 86400.0, description="Snapshots taken before each deploy.")
-    daily: Duration = Field(30 * 86400.0, description="Daily backups (`deploysafe backup`).")
-    weekly: Duration = Field(90 * 86400.0, description="Weekly backups (taken on [backup] weekly_day).")
-    manual: Duration | None = Field(None, description="Keep manual snapshots this long (default: forever).")
-    restore: Duration = Field(7 * 86400.0, description="Branches made by restore-table and rollback --at.")
-    drill: Duration = Field(7 * 86400.0, description="Branches made by `deploysafe drill`.")
+    pre_deploy: Duration = Field(default=7 * 86400.0, description="Snapshots taken before each deploy.")
+    daily: Duration = Field(default=30 * 86400.0, description="Daily backups (`deploysafe backup`).")
+    weekly: Duration = Field(default=90 * 86400.0, description="Weekly backups (taken on [backup] weekly_day).")
+    manual: Duration | None = Field(default=None, description="Keep manual snapshots this long (default: forever).")
+    restore: Duration = Field(default=7 * 86400.0, description="Branches made by restore-table and rollback --at.")
+    drill: Duration = Field(default=7 * 86400.0, description="Branches made by `deploysafe drill`.")
 
 
 class LintConfig(_Model):
     """What to do when new migration SQL drops or rewrites data."""
 
     destructive: Literal["block", "warn", "allow"] = Field(
-        "block", description="block: stop before push (exit 3); warn: report and go on; allow: say nothing."
+        default="block", description="block: stop before push (exit 3); warn: report and go on; allow: say nothing."
     )
 
 
 class StateConfig(_Model):
     """Where deploysafe keeps its own files."""
 
-    dir: str = Field(".deploysafe", description="State folder (journal, drills), relative to deploysafe.toml.")
+    dir: str = Field(default=".deploysafe", description="State folder (journal, drills), relative to deploysafe.toml.")
 
 
 class RollbackConfig(_Model):
     """How a rollback puts the app back on the snapshot."""
 
     strategy: Literal["repoint", "restore"] = Field(
-        "repoint",
+        default="repoint",
         description="repoint: point DATABASE_URL at the snapshot; restore (neon only): restore production from it in place.",
     )
 
@@ -239,18 +239,18 @@ class RollbackConfig(_Model):
 class DeployConfig(_Model):
     """Extra steps of `deploysafe deploy`."""
 
-    app_deploy: str | None = Field(None, description="Command run after push that deploys the app and waits for it.")
-    app_deploy_timeout: Duration = Field(900.0, description="Hard timeout for app_deploy.")
+    app_deploy: str | None = Field(default=None, description="Command run after push that deploys the app and waits for it.")
+    app_deploy_timeout: Duration = Field(default=900.0, description="Hard timeout for app_deploy.")
 
 
 class NotifyConfig(_Model):
     """Where to post when a deploy rolls back or needs a person (a failing webhook never changes the outcome)."""
 
-    webhook_env: str | None = Field(None, description="Environment variable holding a Slack-compatible webhook URL.")
+    webhook_env: str | None = Field(default=None, description="Environment variable holding a Slack-compatible webhook URL.")
     format: Literal["slack", "json"] = Field(
-        "slack", description='slack: {"text": ...}; json: the text plus the run\'s summary fields.'
+        default="slack", description='slack: {"text": ...}; json: the text plus the run\'s summary fields.'
     )
-    on_success: bool = Field(False, description="Also post when a deploy succeeds.")
+    on_success: bool = Field(default=False, description="Also post when a deploy succeeds.")
 
 
 class HookConfig(_Model):
@@ -260,12 +260,12 @@ class HookConfig(_Model):
         default_factory=lambda: ["main", "production"], description="Branches (glob patterns) whose pushes are checked."
     )
     paths: list[str] = Field(default_factory=list, description="Schema/migration paths (default: from drizzle.config.*).")
-    snapshot: bool = Field(False, description="Take a pre-deploy snapshot when a checked push changes the schema.")
+    snapshot: bool = Field(default=False, description="Take a pre-deploy snapshot when a checked push changes the schema.")
     offline: Literal["warn", "block"] = Field(
-        "warn", description="When that snapshot cannot be taken: warn and push, or block the push."
+        default="warn", description="When that snapshot cannot be taken: warn and push, or block the push."
     )
     missing: Literal["allow", "block"] = Field(
-        "allow", description="When deploysafe itself is not installed where the hook runs: allow or block the push."
+        default="allow", description="When deploysafe itself is not installed where the hook runs: allow or block the push."
     )
 
 
@@ -273,7 +273,7 @@ class BackupConfig(_Model):
     """`deploysafe backup` (run daily)."""
 
     weekly_day: Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] = Field(
-        "sunday", description="The day whose backup is kept as a weekly one."
+        default="sunday", description="The day whose backup is kept as a weekly one."
     )
 
 
@@ -282,17 +282,17 @@ class DrillCheck(_Model):
 
     name: str = Field(description="Label shown in the drill report.")
     query: str = Field(description="Read-only SQL; its first value is compared.")
-    expect: str | None = Field(None, description="Expected first value, as text.")
-    min: float | None = Field(None, description="The first value must be a number at least this.")
-    max: float | None = Field(None, description="The first value must be a number at most this.")
+    expect: str | None = Field(default=None, description="Expected first value, as text.")
+    min: float | None = Field(default=None, description="The first value must be a number at least this.")
+    max: float | None = Field(default=None, description="The first value must be a number at most this.")
 
 
 class DrillTargets(_Model):
     """Time targets a drill is measured against."""
 
-    branch: Duration = Field(120.0, description="Making the point-in-time copy.")
-    verify: Duration = Field(600.0, description="Running the checks on it.")
-    total: Duration = Field(900.0, description="The whole recovery (the guide's 15 minutes).")
+    branch: Duration = Field(default=120.0, description="Making the point-in-time copy.")
+    verify: Duration = Field(default=600.0, description="Running the checks on it.")
+    total: Duration = Field(default=900.0, description="The whole recovery (the guide's 15 minutes).")
 
 
 class DrillConfig(_Model):
@@ -305,11 +305,11 @@ class DrillConfig(_Model):
 class CheckConfig(_Model):
     """Thresholds of `deploysafe check`, the backup and recovery checklist."""
 
-    min_history: Duration = Field(86400.0, description="Minimum point-in-time window.")
-    daily_max_age: Duration = Field(26 * 3600.0, description="Fail when the newest daily or weekly backup is older.")
-    weekly_max_age: Duration = Field(8 * 86400.0, description="Fail when the newest weekly backup is older.")
-    drill_max_age: Duration = Field(35 * 86400.0, description="Warn when the last drill is older.")
-    size_limit_bytes: int | None = Field(None, description="Size limit in bytes: warn above 80%, fail at it (default: Neon's free-plan limit there, else none).")
+    min_history: Duration = Field(default=86400.0, description="Minimum point-in-time window.")
+    daily_max_age: Duration = Field(default=26 * 3600.0, description="Fail when the newest daily or weekly backup is older.")
+    weekly_max_age: Duration = Field(default=8 * 86400.0, description="Fail when the newest weekly backup is older.")
+    drill_max_age: Duration = Field(default=35 * 86400.0, description="Warn when the last drill is older.")
+    size_limit_bytes: int | None = Field(default=None, description="Size limit in bytes: warn above 80%, fail at it (default: Neon's free-plan limit there, else none).")
 
 
 class Config(_Model):

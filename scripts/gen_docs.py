@@ -27,7 +27,8 @@ if str(ROOT) not in sys.path:  # cog runs this from any folder
     sys.path.insert(0, str(ROOT))
 
 from deploysafe.cli import cli  # noqa: E402
-from deploysafe.config import Config, _serialize_duration, parse_duration  # noqa: E402
+from deploysafe.config import Config, _serialize_duration  # noqa: E402
+from deploysafe.durations import parse_duration  # noqa: E402
 from deploysafe.errors import EXIT_CODES, DeploysafeError  # noqa: E402
 
 # Fixed width, so the output does not depend on the terminal that ran cog.
@@ -141,7 +142,7 @@ def _sections(model: type[BaseModel], prefix: str, array: bool) -> Iterator[tupl
     for name, field in model.model_fields.items():
         tp = field.annotation
         if _is_model(tp):
-            yield from _sections(tp, f"{prefix}.{name}", False)
+            yield from _sections(typing.cast(type[BaseModel], tp), f"{prefix}.{name}", False)
         elif typing.get_origin(tp) is list and _is_model(typing.get_args(tp)[0]):
             yield from _sections(typing.get_args(tp)[0], f"{prefix}.{name}", True)
 
@@ -149,8 +150,7 @@ def _sections(model: type[BaseModel], prefix: str, array: bool) -> Iterator[tupl
 def config_sections() -> Iterator[tuple[str, type[BaseModel], bool]]:
     """(key path, model, is an array of tables) for every table of deploysafe.toml."""
     for name, field in Config.model_fields.items():
-        assert field.annotation is not None
-        yield from _sections(field.annotation, name, False)
+        yield from _sections(typing.cast(type[BaseModel], field.annotation), name, False)
 
 
 def config_keys() -> Iterator[tuple[str, str, FieldInfo]]:
