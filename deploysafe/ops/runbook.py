@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deploysafe import pg
-from deploysafe.durations import format_duration
 from deploysafe.redact import redact
 
 if TYPE_CHECKING:
@@ -38,9 +37,10 @@ def render(loaded: LoadedConfig) -> str:
     prod = production_name(cfg)
     where = _PLATFORM_WHERE[cfg.platform.type](cfg.platform)
     store = f"Neon project `{cfg.provider.project_id}`" if neon else "the PostgreSQL server of `[provider] database_url`"
-    probes = [f"- `{p.name}`: {p.url} (expects {p.expect_status})" for p in cfg.probes.http]
-    probes += [f"- SQL `{p.name}`: `{p.query}`" for p in cfg.probes.sql]
-    t = cfg.drill.targets
+    probes = [f"  - `{p.name}`: {p.url} (expects {p.expect_status})" for p in cfg.probes.http]
+    probes += [f"  - SQL `{p.name}`: `{p.query}`" for p in cfg.probes.sql]
+    t = cfg.drill.targets.model_dump(mode="json")  # durations as written in the file: "2m", "30d"
+    r = cfg.retention.model_dump(mode="json")
     ds = "deploysafe"
     lines = [
         f"# Recovery runbook: `{prod}`",
@@ -53,7 +53,7 @@ def render(loaded: LoadedConfig) -> str:
         f"- The app reads `{cfg.platform.var}` from {where} (platform `{cfg.platform.type}`).",
         f"- Journal and drill reports: `{cfg.state.dir}/` next to `{loaded.path.name}`.",
         "- Health probes:",
-        *(probes or ["- (none configured: add [[probes.http]] so a rollback can prove the app healthy)"]),
+        *(probes or ["  - (none configured: add [[probes.http]] so a rollback can prove the app healthy)"]),
         "",
         "## First, always",
         "",
@@ -102,16 +102,16 @@ def render(loaded: LoadedConfig) -> str:
         f"1. `{ds} snapshot list` — the newest `backup-…` (daily) or `weekly-…` snapshot is the recovery point.",
         f"2. `{ds} rollback --to <that snapshot> --yes` — the app runs on it; `{ds} probe` proves it.",
         f"3. `{ds} promote --yes` — it becomes production; then `{ds} backup` and `{ds} check`.",
-        f"4. If {'the Neon project itself' if neon else 'the database server'} is gone, recreate it, restore the newest "
-        f"off-site dump, point `{cfg.platform.var}` at it, then run `{ds} setup` and `{ds} check --checklist`.",
+        f"4. If {'the Neon project itself' if neon else 'the database server'} is gone, its snapshots are gone with it: "
+        f"recreate it, load your newest off-site copy (deploysafe keeps none outside {'the project' if neon else 'the server'}), "
+        f"point `{cfg.platform.var}` at it, then run `{ds} setup` and `{ds} check --checklist`.",
         "",
         "## Routine",
         "",
         f"- Daily: `{ds} backup` then `{ds} prune` then `{ds} check` (exit 6 = a warning, 7 = a failure: alert on both).",
-        f"- Monthly: `{ds} drill` — targets: branch {format_duration(t.branch)}, verify {format_duration(t.verify)}, "
-        f"total {format_duration(t.total)}; the report lands in `{cfg.state.dir}/drills/`.",
-        f"- Retention: daily {format_duration(cfg.retention.daily)}, weekly {format_duration(cfg.retention.weekly)}, "
-        f"pre-deploy {format_duration(cfg.retention.pre_deploy)}.",
+        f"- Monthly: `{ds} drill` — targets: branch {t['branch']}, verify {t['verify']}, total {t['total']}; "
+        f"the report lands in `{cfg.state.dir}/drills/`.",
+        f"- Retention: daily {r['daily']}, weekly {r['weekly']}, pre-deploy {r['pre_deploy']}.",
         "",
         "## People",
         "",
