@@ -216,3 +216,15 @@ def test_spec_drift_is_caught(pg_server: Any) -> None:
     finally:
         d.stop()
     assert any("response 200 to GET /projects" in s for s in d.spec_problems)
+
+
+def test_double_rate_limit_answers_429_and_the_provider_rides_it(neon_double: NeonDouble) -> None:
+    neon_double.rate_per_minute, neon_double.rate_burst, neon_double._tokens = 300.0, 1.0, 1.0  # 5/s, no burst
+    import time as _time
+
+    p = provider_for(neon_double, rate_per_minute=0.0)  # client pacing off: meet the server's limit head-on
+    p.policy = RetryPolicy(sleep=_time.sleep, attempts=10)
+    start = _time.monotonic()
+    assert [p.count_branches() for _ in range(4)] == [1] * 4
+    assert neon_double.rate_limited >= 1 and _time.monotonic() - start < 10.0  # Retry-After waits, not backoff
+    assert all(s in (200, 429) for _, _, s in neon_double.log)
