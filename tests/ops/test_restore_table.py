@@ -69,10 +69,11 @@ def test_dropped_table_is_recreated_with_its_rows_and_definition(local_setup: Ca
     prov.create_snapshot("manual-1", SnapshotKind.MANUAL)
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("DROP TABLE users")
+    orders = other_tables(url)
     journal = Journal(loaded.state_dir, "restore-table")
     done = restore_table(loaded, prov, journal, table="users", from_snapshot="manual-1", into_production=True, now=NOW)
     assert done.recreated and done.inserted == 30 and not done.diff.production_exists
-    assert rows(url) == before
+    assert rows(url) == before and other_tables(url) == orders
     with psycopg.connect(url, autocommit=True) as c:
         pk = c.execute("SELECT count(*) FROM pg_index WHERE indrelid = 'users'::regclass AND indisprimary").fetchone()
         assert pk == (1,)
@@ -112,8 +113,10 @@ def test_awkward_table_names_work(local_setup: Callable[..., object]) -> None:
     url = prov.url
     name = 'Ünïcode "quoted" table; DROP'
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute(psycopg.sql.SQL("CREATE TABLE {} (\"Key id\" int PRIMARY KEY, v text)").format(psycopg.sql.Identifier(name)))
-        c.execute(psycopg.sql.SQL("INSERT INTO {} SELECT g, 'v\t' || g || E'\\n' FROM generate_series(1, 12) g").format(psycopg.sql.Identifier(name)))
+        # identity (GENERATED ALWAYS) key and a generated column: restored ids are kept, the generated value recomputed
+        c.execute(psycopg.sql.SQL('CREATE TABLE {} ("Key id" int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text, '
+                                  "up text GENERATED ALWAYS AS (upper(v)) STORED)").format(psycopg.sql.Identifier(name)))
+        c.execute(psycopg.sql.SQL("INSERT INTO {} (v) SELECT 'v\t' || g || E'\\n' FROM generate_series(1, 12) g").format(psycopg.sql.Identifier(name)))
     query = psycopg.sql.SQL("SELECT * FROM {} ORDER BY 1").format(psycopg.sql.Identifier(name)).as_string(None)
     before = rows(url, query)
     prov.create_snapshot("manual-3", SnapshotKind.MANUAL)
@@ -123,6 +126,9 @@ def test_awkward_table_names_work(local_setup: Callable[..., object]) -> None:
     done = restore_table(loaded, prov, journal, table=name, from_snapshot="manual-3", into_production=True, now=NOW)
     assert done.inserted == 10
     assert rows(url, query) == before
+    with psycopg.connect(url, autocommit=True) as c:  # the identity sequence still hands out fresh ids
+        c.execute(psycopg.sql.SQL("INSERT INTO {} (v) VALUES ('next')").format(psycopg.sql.Identifier(name)))
+        c.execute(psycopg.sql.SQL('DELETE FROM {} WHERE v = %s').format(psycopg.sql.Identifier(name)), ("next",))
     with psycopg.connect(url, autocommit=True) as c:
         c.execute(psycopg.sql.SQL("DROP TABLE {}").format(psycopg.sql.Identifier(name)))
     done = restore_table(loaded, prov, journal, table=name, from_snapshot="manual-3", into_production=True, now=NOW)
