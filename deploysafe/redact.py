@@ -34,6 +34,14 @@ _PASSWORD_PARAM = re.compile(
 )
 
 
+# Vendor responses quoted in errors (e.g. a Neon role's {"password": "..."}) and JSON-like
+# details: a value under one of these exact keys is a secret whoever forgot to register it.
+_SECRET_KEYS = frozenset({"password", "passwd", "secret", "token", "api_key", "apikey", "access_token", "client_secret"})
+_JSON_SECRET = re.compile(
+    r'(?i)(?P<key>"(?:' + "|".join(sorted(_SECRET_KEYS)) + r')"\s*:\s*)"(?:[^"\\]|\\.)*"'
+)
+
+
 def _mask_param(m: re.Match[str]) -> str:
     # In a URL query ('?password=...&x=1') the value ends at '&' or '#'; in a libpq keyword
     # string ('host=h password=a&b') it ends only at whitespace, so '&' belongs to the password.
@@ -84,6 +92,7 @@ def redact(text: str) -> str:
         text = _PG_URL_USERINFO.sub(_mask_userinfo, text)
         text = _URL_USERINFO.sub(_mask_userinfo, text)
     text = _PASSWORD_PARAM.sub(_mask_param, text)
+    text = _JSON_SECRET.sub(lambda m: m.group("key") + f'"{MASK}"', text)
     return text
 
 
@@ -92,7 +101,10 @@ def redact_obj(obj: Any) -> Any:
     if isinstance(obj, str):
         return redact(obj)
     if isinstance(obj, dict):
-        return {k: redact_obj(v) for k, v in obj.items()}
+        return {
+            k: MASK if isinstance(k, str) and k.lower() in _SECRET_KEYS and isinstance(v, str) and v else redact_obj(v)
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [redact_obj(v) for v in obj]
     return obj

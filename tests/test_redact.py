@@ -131,3 +131,18 @@ def test_url_password_decodes() -> None:
     assert url_password("postgres://u:p%40ss%2Fw@h/db") == "p@ss/w"
     assert url_password("postgres://u@h/db") is None
     assert url_password("postgres://u:pw@[bad") is None
+
+
+@given(st.text(max_size=40), st.sampled_from(["password", "Password", "token", "api_key", "client_secret"]))
+@settings(max_examples=200, deadline=None)
+def test_secret_keys_in_quoted_json_never_escape(value: str, key: str) -> None:
+    body = json.dumps({"role": {"name": "neondb_owner", key: value}, "id": 7})
+    out = redact(f"Neon answered 500: {body}")
+    assert json.loads(out.split(": ", 1)[1]) == {"role": {"name": "neondb_owner", key: MASK}, "id": 7}
+
+
+def test_secret_keys_in_objects_are_masked_but_their_env_names_are_not() -> None:
+    obj = {"password": "pw123456", "Token": "tok", "token_env": "NEON_API_KEY", "nested": [{"secret": "s"}], "token": ""}
+    assert redact_obj(obj) == {
+        "password": MASK, "Token": MASK, "token_env": "NEON_API_KEY", "nested": [{"secret": MASK}], "token": ""
+    }
