@@ -250,8 +250,10 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 raise
             production_changed = True
             journal.event("production_changed", "ok", snapshot=plan.snapshot)
+            checkpoint()
             if cfg.deploy.app_deploy:
                 _timed(summary, journal, "app", lambda h: _app_deploy(loaded))
+                checkpoint()
             verdict = _timed(summary, journal, "probes", lambda h: _probe(loaded, prod.url, journal))
             if verdict.healthy and opts.watch:
                 verdict = _timed(summary, journal, "watch", lambda h: _watch(loaded, prod.url, journal, opts.watch))
