@@ -10,7 +10,7 @@ import pytest
 from deploysafe.config import LoadedConfig
 from deploysafe.providers.local import LocalProvider
 
-from .helpers import seed_users, write_config
+from .helpers import Hook, seed_users, write_config
 
 
 @pytest.fixture
@@ -33,3 +33,14 @@ def local_setup(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) ->
         for s in prov.list_snapshots():
             if s.ours:
                 prov.delete(s.name)
+
+
+
+@pytest.fixture
+def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
+    """A webhook receiver on a real socket, its URL in $OPS_WEBHOOK."""
+    h = Hook()
+    monkeypatch.setenv("OPS_WEBHOOK", h.url)
+    yield h
+    h.server.shutdown()
+    h.server.server_close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -14,15 +14,6 @@ from deploysafe.journal import read_journal, runs
 from deploysafe.redact import url_password
 
 from .helpers import Hook, rows
-
-
-@pytest.fixture
-def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
-    h = Hook()
-    monkeypatch.setenv("OPS_WEBHOOK", h.url)
-    yield h
-    h.server.shutdown()
-    h.server.server_close()
 
 
 def cli(loaded: Any, *args: str) -> int:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from deploysafe.config import NotifyConfig
 from deploysafe.notify import notify, payload
 
 from .helpers import Hook
-
-
-@pytest.fixture
-def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[Hook]:
-    h = Hook()
-    monkeypatch.setenv("OPS_WEBHOOK", h.url)
-    yield h
-    h.server.shutdown()
-    h.server.server_close()
 
 
 def test_slack_and_json_shapes(hook: Hook) -> None:
