@@ -360,7 +360,7 @@ def _rollback(loaded: LoadedConfig, provider: Provider, platform: Platform, prep
     }
     try:
         if loaded.config.rollback.strategy == "repoint":  # restore: the failed state has no compute to read
-            summary.divergence = rows_only_in_failed(provider.production().url, prepared.url)
+            summary.divergence = rows_only_in_failed(provider.production().url, prepared.url or "")
     except DeploysafeError as e:
         console.warn(f"could not compare the failed state with the snapshot: {e.message}")
     summary.outcome = "rolled back"

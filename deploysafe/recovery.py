@@ -93,7 +93,7 @@ def manual_rollback(
                 from deploysafe.diverge import rows_only_in_failed
 
                 if loaded.config.rollback.strategy == "repoint":  # restore: the failed state has no compute
-                    result.divergence = rows_only_in_failed(prod.url, prepared.url)
+                    result.divergence = rows_only_in_failed(prod.url, prepared.url or "")
             except (ProviderError, PreconditionError) as e:
                 console.warn(f"could not compare the failed state with the snapshot: {e.message}")
             journal.event("result", "ok", outcome="rolled back", snapshot=target,

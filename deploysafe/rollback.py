@@ -33,7 +33,7 @@ class Prepared:
     """What a rollback needs, resolved before production changes."""
 
     snapshot: str
-    url: str
+    url: str | None  # None: the snapshot gets its compute at rollback time ([provider] snapshot_endpoint = "lazy")
     previous: CurrentValue | None
     failed_state: str  # the branch/database that holds the failed production state (kept)
     prepare_s: float
@@ -49,15 +49,16 @@ class Outcome:
 
     @property
     def repoint_s(self) -> float:
-        return sum(v for k, v in self.timings.items() if k in ("set", "pick_up", "wait_live", "probes", "restore"))
+        return sum(v for k, v in self.timings.items() if k in ("serve", "set", "pick_up", "wait_live", "probes", "restore"))
 
 
 def prepare(loaded: LoadedConfig, provider: Provider, platform: Platform, snapshot: str, *, serve: bool = True) -> Prepared:
     """Resolve the snapshot's URL (making it able to serve) and the platform's ids, before anything changes."""
     t0 = time.monotonic()
+    url = None
     if serve:
         provider.ensure_serving(snapshot)
-    url = provider.connection_url(snapshot)
+        url = provider.connection_url(snapshot)
     platform.prepare()
     try:
         previous = platform.read_current()
@@ -124,6 +125,15 @@ def execute(
         finally:
             outcome.timings[step] = time.monotonic() - t0
 
+    if prepared.url is None:  # lazy: the snapshot's compute is made now, on the critical path
+
+        def serve() -> None:
+            provider.ensure_serving(prepared.snapshot)
+            prepared.url = provider.connection_url(prepared.snapshot)
+
+        timed("serve", serve)
+    url = prepared.url
+    assert url is not None
     if loaded.config.rollback.strategy == "restore":
         restore = getattr(provider, "restore_in_place", None)
         if restore is None:
@@ -137,13 +147,13 @@ def execute(
         done += ["set"]
         release = timed("pick_up", platform.pick_up)
     else:
-        timed("set", lambda: platform.set_url(prepared.url), var=loaded.config.platform.var)
+        timed("set", lambda: platform.set_url(url), var=loaded.config.platform.var)
         done.append("set")
         journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
         release = timed("pick_up", platform.pick_up)
     done.append("pick_up")
     timed("wait_live", lambda: platform.wait_live(release, loaded.config.platform.ready_timeout), release=release.id)
-    verdict = timed("probes", lambda: analyse(loaded.config.probes, prepared.url, journal=journal, phase="rollback.probe"))
+    verdict = timed("probes", lambda: analyse(loaded.config.probes, url, journal=journal, phase="rollback.probe"))
     outcome.verdict = verdict
     outcome.healthy = verdict.healthy
     if verdict_at is not None:

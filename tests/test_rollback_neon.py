@@ -109,3 +109,37 @@ def test_restore_strategy_restores_production_in_place_and_keeps_the_old_state(n
     assert len(preserved) == 1  # the failed state is kept under a preserved name
     with psycopg.connect(d.branch_url(preserved[0]["name"])) as c:
         assert c.execute("select count(*) from users").fetchone() == (21,)
+
+
+def test_lazy_snapshot_gets_its_compute_on_the_rollback_path(neon_app: Any) -> None:
+    from deploysafe import rollback
+    from deploysafe.config import load_config
+    from deploysafe.journal import Journal, read_journal
+    from deploysafe.platforms import make_platform
+    from deploysafe.providers import make_provider
+    from deploysafe.providers.base import SnapshotKind
+
+    d, root, env = neon_app
+    text = (root / "deploysafe.toml").read_text().replace('api_url =', 'snapshot_endpoint = "lazy"\napi_url =')
+    (root / "deploysafe.toml").write_text(text)
+    import os
+
+    old = os.environ.get("NEON_API_KEY")
+    os.environ["NEON_API_KEY"] = d.api_key
+    try:
+        loaded = load_config(str(root / "deploysafe.toml"))
+        provider, platform = make_provider(loaded), make_platform(loaded)
+        provider.create_snapshot("pre-deploy-lazy", SnapshotKind.PRE_DEPLOY, serve=False)
+        assert not [e for e in d.endpoints.values() if e["branch_id"] == d.by_name("pre-deploy-lazy")["id"]]
+        prepared = rollback.prepare(loaded, provider, platform, "pre-deploy-lazy", serve=False)
+        assert prepared.url is None
+        outcome = rollback.execute(loaded, provider, platform, prepared, Journal(loaded.state_dir, "rollback"))
+    finally:
+        if old is None:
+            os.environ.pop("NEON_API_KEY", None)
+        else:
+            os.environ["NEON_API_KEY"] = old
+    assert outcome.healthy and "serve" in outcome.timings
+    assert d.branch_for_url(read_var(root / ".env", "DATABASE_URL") or "") == "pre-deploy-lazy"
+    steps = [r["step"] for r in read_journal(loaded.state_dir) if r["outcome"] == "ok"]
+    assert steps.index("rollback.serve") < steps.index("rollback.set")

@@ -6,13 +6,24 @@ Metadata lives with the snapshot itself (Neon: branch annotation + name; local: 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 ANNOTATION_KEY = "deploysafe"  # marks what deploysafe created; value = the kind
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time from provider metadata (``Z`` or an offset; naive means UTC), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class SnapshotKind(StrEnum):

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from deploysafe import pg
 from deploysafe.errors import PointInTimeError, PreconditionError, ProviderError
-from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind
+from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind, parse_time
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -107,7 +107,7 @@ class LocalProvider:
                 kind = SnapshotKind(meta[ANNOTATION_KEY])
             except ValueError:
                 ours = False
-        created = _parse_dt(meta.get("created_at")) or datetime.fromtimestamp(0, UTC)
+        created = parse_time(meta.get("created_at")) or datetime.fromtimestamp(0, UTC)
         return Snapshot(
             id=db,
             name=meta.get("name", db) if ours else db,
@@ -118,7 +118,7 @@ class LocalProvider:
             git_sha=meta.get("git_sha"),
             size_bytes=size,
             is_production=db == self.production_db,
-            expires_at=_parse_dt(meta.get("expires_at")),
+            expires_at=parse_time(meta.get("expires_at")),
             state="ready",
         )
 
@@ -301,13 +301,3 @@ class LocalProvider:
 
     def close(self) -> None:
         return None
-
-
-def _parse_dt(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from deploysafe.errors import PointInTimeError, ProviderError
 from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
-from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind
+from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind, parse_time
 from deploysafe.redact import redact, register_secret
 
 if TYPE_CHECKING:
@@ -99,16 +99,6 @@ def _hint(status: int | None, message: str, api_key_env: str) -> str | None:
     if status is not None and status >= 500:
         return "Neon had a server error; retry in a few minutes, see https://neonstatus.com"
     return None
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _iso(dt: datetime) -> str:
@@ -450,7 +440,7 @@ class NeonProvider:
             except ValueError:
                 kind = None  # a kind from a newer deploysafe: ours, but prune leaves it alone
         bid = str(self._field(b, "id", what))
-        created = _parse_time(self._field(b, "created_at", what))
+        created = parse_time(self._field(b, "created_at", what))
         if created is None:
             raise ProviderError(f"Neon API: branch {bid} has an unreadable created_at")
         size = b.get("logical_size")
@@ -468,8 +458,8 @@ class NeonProvider:
             is_default=bool(b.get("default")),
             parent_id=b.get("parent_id"),
             has_children=any(o.get("parent_id") == bid for o in branches),
-            expires_at=_parse_time(b.get("expires_at")),
-            at=_parse_time(value.get("at")),
+            expires_at=parse_time(b.get("expires_at")),
+            at=parse_time(value.get("at")),
             state=b.get("current_state"),
         )
 
