@@ -8,12 +8,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploysafe.errors import PlatformError
 from deploysafe.platforms.base import CurrentValue, Release
 from deploysafe.platforms.dotenv import run_user_command
+from deploysafe.redact import redact, register_secret, url_password
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -62,9 +65,21 @@ class CommandPlatform:
     def read_current(self) -> CurrentValue:
         if not self.get_command:
             return CurrentValue(readable=False)
-        out = run_user_command(self.name, "get", self.get_command, cwd=self.cwd, env=self._env(), timeout=60)
-        lines = [line for line in out.splitlines() if line.strip()]
-        return CurrentValue(readable=True, value=lines[-1].strip() if lines else None)
+        # The value itself is needed (to tell which snapshot it names), so stdout is read raw here;
+        # step output elsewhere is redacted. It is registered as a secret at once.
+        try:
+            r = subprocess.run(self.get_command, shell=True, cwd=self.cwd, env=self._env(), capture_output=True,
+                               text=True, timeout=60, stdin=subprocess.DEVNULL, start_new_session=True)
+        except subprocess.TimeoutExpired:
+            raise PlatformError("command: get command ran past 60s", platform=self.name,
+                                hint=f"run it by hand: {self.get_command}") from None
+        if r.returncode != 0:
+            raise PlatformError(f"command: get command exited {r.returncode}: {redact(r.stderr.strip()[-300:])}",
+                                platform=self.name, hint=f"run it by hand: {self.get_command}")
+        lines = [line.strip() for line in r.stdout.splitlines() if line.strip()]
+        value = lines[-1] if lines else None
+        register_secret(url_password(value) if value else None)
+        return CurrentValue(readable=True, value=value)
 
     def prepare(self) -> None:
         return None
