@@ -44,6 +44,12 @@ class Console:
     def github(self) -> bool:
         return os.environ.get("GITHUB_ACTIONS") == "true"
 
+    @property
+    def _gh_stream(self) -> TextIO:
+        # The runner reads workflow commands on stdout and stderr alike; with --json, stdout
+        # carries only the JSON result, so `deploysafe --json deploy | jq` works on Actions too.
+        return sys.stderr if self.json_mode else sys.stdout
+
     def _paint(self, text: str, code: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color and self.tty else text
 
@@ -71,23 +77,23 @@ class Console:
 
     def warn(self, text: str) -> None:
         if self.github:
-            print(f"::warning::{_gh_escape(redact(text))}", file=sys.stdout, flush=True)
+            print(f"::warning::{_gh_escape(redact(text))}", file=self._gh_stream, flush=True)
         self._emit(self._paint("! ", "33") + text)
 
     def error(self, text: str) -> None:
         if self.github:
-            print(f"::error::{_gh_escape(redact(text))}", file=sys.stdout, flush=True)
+            print(f"::error::{_gh_escape(redact(text))}", file=self._gh_stream, flush=True)
         self._emit(self._paint("✗ ", "31") + text, sys.stderr)
 
     @contextmanager
     def group(self, title: str) -> Iterator[None]:
         if self.github:
-            print(f"::group::{redact(title)}", file=sys.stdout, flush=True)
+            print(f"::group::{redact(title)}", file=self._gh_stream, flush=True)
         try:
             yield
         finally:
             if self.github:
-                print("::endgroup::", file=sys.stdout, flush=True)
+                print("::endgroup::", file=self._gh_stream, flush=True)
 
     def result(self, obj: Any) -> None:
         """The machine-readable result of a --json command, on stdout."""

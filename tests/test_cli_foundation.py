@@ -237,3 +237,18 @@ def test_github_actions_annotations_and_groups(capsys: pytest.CaptureFixture[str
         "::error::probe failed at postgres://app:****@db.internal:5432/prod",
     ]
     assert PASSWORD not in out + err and TOKEN not in out + err
+
+
+def test_github_annotations_leave_stdout_to_the_json_result(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    c = Console()
+    c.configure(json_mode=True)
+    with c.group("push"):
+        c.warn("destructive statement")
+    c.error("probe failed")
+    c.result({"outcome": "rolled back"})
+    out, err = capsys.readouterr()
+    assert json.loads(out) == {"outcome": "rolled back"}
+    assert [ln for ln in err.splitlines() if ln.startswith("::")] == [
+        "::group::push", "::warning::destructive statement", "::endgroup::", "::error::probe failed"
+    ]
