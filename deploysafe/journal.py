@@ -121,16 +121,23 @@ def read_journal(state_dir: Path) -> list[dict[str, Any]]:
 def runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group journal lines into runs: each step's last line wins (a 'running' line with no end = cut off)."""
     by_run: dict[str, dict[str, Any]] = {}
+    open_steps: dict[tuple[str, str, str], int] = {}  # (run, step, started_at) of a "running" line -> index
     for rec in records:
         run = by_run.setdefault(
             rec["run_id"],
-            {"run_id": rec["run_id"], "command": rec.get("command"), "started_at": rec["started_at"], "steps": {}},
+            {"run_id": rec["run_id"], "command": rec.get("command"), "started_at": rec["started_at"], "steps": []},
         )
-        run["steps"][rec["step"] + "@" + rec["started_at"]] = rec
+        key = (rec["run_id"], rec["step"], rec["started_at"])
+        if rec["outcome"] != "running" and key in open_steps:
+            run["steps"][open_steps.pop(key)] = rec  # the end line replaces its start line
+        else:
+            # Two events of one name in the same millisecond are both kept.
+            if rec["outcome"] == "running":
+                open_steps[key] = len(run["steps"])
+            run["steps"].append(rec)
     result = []
     for run in by_run.values():
-        steps = list(run["steps"].values())
-        run["steps"] = steps
+        steps = run["steps"]
         run["ended_at"] = max((s["ended_at"] or s["started_at"] for s in steps), default=run["started_at"])
         outcome = "ok"
         for s in steps:

@@ -129,3 +129,19 @@ def test_runs_are_sorted_by_start_and_steps_keep_their_order(tmp_path: Path) -> 
     recs = read_journal(tmp_path)
     recs[1]["started_at"] = "2000-01-01T00:00:00.000Z"
     assert [r["run_id"] for r in runs(recs)] == ["a", "b"]
+
+
+def test_events_of_one_name_in_the_same_millisecond_are_all_kept(tmp_path: Path) -> None:
+    j = Journal(tmp_path, "deploy", run_id="r")
+    at = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
+    for n in range(3):
+        j.write("probe.attempt", "failed", at, at, {"n": n})
+    j.write("push", "running", at, None, {})
+    j.write("push", "ok", at, at, {"done": True})
+    (run,) = runs(read_journal(tmp_path))
+    assert [(s["step"], s["outcome"], s["details"]) for s in run["steps"]] == [
+        ("probe.attempt", "failed", {"n": 0}),
+        ("probe.attempt", "failed", {"n": 1}),
+        ("probe.attempt", "failed", {"n": 2}),
+        ("push", "ok", {"done": True}),
+    ]
