@@ -295,3 +295,32 @@ def test_config_schema_is_valid_and_accepts_the_examples(capsys: pytest.CaptureF
     bad = tomllib.loads(LOCAL + '[retention]\ndaily = "7 days"\n')
     assert not validator.is_valid(bad)
     assert not validator.is_valid(tomllib.loads(LOCAL + "[app]\nfoo = 1\n"))
+
+
+def test_config_show_output_is_the_same_config(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # What `config show` prints is itself a valid deploysafe.toml that means the same thing.
+    rich = NEON + """
+[app]
+env = { NODE_ENV = "production" }
+[probes]
+deadline = "90s"
+[[probes.http]]
+name = "health"
+url = "http://127.0.0.1:3000/health"
+headers_env = { Authorization = "HEALTH_TOKEN" }
+[[probes.sql]]
+name = "users"
+query = "select 1 from users limit 1"
+[drill.targets]
+total = "20m"
+[[drill.checks]]
+name = "users"
+query = "select count(*) from users"
+min = 1
+[hook]
+branches = ["main", "release/*"]
+"""
+    (project / CONFIG_NAME).write_text(rich)
+    code, out, _ = _cli(capsys, "config", "show")
+    assert code == 0
+    assert parse_config(out, env={}) == parse_config(rich, env=ENV)
