@@ -55,21 +55,24 @@ def run_backup(
     now: datetime | None = None,
     prune: bool = True,
 ) -> BackupResult:
+    from deploysafe.snapshots import backup_name, ensure_headroom, production_lock
+
     now = now or utcnow()
     kind = kind or pick_kind(now.date(), loaded.config.backup.weekly_day)
-    from deploysafe.snapshots import backup_name
-
     name = backup_name(kind, now.date())
-    with journal.step("backup", snapshot=name, kind=kind.value) as step:
-        existing = [s for s in provider.list_snapshots() if s.name == name]
-        if existing:
-            step.details["existing"] = True
-            result = BackupResult(name, kind, created=False)
-        else:
-            provider.create_snapshot(name, kind)
-            result = BackupResult(name, kind, created=True)
-    if prune:
-        _prune(loaded, provider, platform, journal, result, now)
+    # The deploy lock: pruning (and making branch room) must never race a deploy's own snapshots.
+    with production_lock(loaded, provider, journal, "backup"):
+        with journal.step("backup", snapshot=name, kind=kind.value) as step:
+            existing = [s for s in provider.list_snapshots() if s.name == name]
+            if existing:
+                step.details["existing"] = True
+                result = BackupResult(name, kind, created=False)
+            else:
+                ensure_headroom(loaded, provider, platform, journal=journal, now=now)
+                provider.create_snapshot(name, kind)
+                result = BackupResult(name, kind, created=True)
+        if prune:
+            _prune(loaded, provider, platform, journal, result, now)
     return result
 
 

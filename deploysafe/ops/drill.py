@@ -149,8 +149,11 @@ def _verify(loaded: LoadedConfig, url: str) -> list[CheckOutcome]:
 # --- the drill -----------------------------------------------------------------------------------
 
 
-def _make_branch(provider: Provider, name: str, target_time: datetime) -> tuple[str, datetime]:
+def _make_branch(loaded: LoadedConfig, provider: Provider, name: str, target_time: datetime) -> tuple[str, datetime]:
     """Create the drill branch; returns (what it came from, its recovery point)."""
+    from deploysafe.snapshots import ensure_headroom
+
+    ensure_headroom(loaded, provider, None)  # only expired snapshots go, and only on a plan with a branch limit
     if is_neon(provider):
         provider.create_snapshot(name, SnapshotKind.DRILL, at=target_time, serve=True)
         return f"{provider.production().name} at {target_time.isoformat(timespec='seconds')}", target_time
@@ -187,7 +190,7 @@ def run_drill(
     t_start = time.monotonic()
     try:
         with journal.step("drill-branch", branch=name, age_seconds=age) as step:
-            report.source, point = _make_branch(provider, name, target_time)
+            report.source, point = _make_branch(loaded, provider, name, target_time)
             created = True
             provider.ensure_serving(name)
             step.details["source"] = report.source

@@ -309,11 +309,12 @@ def _insert_missing(conn: psycopg.Connection[Any], target: Any, pk: list[str], c
 
 
 @contextmanager
-def _temporary_source(provider: Provider, at: datetime, journal: Journal) -> Iterator[str]:
-    from deploysafe.snapshots import restore_name
+def _temporary_source(loaded: LoadedConfig, provider: Provider, at: datetime, journal: Journal) -> Iterator[str]:
+    from deploysafe.snapshots import ensure_headroom, restore_name
 
     name = restore_name(at)
     with journal.step("restore-table-branch", branch=name, at=at.isoformat()):
+        ensure_headroom(loaded, provider, None, journal=journal)
         provider.create_snapshot(name, SnapshotKind.RESTORE, at=at, serve=True)
     try:
         yield name
@@ -348,7 +349,7 @@ def restore_table(
     now = now or utcnow()
     target_name = table if into_production else (as_name or restored_name(table, now))
     if at is not None:
-        with _temporary_source(provider, at, journal) as temp:
+        with _temporary_source(loaded, provider, at, journal) as temp:
             result = _restore_from(loaded, provider, journal, temp, table, schema, target_name, into_production,
                                    dry_run, confirm, show)
             result.temp_branch = temp
@@ -401,7 +402,11 @@ def _restore_from(
     show(plan)
     if dry_run or not confirm(plan):
         return plan
-    with journal.step("restore-table-apply", source=source, table=table, target=target_name, mode=mode) as step:
+    from deploysafe.snapshots import production_lock
+
+    # Writing into production: hold the deploy lock so a deploy's migration never runs at the same time.
+    with production_lock(loaded, provider, journal, "restore-table"), \
+            journal.step("restore-table-apply", source=source, table=table, target=target_name, mode=mode) as step:
         done = attempt(apply=True)
         step.details.update(inserted=done.inserted, recreated=done.recreated)
     return done

@@ -140,3 +140,21 @@ def test_direct_url_strips_pooler_and_pattern_quotes() -> None:
         "postgresql://u:p@ep-cool-1.us-east-2.aws.neon.tech/db?sslmode=require")
     assert direct_url("postgresql://u@localhost:5432/db") == "postgresql://u@localhost:5432/db"
     assert dump_pattern("public", 'a"b') == '"public"."a""b"'
+
+
+def test_restore_refuses_while_a_deploy_holds_the_lock(local_setup: Callable[..., object]) -> None:
+    from deploysafe import pg
+    from deploysafe.errors import LockHeld
+    from deploysafe.lock import lock_key
+
+    loaded, prov = local_setup()  # type: ignore[misc]
+    prov.create_snapshot("manual-5", SnapshotKind.MANUAL)
+    with psycopg.connect(prov.url, autocommit=True) as c:
+        c.execute("DELETE FROM users WHERE id <= 10")
+    # another run (a deploy) holds the advisory lock on the production server
+    with psycopg.connect(pg.maintenance_url(prov.url), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (lock_key(prov.production_db),))
+        journal = Journal(loaded.state_dir, "restore-table")
+        with pytest.raises(LockHeld):
+            restore_table(loaded, prov, journal, table="users", from_snapshot="manual-5", into_production=True, now=NOW)
+    assert len(rows(prov.url)) == 20  # nothing restored while the deploy held the lock
