@@ -129,9 +129,17 @@ class RenderPlatform(HttpAdapter):
                 missing_ok=True,
             )
             return
-        self._request(
+        saved = self._request(
             "PUT", f"/services/{self.service_id}/env-vars/{self.var}", f"update {self.var}", json={"value": url}
         )
+        # Render answers with the variable as saved: a 200 carrying another value means the write did not
+        # take, and a rollback must not report the app repointed (issue 10). Neither value goes in the message.
+        if isinstance(saved, dict) and "value" in saved and saved["value"] != url:
+            raise PlatformError(
+                f"Render: {self.var} was not updated: the API answered 200 but with a different value",
+                hint=f"check {self.var} of service {self.service_id} in the Render dashboard",
+                platform=self.name,
+            )
 
     def pick_up(self) -> Release:
         # an env-var update alone does not reach running instances; deploy the last build without rebuilding

@@ -1,0 +1,460 @@
+"""The fault-injection matrix (issue 10): every external call on the deploy and rollback paths x every
+fault that call can meet, through the real ``deploy.deploy()`` orchestration.
+
+HTTP calls: the real Neon provider against the Neon API double (real databases behind it) and the real
+Render adapter against an in-memory Render service; the fault sits at the adapter's edge, in a respx
+router that is the adapter's transport. Subprocess and probe calls: the local provider, the dotenv
+platform and the real node app, with cheap generate/push commands that really change the database.
+
+Each fault is persistent (every matching request fails), so retries cannot hide it. Every case checks:
+the documented exit code, the pre-deploy snapshot survives, the failed production state is never
+deleted, the journal parses and agrees, ``status`` describes the state, and an exit 4 is recovered by a
+following ``rollback`` once the fault is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from deploysafe.config import LoadedConfig, load_config
+from deploysafe.deploy import DeployOptions, Summary, deploy
+from deploysafe.errors import DeploysafeError
+from deploysafe.http import RetryPolicy
+from deploysafe.providers.local import LocalProvider
+from e2e import env_url, healthy
+from neon_double import NeonDouble, make_double, seed_production
+from reliability_kit import (
+    BREAKING,
+    HTTP_FAULTS,
+    PY,
+    SAFE,
+    Call,
+    FaultRouter,
+    RenderBackend,
+    app_env_line,
+    forward_to,
+    install_tool,
+    journal_records,
+    kill_tools,
+    json_of,
+    prepare_app,
+    set_change,
+    set_faults,
+)
+
+NO_SLEEP = RetryPolicy(sleep=lambda s: None)
+SID = "srv-cukouhrtq21c73e9scng"
+
+NEON_CALLS = {
+    "provider.create": Call("provider.create", "POST", r"/projects/[^/]+/branches$"),
+    "provider.poll": Call("provider.poll", "GET", r"/operations/[^/]+$"),
+    "provider.resolve_url": Call("provider.resolve_url", "GET", r"/connection_uri$"),
+    "provider.delete": Call("provider.delete", "DELETE", r"/branches/[^/]+$"),
+}
+RENDER_CALLS = {
+    "platform.read": Call("platform.read", "GET", r"/env-vars/DATABASE_URL$"),
+    "platform.set": Call("platform.set", "PUT", r"/env-vars/DATABASE_URL$"),
+    "platform.pick_up": Call("platform.pick_up", "POST", r"/deploys$"),
+    "platform.wait": Call("platform.wait", "GET", r"/deploys/dep-[^/]+$"),
+}
+# The exit code each call's fault must end in: before production changed 3; a prune that fails never
+# fails a good deploy (0); a platform step of the rollback that fails leaves a person to act (4).
+HTTP_EXPECTED = {
+    "provider.create": 3, "provider.poll": 3, "provider.resolve_url": 3, "provider.delete": 0,
+    "platform.read": 3, "platform.set": 4, "platform.pick_up": 4, "platform.wait": 4,
+}
+# A failure reported in a 200 body is not an unreadable platform: reading "no value" is an answer.
+HTTP_EXPECTED_OVERRIDES = {("platform.read", "failure_body"): 1}
+
+HTTP_CASES = [(c, f) for c in [*NEON_CALLS, *RENDER_CALLS] for f in HTTP_FAULTS]
+
+SUBPROCESS_FAULTS = ("exit", "hang", "killed")
+PROBE_FAULTS = ("http500", "http502", "http503", "http429", "timeout", "reset", "failure_body")
+LOCAL_CASES = [(c, f) for c in ("generate", "push", "restart") for f in SUBPROCESS_FAULTS] + [
+    ("probes", f) for f in PROBE_FAULTS
+]
+# generate fails before production changed; push fails after applying its statement (rolled back);
+# restart only runs in the rollback (a person must act); probes failing everywhere also end in 4.
+LOCAL_EXPECTED = {"generate": 3, "push": 1, "restart": 4, "probes": 4}
+OUTCOMES = {0: "deployed", 1: "rolled back", 3: "failed before production changed", 4: "needs a person"}
+
+
+def run(loaded: LoadedConfig, provider: Any = None, platform: Any = None) -> tuple[int, Summary]:
+    try:
+        return 0, deploy(loaded, DeployOptions(sha="0123456789abcdef"), provider=provider, platform=platform)
+    except DeploysafeError as e:
+        summary = e.context.get("summary")
+        assert isinstance(summary, Summary), f"no summary for {type(e).__name__}: {e}"
+        return e.exit_code, summary
+
+
+def check_journal(loaded: LoadedConfig, code: int, summary: Summary) -> dict[str, Any]:
+    """The journal parses, the run ended with a result line carrying the exit code, and no step is left running."""
+    recs = [r for r in journal_records(loaded.state_dir) if r["run_id"] == summary.run_id]
+    results = [r for r in recs if r["step"] == "result"]
+    assert results, "the run wrote no result line"
+    assert results[-1]["details"]["exit_code"] == code
+    assert results[-1]["details"]["outcome"] == OUTCOMES[code]
+    final: dict[str, str] = {}
+    for r in recs:
+        final[r["step"] + r["started_at"]] = r["outcome"]
+    assert "running" not in final.values(), "a step was left running by a run that ended"
+    return {r["step"]: r for r in recs}
+
+
+def check_status(loaded: LoadedConfig, code: int, summary: Summary, steps: dict[str, Any]) -> dict[str, Any]:
+    from deploysafe.recovery import status
+
+    st = status(loaded)
+    lr = st["last_run"]
+    assert lr["run_id"] == summary.run_id
+    assert lr["outcome"] == OUTCOMES[code]
+    assert lr["cut_off_in"] == []
+    assert lr["push_ran"] == ("push" in steps)
+    push_failed = "push" in steps and steps["push"]["outcome"] != "ok"  # may have applied part: status says "may"
+    assert lr["production_may_have_changed"] == ("production_changed" in steps or push_failed)
+    if code in (1, 4):
+        assert lr["production_may_have_changed"]
+    assert st["production"]
+    return st
+
+
+# --- HTTP faults: Neon provider + Render platform ---------------------------------------------------
+
+
+@dataclass
+class HttpWorld:
+    double: NeonDouble
+    render: RenderBackend
+    neon_faults: FaultRouter
+    render_faults: FaultRouter
+    loaded: LoadedConfig
+    prod_url: str
+
+    def provider(self) -> Any:
+        from deploysafe.providers.neon import NeonProvider
+
+        return NeonProvider.from_config(self.loaded, transport=self.neon_faults.transport(), policy=NO_SLEEP,
+                                        poll_interval=0.0, operation_deadline=15.0)
+
+    def platform(self) -> Any:
+        from deploysafe.platforms.render import RenderPlatform
+
+        return RenderPlatform.from_config(self.loaded, transport=self.render_faults.transport(), policy=NO_SLEEP)
+
+    def faults(self, call: str) -> FaultRouter:
+        return self.neon_faults if call.startswith("provider.") else self.render_faults
+
+
+def _neon_failure_bodies(d: NeonDouble) -> dict[str, Any]:
+    def create(request: httpx.Request, backend: Any) -> httpx.Response:
+        d.fail_ops = 1000  # the double's create operation really ends `failed`, and says so
+        try:
+            return backend(request)
+        finally:
+            d.fail_ops = 0
+
+    def poll(request: httpx.Request, backend: Any) -> httpx.Response:
+        body = json_of(backend(request))
+        body["operation"]["status"] = "failed"
+        body["operation"]["error"] = "injected: the operation failed"
+        return httpx.Response(200, json=body)
+
+    def resolve(request: httpx.Request, backend: Any) -> httpx.Response:
+        return httpx.Response(200, json={"code": "", "message": "endpoint is not ready"})
+
+    def delete(request: httpx.Request, backend: Any) -> httpx.Response:
+        bid = request.url.path.rsplit("/", 1)[1]
+        op = {"id": str(uuid.uuid4()), "project_id": d.project_id, "branch_id": bid, "action": "delete_timeline",
+              "status": "failed", "failures_count": 1, "error": "injected: could not delete",
+              "created_at": "2026-11-25T10:00:00Z", "updated_at": "2026-11-25T10:00:00Z", "total_duration_ms": 1}
+        with d.lock:
+            d.operations[op["id"]] = {"op": op, "polls_left": 0, "fail": True}
+        return httpx.Response(200, json={"branch": d.branches[bid], "operations": [op]})
+
+    return {"provider.create": create, "provider.poll": poll, "provider.resolve_url": resolve,
+            "provider.delete": delete}
+
+
+def _render_failure_bodies(r: RenderBackend) -> dict[str, Any]:
+    def read(request: httpx.Request, backend: Any) -> httpx.Response:
+        return httpx.Response(200, json={"id": "internal", "message": "temporarily unavailable"})
+
+    def set_(request: httpx.Request, backend: Any) -> httpx.Response:
+        return httpx.Response(200, json={"key": "DATABASE_URL", "value": r.value})  # the write did not take
+
+    def pick_up(request: httpx.Request, backend: Any) -> httpx.Response:
+        r.fail_deploys = True
+        try:
+            return backend(request)
+        finally:
+            r.fail_deploys = False
+
+    def wait(request: httpx.Request, backend: Any) -> httpx.Response:
+        body = json_of(backend(request))
+        r.deploys[body["id"]]["status"] = body["status"] = "update_failed"
+        return httpx.Response(200, json=body)
+
+    return {"platform.read": read, "platform.set": set_, "platform.pick_up": pick_up, "platform.wait": wait}
+
+
+@pytest.fixture(scope="module")
+def neon_base(pg_server: Any) -> Iterator[tuple[NeonDouble, str]]:
+    """One Neon double and production branch per module (CREATE DATABASE costs ~0.5s); each case resets them."""
+    d = make_double(pg_server)
+    seed_production(d)
+    try:
+        yield d, d.branch_url("production")
+    finally:
+        d.stop()
+
+
+def _reset_production(d: NeonDouble, prod_url: str) -> None:
+    with d.lock:
+        for bid, b in list(d.branches.items()):
+            if b["name"] != "production":
+                d._delete_branch(bid)
+        d.injections.clear()
+        d.fail_ops = 0
+    with psycopg.connect(prod_url, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS users")
+        c.execute("CREATE TABLE users (id serial primary key, email text not null, name text)")
+        c.execute("INSERT INTO users (email, name) SELECT 'u' || g || '@x.test', 'U ' || g FROM generate_series(1, 25) g")
+
+
+@pytest.fixture
+def http_world(neon_base: tuple[NeonDouble, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+               request: pytest.FixtureRequest) -> Iterator[HttpWorld]:
+    d, prod_url = neon_base
+    _reset_production(d, prod_url)
+    # Spec validation costs ~0.1s a request in the double; the double's own tests and tests/providers/test_neon.py
+    # hold every shape to the spec, so the matrix re-checks the shapes in one fault (503) of each call.
+    d.validate = request.node.callspec.params.get("fault") == "http503"
+    d.spec_problems.clear()
+    root = tmp_path / "app"
+    root.mkdir()
+    install_tool(root)
+    (root / "deploysafe.toml").write_text(f"""[app]
+dir = "."
+generate = "{PY} tool.py generate"
+push = "{PY} tool.py push"
+step_timeout = "20s"
+migrations_dir = "drizzle"
+{app_env_line()}
+
+[provider]
+type = "neon"
+project_id = "{d.project_id}"
+database = "{d.database}"
+role = "{d.role}"
+api_url = "{d.base_url}"
+
+[platform]
+type = "render"
+service_id = "{SID}"
+ready_timeout = "5s"
+poll_interval = "10ms"
+
+[probes]
+deadline = "5s"
+interval = "50ms"
+failure_limit = 2
+[[probes.sql]]
+name = "users have names"
+query = "select count(name) from users"
+
+[retention]
+pre_deploy = "1h"
+
+[lint]
+destructive = "warn"
+""")
+    monkeypatch.setenv("NEON_API_KEY", d.api_key)
+    monkeypatch.setenv("RENDER_API_KEY", "rnd_reliability_" + uuid.uuid4().hex)
+    render = RenderBackend(SID, prod_url)
+    world = HttpWorld(
+        d, render,
+        FaultRouter(forward_to(httpx.HTTPTransport()), _neon_failure_bodies(d)),
+        FaultRouter(render, _render_failure_bodies(render)),
+        load_config(str(root / "deploysafe.toml")), prod_url,
+    )
+    # status and rollback build their own adapters: give them the same (fault-free by then) edges
+    monkeypatch.setattr("deploysafe.recovery._adapters", lambda loaded: (world.provider(), world.platform()))
+    yield world
+    assert not d.spec_problems, d.spec_problems
+
+
+def _production_intact(w: HttpWorld) -> None:
+    """Production (the failed state, when the deploy failed) still exists with every row."""
+    b = w.double.by_name("production")
+    assert b["id"] in w.double.dbnames
+    with psycopg.connect(w.prod_url) as c:
+        assert c.execute("select count(*) from users").fetchone() == (25,)
+
+
+@pytest.mark.parametrize(("call", "fault"), [pytest.param(c, f, marks=pytest.mark.fault_matrix(c, f), id=f"{c}-{f}")
+                                             for c, f in HTTP_CASES])
+def test_http_fault(http_world: HttpWorld, call: str, fault: str) -> None:
+    w = http_world
+    if call == "provider.delete":
+        # a safe deploy whose prune must delete an expired pre-deploy snapshot
+        old = time.time() - 3 * 86400
+        from datetime import UTC, datetime
+
+        w.double.add_branch("pre-deploy-20260101T000000Z-aaaaaaa", parent="production",
+                            annotation={"deploysafe": "pre-deploy", "source": "production", "created_by": "deploysafe"},
+                            created_at=datetime.fromtimestamp(old, UTC))
+        set_change(w.loaded.root, SAFE)
+    else:
+        set_change(w.loaded.root, BREAKING)
+    faults = w.faults(call)
+    faults.inject(NEON_CALLS.get(call) or RENDER_CALLS[call], fault)
+    code, summary = run(w.loaded, w.provider(), w.platform())
+    hits = faults.hits
+    faults.clear()
+    expected = HTTP_EXPECTED_OVERRIDES.get((call, fault), HTTP_EXPECTED[call])
+    assert hits > 0, "the faulty call was never made: the case tests nothing"
+    assert (code, summary.outcome) == (expected, OUTCOMES[expected]), summary.error
+    steps = check_journal(w.loaded, code, summary)
+    if "snapshot" in steps and steps["snapshot"]["outcome"] == "ok":
+        assert summary.snapshot in {b["name"] for b in w.double.branches.values()}, "the pre-deploy snapshot is gone"
+    _production_intact(w)
+    st = check_status(w.loaded, code, summary, steps)
+    if code == 3:
+        assert w.render.value == w.prod_url and w.render.sets == []  # the app was never repointed
+    if code == 0 and fault != "truncated_json":  # a truncated answer: the delete happened, only the reply was cut
+        assert w.double.by_name("pre-deploy-20260101T000000Z-aaaaaaa")  # the failed delete kept it
+    if code == 1:
+        assert w.render.value == w.double.branch_url(summary.snapshot)
+        assert st["app_points_at"]["name"] == summary.snapshot
+    if code == 4:
+        assert summary.manual_steps, "exit 4 without the manual steps"
+        from deploysafe.recovery import manual_rollback
+
+        result = manual_rollback(w.loaded, to=None, at=None, yes=True, dry_run=False, confirm=lambda q: False)
+        assert result.snapshot == summary.snapshot
+        assert w.render.value == w.double.branch_url(summary.snapshot)
+        assert any(dep["status"] == "live" for dep in list(w.render.deploys.values())[1:])
+        _production_intact(w)
+
+
+# --- subprocess and probe faults: local provider + dotenv + the real app ---------------------------
+
+
+class ProbeProxy:
+    """The health URL the probes use: forwards to the app, or answers with the injected fault."""
+
+    def __init__(self, app_port: int) -> None:
+        self.fault: str | None = None
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                f = proxy.fault
+                if f == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                    self.connection.close()
+                    return
+                if f == "timeout":
+                    time.sleep(1.5)  # past the probe's 1s timeout
+                if f in ("http500", "http502", "http503", "http429"):
+                    self._send(int(f[4:]), b"injected")
+                    return
+                if f == "failure_body":
+                    self._send(200, b'{"status":"degraded","db":"error"}')
+                    return
+                try:
+                    r = httpx.get(f"http://127.0.0.1:{app_port}/health", timeout=3)
+                    self._send(r.status_code, r.content)
+                except httpx.HTTPError:
+                    self._send(502, b"app unreachable")
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("call", "fault"), [pytest.param(c, f, marks=pytest.mark.fault_matrix(c, f), id=f"{c}-{f}")
+                                             for c, f in LOCAL_CASES])
+def test_local_fault(live_app: Any, call: str, fault: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = live_app
+    monkeypatch.setenv("DATABASE_URL", app.production_url)
+    proxy = ProbeProxy(app.port)
+    try:
+        cfg = prepare_app(app, probe_url=proxy.url, step_timeout="3s", ready_timeout="4s")
+        loaded = load_config(str(cfg))
+        set_change(app.root, SAFE if call == "probes" else BREAKING)
+        if call == "probes":
+            proxy.fault = fault
+        else:
+            set_faults(app.root, **{call: fault})
+        t0 = time.monotonic()
+        code, summary = run(loaded)
+        assert time.monotonic() - t0 < 60, "the deploy took far longer than its timeouts allow"
+        set_faults(app.root)
+        proxy.fault = None
+        kill_tools(app.root)
+        expected = LOCAL_EXPECTED[call]
+        assert (code, summary.outcome) == (expected, OUTCOMES[expected]), summary.error
+        steps = check_journal(loaded, code, summary)
+        prov = LocalProvider(app.production_url)
+        if "snapshot" in steps and steps["snapshot"]["outcome"] == "ok":
+            assert summary.snapshot in [s.name for s in prov.list_snapshots() if s.ours]
+        with psycopg.connect(app.production_url) as c:  # the failed state is kept, with its rows
+            assert c.execute("select count(*) from users").fetchone() == (25,)
+        st = check_status(loaded, code, summary, steps)
+        if code == 3:
+            assert env_url(app) == app.production_url
+            assert healthy(app)
+        if code == 1:
+            assert env_url(app) == prov.connection_url(summary.snapshot)
+            assert st["app_points_at"]["name"] == summary.snapshot
+            assert healthy(app)
+        if code == 4:
+            assert summary.manual_steps
+            from deploysafe.recovery import manual_rollback
+
+            result = manual_rollback(loaded, to=None, at=None, yes=True, dry_run=False, confirm=lambda q: False)
+            assert result.snapshot == summary.snapshot
+            assert env_url(app) == prov.connection_url(summary.snapshot)
+            assert healthy(app)
+    finally:
+        proxy.close()
+        kill_tools(app.root)
+
+
+def test_matrix_is_the_meaningful_pairs() -> None:
+    """Every call on the deploy and rollback paths is in the matrix, each with the faults it can meet."""
+    calls = {c for c, _ in HTTP_CASES} | {c for c, _ in LOCAL_CASES}
+    assert calls == {"provider.create", "provider.poll", "provider.resolve_url", "provider.delete", "platform.read",
+                     "platform.set", "platform.pick_up", "platform.wait", "generate", "push", "restart", "probes"}
+    assert len(HTTP_CASES) == 8 * 10 and len(LOCAL_CASES) == 3 * 3 + 7
+    assert json.dumps(OUTCOMES)  # the documented outcomes: 0, 1, 3, 4
