@@ -993,13 +993,16 @@ def runbook_cmd(ctx: Ctx, output: str | None) -> int:
     """
     from pathlib import Path
 
+    from deploysafe.journal import Journal
     from deploysafe.ops.runbook import render
 
-    text = render(ctx.load())
+    loaded = ctx.load()
+    text = render(loaded)
     if output:
         Path(output).write_text(text, encoding="utf-8")
     else:
         click.echo(text, nl=False)
+    Journal(loaded.state_dir, "runbook").event("result", outcome="written" if output else "printed", output=output)
     return 0
 
 

@@ -73,6 +73,7 @@ def run_backup(
                 result = BackupResult(name, kind, created=True)
         if prune:
             _prune(loaded, provider, platform, journal, result, now)
+    journal.event("result", outcome="created" if result.created else "existing", **result.as_dict())
     return result
 
 

@@ -401,6 +401,7 @@ def _restore_from(
                             differing=plan.diff.differing)
     show(plan)
     if dry_run or not confirm(plan):
+        journal.event("result", outcome="dry run" if dry_run else "declined", table=table, target=target_name)
         return plan
     from deploysafe.snapshots import production_lock
 
@@ -409,6 +410,7 @@ def _restore_from(
             journal.step("restore-table-apply", source=source, table=table, target=target_name, mode=mode) as step:
         done = attempt(apply=True)
         step.details.update(inserted=done.inserted, recreated=done.recreated)
+    journal.event("result", outcome="restored", table=table, target=target_name, inserted=done.inserted)
     return done
 
 

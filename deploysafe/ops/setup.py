@@ -55,9 +55,9 @@ def propose_retention(allowance: int, fixed: int) -> dict[str, str]:
 
 
 def run_setup(loaded: LoadedConfig, provider: Provider, journal: Journal, *, dry_run: bool = False) -> SetupReport:
-    if not is_neon(provider):
-        return _local(loaded)
-    return _neon(loaded, provider, journal, dry_run=dry_run)
+    report = _neon(loaded, provider, journal, dry_run=dry_run) if is_neon(provider) else _local(loaded)
+    journal.event("result", outcome="dry run" if dry_run else "ok", done=report.done, todo=report.todo)
+    return report
 
 
 def _local(loaded: LoadedConfig) -> SetupReport:
