@@ -114,7 +114,7 @@ def start(base_dir: Path | None = None, *, user: str = "postgres") -> EmbeddedPo
     # As root the server runs as `postgres`, which may not be able to reach a folder under a private
     # parent (pytest's tmp_path, a home directory): then the cluster gets its own temporary folder.
     owns = base_dir is None or run_as is not None
-    root = Path(tempfile.mkdtemp(prefix="deploysafe-pg-")) if owns else base_dir
+    root = base_dir if base_dir is not None and not owns else Path(tempfile.mkdtemp(prefix="deploysafe-pg-"))
     root.mkdir(parents=True, exist_ok=True)
     data = root / "data"
     password = "pw-" + secrets.token_urlsafe(12)

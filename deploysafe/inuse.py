@@ -37,14 +37,14 @@ def last_repoint(loaded: LoadedConfig) -> str | None:
 def app_points_at(loaded: LoadedConfig, provider: Provider, platform: Platform | None) -> InUse:
     from deploysafe.errors import PlatformError
 
+    detail = "no platform"
     if platform is not None:
+        detail = ""
         try:
             cur = platform.read_current()
         except PlatformError as e:
-            cur = None
             detail = f"platform unreadable: {e.message}"
         else:
-            detail = ""
             if cur.readable and cur.value and not cur.reference:
                 name = provider.identify(cur.value)
                 if name:
@@ -53,8 +53,6 @@ def app_points_at(loaded: LoadedConfig, provider: Provider, platform: Platform |
             elif cur.reference:
                 # a reference (Railway ${{...}}, Heroku add-on) points at production by construction
                 return InUse(provider.production().name, "platform", "reference")
-    else:
-        detail = "no platform"
     journal = last_repoint(loaded)
     if journal:
         return InUse(journal, "journal", detail)
