@@ -82,10 +82,15 @@ class Facts:
 
     @cached_property
     def history_window(self) -> float | None:
+        if self.neon:  # one project read serves every Neon fact
+            return float(self.project.history_retention_seconds)
         return self.provider.history_window()
 
     @cached_property
     def branch_allowance(self) -> int | None:
+        if self.neon:
+            limit = self.project.branches_limit
+            return int(limit) if limit is not None else None
         return self.provider.branch_allowance()
 
     @cached_property

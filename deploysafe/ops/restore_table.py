@@ -386,7 +386,7 @@ def _restore_from(
             prod_cols = _columns(conn, schema, table)
             _stage(conn, source_url, schema, table, src_cols)
             diff = _diff(conn, sql.Identifier(schema, table), pk, src_cols, prod_cols)
-            result = RestoreResult(source, table, target_name, mode, diff, dry_run=not apply)
+            result = RestoreResult(source, table, target_name, mode, diff, dry_run=dry_run and not apply)
             if apply:
                 _apply(conn, result, target, schema, pk, src_cols, prod_cols, source_url)
                 conn.commit()

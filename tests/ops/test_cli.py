@@ -61,7 +61,10 @@ def test_restore_table_cli(local_setup: Callable[..., Any], capsys: pytest.Captu
     # no terminal and no --yes: refused, nothing changed
     assert cli(loaded, "restore-table", "--from", snap, "--table", "users", "--into", "production") == 2
     assert len(rows(prov.url)) == 20
+    capsys.readouterr()
     assert cli(loaded, "restore-table", "--from", snap, "--table", "users", "--into", "production", "--yes") == 0
+    out = capsys.readouterr().out
+    assert "about to insert the missing rows into users" in out and "10 row(s) restored" in out
     assert rows(prov.url) == before
     assert cli(loaded, "restore-table", "--table", "users") == 2
     assert cli(loaded, "restore-table", "--at", "yesterday", "--table", "users") == 2
