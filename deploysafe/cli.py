@@ -806,16 +806,12 @@ def check_cmd(ctx: Ctx, as_json: bool, warn_ok: bool, checklist: bool) -> int:
     from deploysafe.console import console
     from deploysafe.journal import Journal
     from deploysafe.notify import notify
-    from deploysafe.ops.check import OK, exit_code, run_checks, summary, worst
+    from deploysafe.ops.check import OK, checks_or_failure, exit_code, summary, worst
 
     if as_json:
         console.json_mode = True
     loaded = ctx.load()
-    provider, platform = _ops_adapters(loaded)
-    try:
-        results = run_checks(loaded, provider, platform, checklist=checklist)
-    finally:
-        provider.close()
+    results = checks_or_failure(loaded, lambda: _ops_adapters(loaded), checklist=checklist)
     code = exit_code(results, warn_ok=warn_ok)
     Journal(loaded.state_dir, "check").event("result", outcome=worst(results), checks=[r.as_dict() for r in results])
     if as_json or ctx.json:

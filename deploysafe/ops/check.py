@@ -351,6 +351,25 @@ def run_checks(
     return [run_one(name, fn, facts) for name, fn in todo]
 
 
+def checks_or_failure(
+    loaded: LoadedConfig,
+    open_adapters: Callable[[], tuple[Provider, Platform | None]],
+    *,
+    checklist: bool = False,
+    now: datetime | None = None,
+) -> list[CheckResult]:
+    """Run the checks; a provider that cannot even be built (missing API key, bad URL) is one ``fail`` line,
+    so a scheduled ``check`` still exits 7 and notifies instead of stopping with exit 3."""
+    try:
+        provider, platform = open_adapters()
+    except DeploysafeError as e:
+        return [CheckResult("provider", FAIL, f"cannot reach the {loaded.config.provider.type} provider: {e.message}")]
+    try:
+        return run_checks(loaded, provider, platform, now=now, checklist=checklist)
+    finally:
+        provider.close()
+
+
 def worst(results: list[CheckResult]) -> str:
     return max((r.status for r in results), key=lambda s: _RANK[s], default=OK)
 

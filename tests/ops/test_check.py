@@ -207,3 +207,16 @@ def test_full_run_on_local_postgres(local_setup: Callable[..., Any]) -> None:
     results = {r.name: r for r in run_checks(loaded, prov, platform)}
     assert results["app-target"].status == FAIL and "backup-2026-01-01" in results["app-target"].reason
     assert json.dumps([r.as_dict() for r in results.values()])  # serialisable for --json
+
+
+def test_an_unreachable_provider_is_a_failing_check(tmp_path: Path) -> None:
+    from deploysafe.ops.check import checks_or_failure
+
+    loaded = write_config(tmp_path, "postgresql://u@localhost:5432/prod")
+
+    def broken() -> Any:
+        raise ProviderError("Neon API key refused")
+
+    results = checks_or_failure(loaded, broken)
+    assert results == [CheckResult("provider", FAIL, "cannot reach the local provider: Neon API key refused")]
+    assert exit_code(results) == CHECK_FAIL

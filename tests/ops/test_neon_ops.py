@@ -12,6 +12,7 @@ import pytest
 from neon_double import NeonDouble, neon_double  # noqa: F401  (fixture)
 
 from deploysafe.config import LoadedConfig, parse_config
+from deploysafe.errors import ProviderError
 from deploysafe.http import RetryPolicy
 from deploysafe.journal import Journal
 from deploysafe.ops.backup import run_backup, schedule_set, schedule_show
@@ -59,6 +60,8 @@ def test_backup_is_idempotent_per_day_on_neon(neon_ops: Any) -> None:
 
 def test_schedule_show_and_set(neon_ops: Any) -> None:
     loaded, prov, d = neon_ops
+    with pytest.raises(ProviderError, match="not available on the Free plan"):  # the API's refusal, passed on
+        schedule_set(prov, [{"frequency": "daily"}], journal(loaded, "backup schedule"))
     d.subscription_type = "launch"
     assert schedule_show(prov) == []
     items = [{"frequency": "daily", "hour": 3, "retention_seconds": 604800}]
