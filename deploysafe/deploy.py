@@ -153,16 +153,11 @@ def _preflight(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, pl
     from deploysafe.snapshots import pre_deploy_name
 
     name = pre_deploy_name(datetime.now(UTC), sha)
-    prune_names: list[str] = []
-    try:
-        from deploysafe.retention import plan_prune
+    from deploysafe.retention import plan_prune
 
-        snaps = provider.list_snapshots()
-        pp = plan_prune(snaps, now=datetime.now(UTC), retention=loaded.config.retention, in_use=where.name,
-                        production=prod.name)
-        prune_names = [s.name for s, _ in pp.delete]
-    except ImportError:
-        pass
+    pp = plan_prune(provider.list_snapshots(), now=datetime.now(UTC), retention=loaded.config.retention,
+                    in_use=where.name, production=prod.name)
+    prune_names = [s.name for s, _ in pp.delete]
     plan = plan_deploy(
         loaded.config, snapshot=name, production=prod.name, app_points_at=where.name, caveats=caveats,
         prune=prune_names, rehearse=opts.rehearse, no_rollback=opts.no_rollback,
@@ -205,12 +200,9 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 raise Interrupted("deploy interrupted by the user")
 
         def snapshot_step(h: Any) -> rollback.Prepared:
-            try:
-                from deploysafe.snapshots import ensure_headroom
+            from deploysafe.snapshots import ensure_headroom
 
-                ensure_headroom(loaded, provider, platform, needed=1)
-            except ImportError:
-                pass
+            ensure_headroom(loaded, provider, platform, needed=1, journal=journal)
             eager = cfg.provider.snapshot_endpoint == "eager"
             snap = provider.create_snapshot(plan.snapshot, SnapshotKind.PRE_DEPLOY, git_sha=sha, serve=eager)
             h.details["snapshot"] = snap.name
@@ -374,10 +366,7 @@ def _rollback(loaded: LoadedConfig, provider: Provider, platform: Platform, prep
 
 
 def _prune(loaded: LoadedConfig, provider: Provider, platform: Platform, journal: Journal, summary: Summary) -> None:
-    try:
-        from deploysafe.snapshots import prune
-    except ImportError:
-        return
+    from deploysafe.snapshots import prune
 
     def step(h: Any) -> None:
         plan = prune(loaded, provider, platform, dry_run=False, journal=journal)
