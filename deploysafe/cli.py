@@ -328,7 +328,7 @@ def snapshot_create(ctx: Ctx, kind: str, name: str | None, at_text: str | None) 
     from deploysafe.providers.base import SnapshotKind
     from deploysafe.snapshots import create, ensure_headroom, parse_at, try_platform, validate_name
 
-    at = parse_at(at_text) if at_text else None
+    at = parse_at(at_text) if at_text is not None else None  # --at "" is a usage error, not "no --at" (issue 10)
     if name is not None:
         validate_name(name)
     loaded = ctx.load()
@@ -902,7 +902,7 @@ def restore_table_cmd(ctx: Ctx, from_snapshot: str | None, at_text: str | None, 
     from deploysafe.providers import make_provider
     from deploysafe.snapshots import parse_at
 
-    at = parse_at(at_text) if at_text else None
+    at = parse_at(at_text) if at_text is not None else None  # --at "" is a usage error, not "no --at" (issue 10)
 
     def show(r: RestoreResult) -> None:
         d = r.diff

@@ -48,7 +48,7 @@ def manual_rollback(
         raise UsageError("give --to or --at, not both")
     from deploysafe.snapshots import parse_at, restore_name
 
-    when = parse_at(at) if at else None
+    when = parse_at(at) if at is not None else None  # --at "" is an error, never "no --at" (issue 10)
     provider, platform = _adapters(loaded)
     try:
         prod = provider.production()

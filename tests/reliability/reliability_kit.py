@@ -65,10 +65,17 @@ def set_faults(root: Path, **faults: str) -> None:
         path.unlink(missing_ok=True)
 
 
-def local_config(root: Path, *, probe_url: str, step_timeout: str = "3s", ready_timeout: str = "8s",
-                 extra: str = "") -> Path:
-    """deploysafe.toml for the real app: local provider, dotenv platform, cheap commands, quick probes."""
+def local_config(root: Path, *, probe_url: str | None, step_timeout: str = "3s", ready_timeout: str = "8s",
+                 extra: str = "", restart: str = "tool.py restart") -> Path:
+    """deploysafe.toml for the real app: local provider, dotenv platform, cheap commands, quick probes
+    (no HTTP probe when ``probe_url`` is None: the SQL probe alone, for runs without the node app)."""
     path = root / "deploysafe.toml"
+    http = f"""[[probes.http]]
+name = "health"
+url = "{probe_url}"
+expect_body = "ok"
+timeout = "1s"
+""" if probe_url else ""
     path.write_text(
         f"""[app]
 dir = "."
@@ -86,19 +93,14 @@ strategy = "dump"
 [platform]
 type = "dotenv"
 env_file = ".env"
-restart = "{PY} tool.py restart"
+restart = "{PY} {restart}"
 ready_timeout = "{ready_timeout}"
 
 [probes]
 deadline = "6s"
 interval = "100ms"
 failure_limit = 2
-[[probes.http]]
-name = "health"
-url = "{probe_url}"
-expect_body = "ok"
-timeout = "1s"
-[[probes.sql]]
+{http}[[probes.sql]]
 name = "users readable"
 query = "select count(*) from users"
 
@@ -146,6 +148,17 @@ def journal_records(state_dir: Path) -> list[dict[str, Any]]:
 
 def step_started(state_dir: Path, step: str) -> bool:
     return any(r["step"] == step and r["outcome"] == "running" for r in journal_records(state_dir))
+
+
+def neon_provider_toml(d: Any) -> str:
+    """The [provider] table for the Neon API double ``d``."""
+    return f"""[provider]
+type = "neon"
+project_id = "{d.project_id}"
+database = "{d.database}"
+role = "{d.role}"
+api_url = "{d.base_url}"
+"""
 
 
 # --- HTTP faults at the adapter edge ------------------------------------------------------------------
@@ -295,3 +308,26 @@ class RenderBackend:
     @property
     def live_value(self) -> str:
         return self.value
+
+
+# --- an app folder without the node app (SQL probe only) ------------------------------------------
+
+
+def seed_users(url: str, rows: int = 25) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE TABLE users (id serial primary key, email text not null, name text)")
+        c.execute("INSERT INTO users (email, name) SELECT 'u' || g || '@x.test', 'U ' || g FROM generate_series(1, %s) g",
+                  (rows,))
+
+
+def scratch_app(root: Path, database_url: str, **cfg: Any) -> Path:
+    """A folder with the stand-in commands, a deploysafe.toml and a .env pointing at ``database_url``."""
+    from deploysafe.envfile import write_var
+
+    root.mkdir(parents=True, exist_ok=True)
+    install_tool(root)
+    write_var(root / ".env", "DATABASE_URL", database_url)
+    (root / "restart.sh").write_text("#!/bin/sh\nexit 0\n")  # nothing runs: the SQL probe is the health check
+    return local_config(root, probe_url=None, **cfg)

@@ -49,6 +49,7 @@ from reliability_kit import (
     install_tool,
     journal_records,
     kill_tools,
+    neon_provider_toml,
     json_of,
     prepare_app,
     set_change,
@@ -255,13 +256,7 @@ step_timeout = "20s"
 migrations_dir = "drizzle"
 {app_env_line()}
 
-[provider]
-type = "neon"
-project_id = "{d.project_id}"
-database = "{d.database}"
-role = "{d.role}"
-api_url = "{d.base_url}"
-
+{neon_provider_toml(d)}
 [platform]
 type = "render"
 service_id = "{SID}"
