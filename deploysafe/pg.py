@@ -43,12 +43,12 @@ def connect(url: str, *, autocommit: bool = True, timeout: float = CONNECT_TIMEO
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=max(1, int(timeout)), **kw)
     except psycopg.OperationalError as e:
         raise ProviderError(
-            f"cannot connect to database {dbname_of(url)!r} at {':'.join(map(str, server_of(url)))}: {_first_line(e)}",
+            f"cannot connect to database {dbname_of(url)!r} at {':'.join(map(str, server_of(url)))}: {first_line(e)}",
             hint="check DATABASE_URL (host, port, password) and that the server is running",
         ) from None
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 

@@ -75,6 +75,6 @@ def clone_local_database(provider: Provider, source: Snapshot, name: str, kind: 
                 hint="disconnect them (nothing should use a snapshot directly) and retry",
             ) from None
         except psycopg.Error as e:
-            raise ProviderError(f"cannot copy snapshot {source.name!r}: {pg._first_line(e)}") from None
+            raise ProviderError(f"cannot copy snapshot {source.name!r}: {pg.first_line(e)}") from None
         conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target), sql.Literal(json.dumps(meta))))
     return provider.get(name)

@@ -102,7 +102,7 @@ class Facts:
         """Neon: ids of the active computes of one branch."""
         # NeonProvider has no public endpoint listing; its per-branch listing is the one
         # place the endpoint JSON is parsed, so it is reused rather than parsed again here.
-        endpoints = self.provider._endpoints(snap.id)  # type: ignore[attr-defined]
+        endpoints = self.provider.branch_endpoints(snap.id)  # type: ignore[attr-defined]
         return [str(e.get("id")) for e in endpoints if e.get("current_state") == "active"]
 
     @cached_property

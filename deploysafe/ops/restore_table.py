@@ -214,7 +214,7 @@ def _stage(conn: psycopg.Connection[Any], source_url: str, schema: str, table: s
         conn.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(STAGE), defs))
     except Exception as e:
         raise PreconditionError(
-            f"production cannot hold the source's columns: {pg._first_line(e)}",
+            f"production cannot hold the source's columns: {pg.first_line(e)}",
             hint="a column type (e.g. an enum) no longer exists in production; re-create it first",
         ) from None
     with conn.cursor() as cur:

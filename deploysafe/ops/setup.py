@@ -75,13 +75,7 @@ def _create_production(provider: Provider, name: str) -> None:
     if default is None:
         raise ProviderError("the project has no default branch to create production from",
                             hint="create the production branch in the Neon console")
-    # NeonProvider exposes no "branch from X" call (snapshots always come from production), so its
-    # checked request helpers are used directly; the response is checked there.
-    what = f"create branch '{name}'"
-    body = {"branch": {"name": name, "parent_id": default.id}, "endpoints": [{"type": "read_write"}]}
-    resp = provider._call("POST", provider._path("/branches"), what=what, json=body)  # type: ignore[attr-defined]
-    provider._wait_operations(provider._json(resp, what).get("operations"), what)  # type: ignore[attr-defined]
-    provider._forget_listing()  # type: ignore[attr-defined]
+    provider.create_branch(name, default.id)  # type: ignore[attr-defined]
 
 
 def _neon(loaded: LoadedConfig, provider: Provider, journal: Journal, *, dry_run: bool) -> SetupReport:

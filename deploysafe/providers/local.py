@@ -193,7 +193,7 @@ class LocalProvider:
                 hint='use strategy = "dump" (online), or stop the app before snapshotting',
             ) from None
         except psycopg.Error as e:
-            raise ProviderError(f"CREATE DATABASE failed: {pg._first_line(e)}") from None
+            raise ProviderError(f"CREATE DATABASE failed: {pg.first_line(e)}") from None
 
     def _create_from_dump(self, conn: psycopg.Connection[Any], target: str) -> None:
         major = pg.server_major(conn)
@@ -202,7 +202,7 @@ class LocalProvider:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(target)))
         except psycopg.Error as e:
-            raise ProviderError(f"CREATE DATABASE failed: {pg._first_line(e)}", hint="the role needs CREATEDB") from None
+            raise ProviderError(f"CREATE DATABASE failed: {pg.first_line(e)}", hint="the role needs CREATEDB") from None
         target_url = pg.with_dbname(self.url, target)
         ok = False
         try:
@@ -280,7 +280,7 @@ class LocalProvider:
             try:
                 conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(snap.id), sql.Identifier(target)))
             except psycopg.Error as e:
-                raise ProviderError(f"cannot rename {name!r}: {pg._first_line(e)}", hint="disconnect its sessions first") from None
+                raise ProviderError(f"cannot rename {name!r}: {pg.first_line(e)}", hint="disconnect its sessions first") from None
             if snap.ours:
                 comment = conn.execute(
                     "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (target,)

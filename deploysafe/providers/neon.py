@@ -624,6 +624,16 @@ class NeonProvider:
         branches, annotations = self._list_all(fresh=False)
         return self._to_snapshot(b, annotations.get(str(b["id"])), branches)
 
+    def create_branch(self, name: str, parent_id: str, *, endpoint: bool = True) -> None:
+        """Branch ``name`` from any branch (setup: production from the default branch); waits for its operations."""
+        what = f"create branch '{name}'"
+        body: Json = {"branch": {"name": name, "parent_id": parent_id}}
+        if endpoint:
+            body["endpoints"] = [{"type": "read_write"}]
+        resp = self._call("POST", self._path("/branches"), what=what, json=body)
+        self._wait_operations(self._json(resp, what).get("operations"), what)
+        self._forget_listing()
+
     def branch_endpoints(self, branch_id: str) -> list[Json]:
         """The computes of one branch, as Neon's ``Endpoint`` JSON (id, type, current_state, host, ...)."""
         return self._endpoints(branch_id)

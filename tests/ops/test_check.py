@@ -42,7 +42,7 @@ class FakeProvider:
     def project_info(self) -> Any:
         return SimpleNamespace(subscription_type=self.answers.get("plan", "launch"), logical_size_bytes=self.answers.get("size"))
 
-    def _endpoints(self, branch_id: str) -> list[dict[str, str]]:
+    def branch_endpoints(self, branch_id: str) -> list[dict[str, str]]:
         return self.answers.get("endpoints", {}).get(branch_id, [])
 
 
