@@ -44,8 +44,8 @@ EXIT_CODES: dict[int, str] = {
     EXIT_PRECONDITION: "a precondition or step failed before production changed; nothing was changed",
     EXIT_ROLLBACK_FAILED: "rollback failed or is incomplete: a person must act now (manual steps printed)",
     EXIT_LOCKED: "another deploysafe run holds the lock",
-    CHECK_WARN: "`deploysafe check`: at least one check warns (none fails)",
-    CHECK_FAIL: "`deploysafe check`: at least one check fails; `deploysafe probe`: the app is unhealthy",
+    CHECK_WARN: "`deploysafe check` or `drill`: something warns or a drill target was missed (nothing fails)",
+    CHECK_FAIL: "`deploysafe check` or `drill`: something fails; `deploysafe probe`: the app is unhealthy",
     EXIT_INTERNAL: "internal error (a bug; the message says where the log is)",
     EXIT_INTERRUPTED: "interrupted",
 }
