@@ -243,7 +243,8 @@ def http_world(neon_base: tuple[NeonDouble, str], tmp_path: Path, monkeypatch: p
     _reset_production(d, prod_url)
     # Spec validation costs ~0.1s a request in the double; the double's own tests and tests/providers/test_neon.py
     # hold every shape to the spec, so the matrix re-checks the shapes in one fault (503) of each call.
-    d.validate = request.node.callspec.params.get("fault") == "http503"
+    callspec = getattr(request.node, "callspec", None)
+    d.validate = callspec is None or callspec.params.get("fault") == "http503"
     d.spec_problems.clear()
     root = tmp_path / "app"
     root.mkdir()
@@ -344,6 +345,33 @@ def test_http_fault(http_world: HttpWorld, call: str, fault: str) -> None:
         assert w.render.value == w.double.branch_url(summary.snapshot)
         assert any(dep["status"] == "live" for dep in list(w.render.deploys.values())[1:])
         _production_intact(w)
+
+
+def test_http_rollback_prints_no_secret(http_world: HttpWorld, capfd: pytest.CaptureFixture[str]) -> None:
+    """The secret audit of the Neon + Render path: a deploy that rolls back, then status and a manual rollback."""
+    import os
+
+    from deploysafe.deploy import github_summary, render_summary
+    from deploysafe.recovery import manual_rollback, render_status, status
+    from deploysafe.redact import url_password
+
+    w = http_world
+    markers = {"Neon key": w.double.api_key, "Render token": os.environ["RENDER_API_KEY"],
+               "database password": url_password(w.prod_url) or "missing"}
+    assert all(len(v) > 8 for v in markers.values())
+    set_change(w.loaded.root, BREAKING)
+    code, summary = run(w.loaded, w.provider(), w.platform())
+    assert code == 1, summary.error
+    texts = {"summary": render_summary(summary), "github summary": github_summary(summary),
+             "json summary": json.dumps(summary.as_dict(), default=str), "status": render_status(status(w.loaded))}
+    manual_rollback(w.loaded, to=None, at=None, yes=True, dry_run=False, confirm=lambda q: False)
+    out = capfd.readouterr()
+    texts.update({"stdout": out.out, "stderr": out.err,
+                  "journal": (w.loaded.state_dir / "journal.jsonl").read_text()})
+    assert "rolled back" in texts["summary"]
+    for where, text in texts.items():
+        for what, value in markers.items():
+            assert value not in text, f"the {what} leaked into the {where}"
 
 
 # --- subprocess and probe faults: local provider + dotenv + the real app ---------------------------
