@@ -23,6 +23,8 @@ class Console:
         self.json_mode = False
         self.verbose = False
         self.color = True
+        self._progress_open = False  # a progress line is on screen, waiting for its newline
+        self._progress_said: dict[str, int] = {}  # what -> last 10-second mark reported (not a TTY)
 
     def configure(self, *, json_mode: bool = False, verbose: bool = False, no_color: bool = False) -> None:
         self.json_mode = json_mode
@@ -84,6 +86,25 @@ class Console:
         if self.github:
             print(f"::error::{_gh_escape(redact(text))}", file=self._gh_stream, flush=True)
         self._emit(self._paint("✗ ", "31") + text, sys.stderr)
+
+    def progress(self, what: str, elapsed: float) -> None:
+        """A long wait: on a terminal one line rewritten in place; elsewhere a timestamped line every 10 s."""
+        if self.json_mode and not self.tty:
+            return
+        if self.tty:
+            print(f"\r… {redact(what)}: {elapsed:4.0f}s", end="", file=self.stream, flush=True)
+            self._progress_open = True
+            return
+        mark = int(elapsed // 10)
+        if mark > self._progress_said.get(what, 0):
+            self._progress_said[what] = mark
+            self._emit(f"… {what}: still waiting after {elapsed:.0f}s")
+
+    def end_progress(self) -> None:
+        self._progress_said.clear()  # the next wait starts counting from zero
+        if self._progress_open:
+            print(file=self.stream, flush=True)
+            self._progress_open = False
 
     @contextmanager
     def group(self, title: str) -> Iterator[None]:

@@ -133,18 +133,23 @@ def poll(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Call ``check`` until it returns something other than None, or raise TimeoutError naming ``what``."""
+    from deploysafe.console import console
+
+    show = on_wait or (lambda elapsed: console.progress(what, elapsed))
     deadline = clock() + timeout
     start = clock()
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        now = clock()
-        if now >= deadline:
-            raise TimeoutError(f"{what} did not finish within {timeout:.0f}s")
-        if on_wait:
-            on_wait(now - start)
-        sleep(min(interval, max(0.0, deadline - now)))
+    try:
+        while True:
+            result = check()
+            if result is not None:
+                return result
+            now = clock()
+            if now >= deadline:
+                raise TimeoutError(f"{what} did not finish within {timeout:.0f}s")
+            show(now - start)
+            sleep(min(interval, max(0.0, deadline - now)))
+    finally:
+        console.end_progress()
 
 
 def json_body(resp: httpx.Response) -> Any:

@@ -1,0 +1,73 @@
+"""The shared HTTP plumbing: retry policy, Retry-After, network errors, and progress while polling."""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import respx
+
+from deploysafe.http import RetryPolicy, poll, retry_after_seconds, send
+
+
+def client(router: respx.MockRouter) -> httpx.Client:
+    return httpx.Client(base_url="https://api.example.test", transport=httpx.MockTransport(router.handler))
+
+
+def test_retries_429_honouring_retry_after_then_succeeds() -> None:
+    router = respx.MockRouter(base_url="https://api.example.test")
+    route = router.get("/x").mock(side_effect=[httpx.Response(429, headers={"Retry-After": "7"}), httpx.Response(200)])
+    slept: list[float] = []
+    resp = send(client(router), "GET", "/x", policy=RetryPolicy(sleep=slept.append))
+    assert resp.status_code == 200 and route.call_count == 2 and slept == [7.0]
+
+
+def test_post_is_not_retried_on_a_network_error_but_get_is() -> None:
+    router = respx.MockRouter(base_url="https://api.example.test")
+    post = router.post("/x").mock(side_effect=httpx.ConnectError("reset"))
+    with pytest.raises(httpx.ConnectError):
+        send(client(router), "POST", "/x", policy=RetryPolicy(sleep=lambda s: None))
+    assert post.call_count == 1
+    get = router.get("/y").mock(side_effect=[httpx.ReadTimeout("slow"), httpx.Response(200)])
+    assert send(client(router), "GET", "/y", policy=RetryPolicy(sleep=lambda s: None)).status_code == 200
+    assert get.call_count == 2
+
+
+def test_500_is_retried_only_for_idempotent_methods() -> None:
+    router = respx.MockRouter(base_url="https://api.example.test")
+    post = router.post("/x").mock(return_value=httpx.Response(500))
+    assert send(client(router), "POST", "/x", policy=RetryPolicy(sleep=lambda s: None)).status_code == 500
+    assert post.call_count == 1
+
+
+def test_retry_after_as_an_http_date() -> None:
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    resp = httpx.Response(429, headers={"Retry-After": email.utils.format_datetime(when, usegmt=True)})
+    assert 25 <= (retry_after_seconds(resp) or 0) <= 31
+    assert retry_after_seconds(httpx.Response(429, headers={"Retry-After": "soon"})) is None
+
+
+def test_backoff_is_capped_and_jittered() -> None:
+    p = RetryPolicy(base=1.0, cap=8.0)
+    waits = [p.backoff(10, None) for _ in range(50)]
+    assert all(4.0 <= w <= 8.0 for w in waits) and len(set(waits)) > 1
+
+
+def test_poll_times_out_naming_what_it_waited_for() -> None:
+    t = iter(range(0, 1000, 5))
+    with pytest.raises(TimeoutError, match="release live did not finish within 20s"):
+        poll(lambda: None, interval=5, timeout=20, what="release live", clock=lambda: float(next(t)), sleep=lambda s: None)
+
+
+def test_long_waits_report_progress_every_10s_without_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from deploysafe.console import console
+
+    clock = iter(range(0, 100, 3))
+    ticks = iter([None] * 9 + ["done"])
+    console.configure()
+    assert poll(lambda: next(ticks), interval=3, timeout=60, what="release live",
+                clock=lambda: float(next(clock)), sleep=lambda s: None) == "done"
+    out = capsys.readouterr().out
+    assert out.count("release live: still waiting after") == 2  # once per 10 s, not at every poll
