@@ -72,6 +72,14 @@ def main() -> int:
               f"429 answers: {d.rate_limited}; spec problems: {len(d.spec_problems)}")
         print(f"  measured: {elapsed:.1f}s   floor ({args.count} x 60/{LIMIT_PER_MINUTE:.0f}): {floor:.1f}s   "
               f"ratio: {elapsed / floor:.3f}")
+        sys.path.insert(0, str(Path(__file__).parent))
+        from _common import save
+
+        save("prune_neon", f"Prune of {args.count} Neon branches through the API double at {LIMIT_PER_MINUTE:.0f} req/min",
+             [{"measured_s": round(elapsed, 1), "floor_s": round(floor, 1), "ratio": round(elapsed / floor, 3),
+               "requests": requests, "pacer": not args.no_pacer}],
+             f"{args.count} deletes in {elapsed:.1f} s against a floor of {floor:.1f} s set by the rate limit: "
+             f"ratio {elapsed / floor:.3f}")
         return 0 if left == 0 and not d.spec_problems else 1
     finally:
         d.stop()
