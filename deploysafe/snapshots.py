@@ -39,7 +39,10 @@ def _stamp(moment: datetime) -> str:
 
 def pre_deploy_name(now: datetime, sha: str | None) -> str:
     """``pre-deploy-20261125T100000Z-abc1234`` (``nosha`` when the commit is unknown)."""
-    short = sha.strip().lower()[:7] if sha and sha.strip() else "nosha"
+    # --sha and $GITHUB_SHA are user input: keep ASCII letters and digits only, so a control character, quote
+    # or newline never reaches a snapshot (database/branch) name (issue 10)
+    clean = "".join(ch for ch in (sha or "").lower() if ch.isascii() and ch.isalnum())
+    short = clean[:7] or "nosha"
     return f"pre-deploy-{_stamp(now)}-{short}"
 
 
