@@ -1,0 +1,191 @@
+"""An in-memory ``Provider`` for fast unit tests of the deploy orchestration (STYLE.md "Adapters"; issues 5, 6).
+
+Pure Python, no I/O: snapshots live in a dict, URLs are made up, and every call is logged.
+:class:`Faults` makes the Nth call of a method raise a chosen exception, so each failure
+point of deploy and rollback can be driven without a server.
+
+Not registered in ``providers.ADAPTERS``: ``"fake"`` is not a valid ``[provider] type``.
+Tests build it directly and pass it to ``deploy.deploy(..., provider=...)``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from deploysafe.errors import ProviderError
+from deploysafe.providers.base import ProductionInfo, Snapshot, SnapshotKind
+
+
+@dataclass(frozen=True)
+class Call:
+    """One logged call: the method name and its arguments."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class Faults:
+    """Per-method fault injection and a call log, shared by the fake provider and the fake platform."""
+
+    def __init__(self, owner: object) -> None:
+        self._owner = owner
+        self._planned: dict[str, dict[int, BaseException]] = {}
+        self.counts: Counter[str] = Counter()
+        self.log: list[Call] = []
+
+    def fail(self, method: str, exc: BaseException, *, on_call: int = 1) -> None:
+        """Make the ``on_call``-th call of ``method`` (1-based, counted from now on) raise ``exc``."""
+        if not callable(getattr(self._owner, method, None)):
+            # a typo here would make a fault test pass without injecting anything
+            raise ValueError(f"{type(self._owner).__name__} has no method {method!r}")
+        if on_call < 1:
+            raise ValueError("on_call counts from 1")
+        self._planned.setdefault(method, {})[self.counts[method] + on_call] = exc
+
+    def record(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Log the call, then raise the exception planned for this call number, if any."""
+        self.counts[method] += 1
+        self.log.append(Call(method, args, kwargs))
+        exc = self._planned.get(method, {}).pop(self.counts[method], None)
+        if exc is not None:
+            raise exc
+
+    def calls(self, method: str | None = None) -> list[Call]:
+        """The logged calls, all of them or those of one method, in order."""
+        return [c for c in self.log if method is None or c.method == method]
+
+    def methods(self) -> list[str]:
+        """Method names in call order."""
+        return [c.method for c in self.log]
+
+
+class FakeProvider:
+    """In-memory snapshot backend: production plus named snapshots, each with a made-up URL."""
+
+    name = "fake"
+
+    def __init__(
+        self,
+        production: str = "production",
+        *,
+        host: str = "fake.invalid",
+        allowance: int | None = None,
+        history: float | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.host = host
+        self.allowance = allowance
+        self.history = history
+        self.faults = Faults(self)
+        self.closed = False
+        self.deleted: list[str] = []
+        created = now or datetime.now(UTC)
+        self.production_name = production
+        self.snapshots: dict[str, Snapshot] = {
+            production: Snapshot(id=f"id-{production}", name=production, created_at=created, is_production=True,
+                                 is_default=True)
+        }
+        self.serving: set[str] = {production}  # names with a compute: only those have a connection URL
+
+    # --- helpers for tests -------------------------------------------------------------------
+
+    def url_of(self, name: str) -> str:
+        """The URL a snapshot has (or would have once serving); no password, so nothing to redact."""
+        return f"postgresql://app@{self.host}:5432/{name}"
+
+    def add(self, snap: Snapshot, *, serving: bool = False) -> Snapshot:
+        """Seed a snapshot as if an earlier run had made it."""
+        self.snapshots[snap.name] = snap
+        if serving:
+            self.serving.add(snap.name)
+        return snap
+
+    # --- Provider ------------------------------------------------------------------------------
+
+    def production(self) -> ProductionInfo:
+        self.faults.record("production")
+        snap = self.snapshots[self.production_name]
+        return ProductionInfo(id=snap.id, name=snap.name, url=self.url_of(snap.name))
+
+    def create_snapshot(
+        self,
+        name: str,
+        kind: SnapshotKind,
+        *,
+        at: datetime | None = None,
+        git_sha: str | None = None,
+        serve: bool = False,
+    ) -> Snapshot:
+        self.faults.record("create_snapshot", name, kind, at=at, git_sha=git_sha, serve=serve)
+        if name in self.snapshots:
+            raise ProviderError(f"a snapshot named {name!r} already exists", hint="choose another name")
+        snap = Snapshot(
+            id=f"id-{name}", name=name, kind=kind, ours=True, created_at=datetime.now(UTC),
+            source=self.production_name, git_sha=git_sha, at=at, parent_id=self.snapshots[self.production_name].id,
+        )
+        return self.add(snap, serving=serve)
+
+    def list_snapshots(self) -> list[Snapshot]:
+        self.faults.record("list_snapshots")
+        return list(self.snapshots.values())
+
+    def get(self, name: str) -> Snapshot:
+        self.faults.record("get", name)
+        return self._get(name)
+
+    def _get(self, name: str) -> Snapshot:
+        if name not in self.snapshots:
+            raise ProviderError(f"no snapshot named {name!r}", hint="see `deploysafe snapshot list`")
+        return self.snapshots[name]
+
+    def ensure_serving(self, name: str) -> None:
+        self.faults.record("ensure_serving", name)
+        self._get(name)
+        self.serving.add(name)
+
+    def connection_url(self, name: str) -> str:
+        self.faults.record("connection_url", name)
+        self._get(name)
+        if name not in self.serving:  # like a Neon branch with no endpoint: the URL does not exist yet
+            raise ProviderError(f"{name!r} has no compute to connect to", hint="call ensure_serving first")
+        return self.url_of(name)
+
+    def delete(self, name: str) -> None:
+        self.faults.record("delete", name)
+        if name == self.production_name:
+            raise ProviderError("refusing to delete production", hint="this is a bug in the caller")
+        if self.snapshots.pop(name, None) is not None:
+            self.deleted.append(name)
+        self.serving.discard(name)
+
+    def rename(self, name: str, new_name: str) -> None:
+        self.faults.record("rename", name, new_name)
+        snap = self._get(name)
+        if new_name in self.snapshots:
+            raise ProviderError(f"a snapshot named {new_name!r} already exists", hint="choose another name")
+        del self.snapshots[name]
+        self.snapshots[new_name] = snap.model_copy(update={"name": new_name})
+        if name in self.serving:
+            self.serving.discard(name)
+            self.serving.add(new_name)
+        if name == self.production_name:
+            self.production_name = new_name
+
+    def identify(self, url: str) -> str | None:
+        self.faults.record("identify", url)
+        return next((n for n in self.snapshots if self.url_of(n) == url), None)
+
+    def branch_allowance(self) -> int | None:
+        self.faults.record("branch_allowance")
+        return self.allowance
+
+    def history_window(self) -> float | None:
+        self.faults.record("history_window")
+        return self.history
+
+    def close(self) -> None:
+        self.closed = True
