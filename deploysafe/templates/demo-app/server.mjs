@@ -20,6 +20,8 @@ const fileEnv = readEnvFile(process.env.ENV_FILE || ".env");
 const url = fileEnv.DATABASE_URL || process.env.DATABASE_URL;
 const port = Number(process.env.PORT || fileEnv.PORT || 3000);
 const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 3000 });
+// An idle connection the server ends (restart, failover, a branch copy) must not crash the app.
+pool.on("error", (e) => console.error("database connection lost:", e.message));
 
 const server = http.createServer(async (req, res) => {
   if (req.url === "/health") {
