@@ -138,8 +138,9 @@ def _timed(summary: Summary, journal: Journal, name: str, fn: Any, **details: An
         except BaseException as e:
             entry.update(outcome="failed", seconds=round(time.monotonic() - t0, 3), error=str(e).split("\n")[0])
             raise
-    entry.update(outcome="ok", seconds=round(time.monotonic() - t0, 3))
-    console.ok(f"{name} ({format_duration(entry['seconds'])})")
+    entry.update(outcome=handle.outcome, seconds=round(time.monotonic() - t0, 3))
+    if handle.outcome == "ok":  # a step may finish yet fail (probes: unhealthy); never print it as done
+        console.ok(f"{name} ({format_duration(entry['seconds'])})")
     return result
 
 
@@ -246,9 +247,10 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             if cfg.deploy.app_deploy:
                 _timed(summary, journal, "app", lambda h: _app_deploy(loaded))
                 checkpoint()
-            verdict = _timed(summary, journal, "probes", lambda h: _probe(loaded, prod.url, journal))
+            verdict = _timed(summary, journal, "probes", lambda h: _judged(h, _probe(loaded, prod.url, journal)))
             if verdict.healthy and opts.watch:
-                verdict = _timed(summary, journal, "watch", lambda h: _watch(loaded, prod.url, journal, opts.watch))
+                verdict = _timed(summary, journal, "watch",
+                                 lambda h: _judged(h, _watch(loaded, prod.url, journal, opts.watch)))
             if not verdict.healthy:
                 verdict_at = time.monotonic()
                 raise _Unhealthy(verdict.reason)
@@ -280,6 +282,14 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
 
 class _Unhealthy(Exception):
     """Probes decided the app is unhealthy after the migration."""
+
+
+def _judged(handle: Any, verdict: Any) -> Any:
+    """An unhealthy verdict makes its step 'failed' in the timeline and journal (it used to read 'ok')."""
+    if not verdict.healthy:
+        handle.outcome = "failed"
+        handle.details["verdict"] = verdict.reason
+    return verdict
 
 
 def _probe(loaded: LoadedConfig, url: str, journal: Journal) -> Any:

@@ -90,7 +90,8 @@ def manual_steps(loaded: LoadedConfig, prepared: Prepared, done: list[str]) -> l
             steps.append(f"Redeploy the app on {p.type} so it reads the new {p.var}.")
         else:
             steps.append("Restart the app so it reads the new value.")
-    steps.append("Check it is healthy: deploysafe probe")
+    # name the snapshot here too: once "set" is done the steps above no longer say where the app should be
+    steps.append(f"Check the app is healthy on snapshot {prepared.snapshot!r}: deploysafe probe")
     steps.append(
         f"Keep {prepared.failed_state!r}: it holds the failed production state and the writes made since the snapshot."
     )
