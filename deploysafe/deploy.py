@@ -259,8 +259,11 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             if not production_changed:
                 summary.outcome = "failed before production changed"
                 summary.error = str(e)
-                journal.event("result", "failed", outcome=summary.outcome, exit_code=3)
-                if isinstance(e, (KeyboardInterrupt, Interrupted)):
+                # the journaled code is the one the process exits with (Ctrl-C: 130, not 3)
+                stopped = isinstance(e, (KeyboardInterrupt, Interrupted))
+                journal.event("result", "failed", outcome=summary.outcome,
+                              exit_code=Interrupted.exit_code if stopped else getattr(e, "exit_code", 3))
+                if stopped:
                     raise Interrupted("deploy interrupted before production changed; nothing was changed") from None
                 raise
             reason = str(e) if not isinstance(e, KeyboardInterrupt) else "interrupted"

@@ -21,6 +21,7 @@ from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import (
     DeployFailedRolledBack,
     DeploysafeError,
+    Interrupted,
     LintBlocked,
     PlatformError,
     PreconditionError,
@@ -449,3 +450,32 @@ def test_lazy_rollback_that_cannot_serve_the_snapshot_exits_4(make_rig: Any) -> 
     assert any(repr(summary.snapshot) in s for s in summary.manual_steps)
     assert_nothing_lost(rig)
     last_result(rig, "needs a person", 4)
+
+
+# --- Ctrl-C ------------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_before_production_changed_exits_130_and_journals_130(rig: Rig) -> None:
+    rig.generate_error = KeyboardInterrupt()  # type: ignore[assignment]
+    summary, err = rig.run()
+    assert isinstance(err, Interrupted) and err.exit_code == 130 and summary.exit_code == 130
+    assert "nothing was changed" in err.message and rig.pushed == []
+    assert_nothing_lost(rig)
+    last_result(rig, "failed before production changed", 130)
+
+
+def test_ctrl_c_after_push_rolls_back(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploysafe import probes
+
+    healthy = probes.analyse  # the rig's double
+
+    def interrupted(cfg: Any, url: str | None, *, phase: str = "probe", **k: Any) -> Any:
+        if phase == "probe":  # Ctrl-C once, during the post-push probes; the rollback's probes run
+            raise KeyboardInterrupt
+        return healthy(cfg, url, phase=phase, **k)
+
+    monkeypatch.setattr(probes, "analyse", interrupted)
+    summary, err = rig.run()
+    assert isinstance(err, DeployFailedRolledBack) and summary.exit_code == 1
+    assert summary.rollback and summary.rollback["reason"] == "interrupted"
+    assert rig.platform.value == rig.provider.url_of(summary.snapshot or "")
