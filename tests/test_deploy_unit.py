@@ -201,6 +201,35 @@ def test_a_fault_on_a_misspelled_method_is_refused() -> None:
         FakePlatform(None).faults.fail("set_ulr", PlatformError("x"))
 
 
+def test_a_fault_fires_once_on_the_nth_call_counted_from_when_it_was_planned() -> None:
+    p = FakeProvider()
+    p.list_snapshots()
+    p.faults.fail("list_snapshots", ProviderError("down"), on_call=2)
+    p.list_snapshots()
+    with pytest.raises(ProviderError, match="down"):
+        p.list_snapshots()
+    p.list_snapshots()
+    assert p.faults.counts["list_snapshots"] == 4 and p.faults.methods() == ["list_snapshots"] * 4
+
+
+def test_the_fake_platform_changes_the_running_app_only_at_pick_up() -> None:
+    p = FakePlatform("postgresql://a", healthy_urls={"postgresql://b"})
+    p.set_url("postgresql://b")
+    assert p.read_current().value == "postgresql://b" and not p.app_healthy()
+    release = p.pick_up()
+    assert p.app_healthy() and not release.live
+    assert p.wait_live(release, 1.0).live and p.describe() == p.releases[-1]
+
+
+def test_the_fake_provider_has_no_url_for_a_snapshot_without_a_compute() -> None:
+    p = FakeProvider()
+    p.create_snapshot("s", SnapshotKind.MANUAL)
+    with pytest.raises(ProviderError, match="no compute"):
+        p.connection_url("s")
+    p.ensure_serving("s")
+    assert p.identify(p.connection_url("s")) == "s"
+
+
 # --- success ------------------------------------------------------------------------------------------
 
 
