@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,6 @@ import respx
 from deploysafe.demo import DemoApp
 
 HERE = Path(__file__).resolve().parent
-PY = sys.executable
 
 
 def psql_path() -> str:
@@ -28,7 +26,7 @@ def psql_path() -> str:
 
 
 def app_env_line() -> str:
-    """The [app] env line that tells tool.py where psql is."""
+    """The [app] env line that tells tool.sh where psql is."""
     return f'env = {{ PSQL = "{psql_path()}" }}'
 
 SAFE = {
@@ -45,28 +43,30 @@ BREAKING = {
 
 
 def install_tool(root: Path) -> None:
-    shutil.copy2(HERE / "tool.py", root / "tool.py")
+    shutil.copy2(HERE / "tool.sh", root / "tool.sh")
 
 
 def set_change(root: Path, change: dict[str, str] | None) -> None:
+    """The schema change the stand-in generate/push make (None: no change)."""
     (root / ".generated").unlink(missing_ok=True)
-    path = root / "change.json"
-    if change is None:
-        path.unlink(missing_ok=True)
-    else:
-        path.write_text(json.dumps(change))
+    for part in ("sql", "check"):
+        path = root / f"change.{part}"
+        if change is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(change["sql" if part == "sql" else "applied"])
 
 
 def set_faults(root: Path, **faults: str) -> None:
-    path = root / "faults.json"
-    if faults:
-        path.write_text(json.dumps(faults))
-    else:
-        path.unlink(missing_ok=True)
+    """Replace the stand-in commands' fault knobs (none: no fault)."""
+    for old in root.glob("fault.*"):
+        old.unlink()
+    for command, knob in faults.items():
+        (root / f"fault.{command}").write_text(knob)
 
 
 def local_config(root: Path, *, probe_url: str | None, step_timeout: str = "3s", ready_timeout: str = "8s",
-                 extra: str = "", restart: str = "tool.py restart") -> Path:
+                 extra: str = "", restart: str = "sh tool.sh restart") -> Path:
     """deploysafe.toml for the real app: local provider, dotenv platform, cheap commands, quick probes
     (no HTTP probe when ``probe_url`` is None: the SQL probe alone, for runs without the node app)."""
     path = root / "deploysafe.toml"
@@ -79,8 +79,8 @@ timeout = "1s"
     path.write_text(
         f"""[app]
 dir = "."
-generate = "{PY} tool.py generate"
-push = "{PY} tool.py push"
+generate = "sh tool.sh generate"
+push = "sh tool.sh push"
 step_timeout = "{step_timeout}"
 migrations_dir = "drizzle"
 {app_env_line()}
@@ -93,7 +93,7 @@ strategy = "dump"
 [platform]
 type = "dotenv"
 env_file = ".env"
-restart = "{PY} {restart}"
+restart = "{restart}"
 ready_timeout = "{ready_timeout}"
 
 [probes]
@@ -118,7 +118,8 @@ def prepare_app(app: DemoApp, *, probe_url: str | None = None, **cfg: Any) -> Pa
 
 
 def kill_tools(root: Path) -> None:
-    """End the stand-in commands a run left behind (each runs in its own process group), by recorded pid only."""
+    """End the stand-in commands a run left behind, by recorded pid only: each ran in the process group
+    deploysafe made for its step, so the group (the command and its `sleep`) is ended with it."""
     import os
     import signal
 
@@ -126,7 +127,12 @@ def kill_tools(root: Path) -> None:
         if pid_file.name == "app.pid":
             continue
         try:
-            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+            pid = int(pid_file.read_text())
+            pgid = os.getpgid(pid)
+            if pgid != os.getpgid(0):  # never our own group
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
         except (ValueError, ProcessLookupError, PermissionError):
             pass
 
