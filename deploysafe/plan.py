@@ -60,7 +60,9 @@ def plan_deploy(
     probe_names = [p.name for p in config.probes.http] + [p.name for p in config.probes.sql]
     steps = [
         Step("lock", "take the deploy lock (local file + PostgreSQL advisory lock on production)"),
-        Step("snapshot", f"create {snapshot} from {production}, ready to serve, and resolve its URL",
+        Step("snapshot", f"create {snapshot} from {production}, "
+             + ("ready to serve, and resolve its URL" if config.provider.snapshot_endpoint == "eager"
+                else "without a compute (it gets one at rollback: [provider] snapshot_endpoint = \"lazy\")"),
              undo="nothing to undo; the snapshot is kept"),
         Step("generate", f"run `{app.generate}` in {app.dir}; record the new migration files"),
         Step("lint", f"classify the new SQL; destructive = {config.lint.destructive!r}"
