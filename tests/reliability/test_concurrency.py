@@ -34,7 +34,7 @@ def test_ten_deploys_at_once_exactly_one_proceeds(tmp_path: Path, make_db: Calla
         root = tmp_path / f"machine{i:02d}"
         scratch_app(root, url, step_timeout="30s")
         set_change(root, SAFE)
-        set_faults(root, generate="slow:8")  # the winner holds the lock long enough for every other to arrive
+        set_faults(root, generate="slow:6")  # the winner holds the lock long enough for every other to arrive
         roots.append(root)
     procs = [_deploy(r, url) for r in roots]
     results = []

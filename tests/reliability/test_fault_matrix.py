@@ -430,7 +430,10 @@ def test_local_fault(live_app: Any, call: str, fault: str, monkeypatch: pytest.M
     monkeypatch.setenv("DATABASE_URL", app.production_url)
     proxy = ProbeProxy(app.port)
     try:
-        cfg = prepare_app(app, probe_url=proxy.url, step_timeout="3s", ready_timeout="4s")
+        # a hang waits out its timeout: keep that short here, and normal again for the recovery below
+        hang = fault == "hang"
+        cfg = prepare_app(app, probe_url=proxy.url, step_timeout="1s" if hang else "3s",
+                          ready_timeout="1s" if hang and call == "restart" else "4s")
         loaded = load_config(str(cfg))
         set_change(app.root, SAFE if call == "probes" else BREAKING)
         if call == "probes":
@@ -443,6 +446,7 @@ def test_local_fault(live_app: Any, call: str, fault: str, monkeypatch: pytest.M
         set_faults(app.root)
         proxy.fault = None
         kill_tools(app.root)
+        loaded = load_config(str(prepare_app(app, probe_url=proxy.url, step_timeout="3s", ready_timeout="8s")))
         expected = LOCAL_EXPECTED[call]
         assert (code, summary.outcome) == (expected, OUTCOMES[expected]), summary.error
         steps = check_journal(loaded, code, summary)
