@@ -8,6 +8,7 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -167,3 +168,46 @@ def live_app(tmp_path: Path, pg_server: embedded.EmbeddedPostgres, app_template:
     app = start_app(root, pg_server.url(name))
     yield app
     stop_app(app.root)
+
+
+# --- the fault matrix's tally (issue 10) ------------------------------------------------------------
+# These hooks live in the root conftest because under pytest-xdist only it is loaded by the controller,
+# which receives every worker's reports (tests/reliability/conftest.py marks the cases).
+
+MATRIX_KEY = "fault_matrix"
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    case = dict(report.user_properties).get(MATRIX_KEY)
+    if case is None:
+        return
+    table = _table()
+    call, fault = str(case).split("|")
+    prev = table.get(report.nodeid)
+    if report.when == "call" or report.outcome != "passed":
+        outcome = report.outcome
+        if prev is None or prev[2] in ("passed", "pending"):
+            table[report.nodeid] = (call, fault, outcome)
+    elif prev is None:
+        table[report.nodeid] = (call, fault, "pending")
+
+
+_TABLE: dict[str, Any] = {}
+
+
+def _table() -> dict[str, Any]:
+    return _TABLE
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    table = _table()
+    if not table:
+        return
+    calls = {c for c, _, _ in table.values()}
+    faults = {f for _, f, _ in table.values()}
+    passed = sum(1 for _, _, o in table.values() if o == "passed")
+    terminalreporter.write_line(
+        f"fault matrix: {len(calls)} calls x {len(faults)} faults = {len(table)} cases, {passed} passed"
+    )
+    failed = sorted(f"{c} x {f}: {o}" for c, f, o in table.values() if o != "passed")
+    for line in failed:
+        terminalreporter.write_line(f"  not passed: {line}")
