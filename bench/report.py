@@ -20,6 +20,17 @@ SCRIPTS = {
     "prune_neon": "bench_prune_neon.py",
 }
 
+NOTES = {
+    "snapshot_local": "The floor is `cp -r` of the database's folder, measured in the same run. `template` beats it "
+    "because PostgreSQL's FILE_COPY copies each relation file inside the server right after a checkpoint, without "
+    "cp's per-file work; so the floor is a reference point, not a hard lower bound. `dump` pays for rebuilding "
+    "indexes and is the price of copying online while the app stays connected.",
+    "prune_neon": "The Neon API double enforces 700 requests/minute with bursts of 40 and answers 429 beyond it; "
+    "the provider paces itself at 97% of the limit, so it gets no 429 at all.",
+    "rollback": "deploysafe's own part is everything between the verdict and healthy except the platform's restart "
+    "command: setting the variable, waiting for the release, and the probes that prove health.",
+}
+
 
 def table(rows: list[dict[str, object]]) -> list[str]:
     if not rows:
@@ -37,6 +48,8 @@ def main() -> None:
         "",
         "Measured by the scripts in `bench/` (not by timed tests); each writes `bench/results/<name>.json`,",
         "and `python bench/report.py` writes this file. Every result keeps the date and machine it ran on.",
+        "These were run one after another on an otherwise idle machine (numbers taken while the test suite ran",
+        "alongside were 2-4x slower).",
         "",
         "## Summary",
         "",
@@ -58,6 +71,7 @@ def main() -> None:
             f"{m['memory']}, {m['os']}, Python {m['python']}, Node {m['node']}.",
             "",
             r["summary"] + (f" Goal: {r['goal']}." if r.get("goal") else ""),
+            *(["", NOTES[name]] if name in NOTES else []),
             "",
             *table(r["rows"]),
         ]
