@@ -41,7 +41,7 @@ import pytest
 import yaml
 from psycopg import sql
 
-SPEC_PATH = Path("/work/shared/specs/neon-api-v2.yaml")
+SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "specs" / "neon-api-v2.yaml"  # ../shared beside the repo
 SPEC_HOST = "https://console.neon.tech"  # the spec's server is https://console.neon.tech/api/v2
 Json = dict[str, Any]
 
