@@ -4,6 +4,7 @@ that judges answers, one deadline wrapper."""
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Self
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig, PlatformConfig
 
 
-class HttpAdapter:
+class HttpAdapter(ABC):
     """Base of the HTTP adapters: subclasses name the vendor and their ``[platform]`` keys."""
 
     name: str
@@ -52,9 +53,9 @@ class HttpAdapter:
         return {"Authorization": f"Bearer {token}"}
 
     @classmethod
+    @abstractmethod
     def _ids(cls, pc: PlatformConfig) -> dict[str, Any]:
         """The adapter's own ``[platform]`` keys (project, service_id, app...)."""
-        raise NotImplementedError
 
     @classmethod
     def from_config(
@@ -112,11 +113,13 @@ class HttpAdapter:
         except ValueError as e:
             raise PlatformError(f"{self.label}: {what}: {redact(str(e))}", status=resp.status_code, platform=self.name) from None
 
+    @abstractmethod
     def _error_text(self, body: Any) -> str:
-        raise NotImplementedError
+        """The vendor's error message inside an error body."""
 
+    @abstractmethod
     def _hint(self, status: int) -> str | None:
-        raise NotImplementedError
+        """How to fix a failed call with this status (401: the token, 404: the configured id...)."""
 
     def _wait(self, check: Callable[[], Release | None], *, what: str, timeout: float, hint: str) -> Release:
         """Poll ``check`` every ``poll_interval`` until it returns a release; the deadline is a PlatformError."""

@@ -18,6 +18,8 @@ from deploysafe.platforms import make_platform
 from deploysafe.platforms.base import CurrentValue, Platform, Release
 from deploysafe.platforms.fly import FlyPlatform, auth_header
 
+from .support import Clock
+
 TOKEN = "fo1_DoNotLeakThisFlyToken0123456789abc"
 API = "https://api.machines.dev/v1/apps/shop"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fly"
@@ -31,26 +33,6 @@ def load(name: str) -> Any:
 
 def fx(name: str, status: int = 200, **headers: str) -> httpx.Response:
     return httpx.Response(status, json=load(name), headers=headers)
-
-
-class Clock:
-    """Fake monotonic clock advanced by the (recorded) sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from deploysafe.platforms import make_platform
 from deploysafe.platforms.base import CurrentValue, Platform, Release
 from deploysafe.platforms.render import RenderPlatform
 
+from .support import Clock, responder
+
 TOKEN = "rnd_DoNotLeakThisRenderKey0123456789"
 API = "https://api.render.com/v1"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "render"
@@ -26,28 +28,7 @@ DEPLOY = "dep-ct1n4ktds78s73fmse10"
 SNAPSHOT_URL = "postgresql://app:snapPW42@ep-snap-9.eu-central-1.aws.neon.tech/neondb?sslmode=require"
 
 
-def fx(name: str, status: int = 200, **headers: str) -> httpx.Response:
-    return httpx.Response(status, json=json.loads((FIXTURES / f"{name}.json").read_text()), headers=headers)
-
-
-class Clock:
-    """Fake monotonic clock advanced by the (recorded) sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+fx = responder("render")
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ from deploysafe.platforms import make_platform
 from deploysafe.platforms.base import Platform, Release
 from deploysafe.platforms.vercel import VercelPlatform
 
+from .support import Clock, responder
+
 TOKEN = "vcp_DoNotLeakThisVercelToken0123456789"
 API = "https://api.vercel.com"
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "vercel"
@@ -26,28 +28,7 @@ NEW_DEPLOY = "dpl_2qmb9CpSM1rbmtVxSEMb4BPv3u9x"
 SNAPSHOT_URL = "postgresql://app:snapPW42@ep-snap-9.eu-central-1.aws.neon.tech/neondb?sslmode=require"
 
 
-def fx(name: str, status: int = 200, **headers: str) -> httpx.Response:
-    return httpx.Response(status, json=json.loads((FIXTURES / f"{name}.json").read_text()), headers=headers)
-
-
-class Clock:
-    """Fake monotonic clock that the no-op sleep advances, so deadlines pass without waiting."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
+fx = responder("vercel")
 
 
 @pytest.fixture

@@ -1,10 +1,1 @@
-import { defineConfig } from "drizzle-kit";
-
-export default defineConfig({
-  dialect: "postgresql",
-  schema: "./src/schema.ts",
-  out: "./drizzle",
-  dbCredentials: {
-    url: process.env.DATABASE_URL!,
-  },
-});
+../../../tests/fixtures/drizzle-app/drizzle.config.ts
