@@ -88,8 +88,9 @@ def sql_probe(probe: SqlProbe, database_url: str) -> ProbeResult:
         ) as conn:
             row = conn.execute(probe.query).fetchone()  # the configured query, verbatim: the user's own SQL
     except psycopg.Error as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        return ProbeResult(probe.name, "sql", False, _ms(t0), first)
+        from deploysafe.pg import first_line
+
+        return ProbeResult(probe.name, "sql", False, _ms(t0), first_line(e))
     latency = _ms(t0)
     if probe.expect is not None:
         got = None if row is None or not row else str(row[0])
