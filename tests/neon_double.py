@@ -4,7 +4,7 @@ A branch is a database on the test PostgreSQL server (``CREATE DATABASE ... TEMP
 snapshot really holds the parent's rows. Operations are asynchronous (``running`` for ``op_polls``
 polls), branch lists use cursor pagination (``page_size``), and knobs inject 409/423/429/500 answers,
 lost responses and latency. Every request and response is validated against
-``shared/specs/neon-api-v2.yaml``; a mismatch is answered with HTTP 599 and recorded, and the
+``tests/fixtures/specs/neon-api-v2.yaml``; a mismatch is answered with HTTP 599 and recorded, and the
 ``neon_double`` fixture fails the test at teardown if any was recorded.
 
 Use it from any test module (tests/ is on sys.path; there is no tests/__init__.py)::
@@ -41,7 +41,7 @@ import pytest
 import yaml
 from psycopg import sql
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "specs" / "neon-api-v2.yaml"  # ../shared beside the repo
+SPEC_PATH = Path(__file__).resolve().parent / "fixtures" / "specs" / "neon-api-v2.yaml"  # origin: tests/fixtures/specs/SOURCES.md
 SPEC_HOST = "https://console.neon.tech"  # the spec's server is https://console.neon.tech/api/v2
 Json = dict[str, Any]
 

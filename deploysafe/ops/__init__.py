@@ -7,19 +7,15 @@ lookups and the local provider's copy of one database into another.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.providers.base import ANNOTATION_KEY, Snapshot, SnapshotKind
+from deploysafe.providers.base import utcnow as utcnow  # re-exported: the ops modules' wall clock
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
     from deploysafe.platforms.base import Platform
     from deploysafe.providers.base import Provider
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def open_provider(loaded: LoadedConfig, **kwargs: Any) -> Provider:
@@ -64,7 +60,7 @@ def clone_local_database(provider: Provider, source: Snapshot, name: str, kind: 
     target = db_name_for(name)
     # "source" is production (the provider counts a database as ours only when it copies this production);
     # "copied_from" names the snapshot it was made from.
-    meta = {ANNOTATION_KEY: kind.value, "name": name, "created_at": utcnow().isoformat(timespec="milliseconds"),
+    meta = {ANNOTATION_KEY: kind.value, "name": name, "created_at": provider.now().isoformat(timespec="milliseconds"),
             "source": provider.production_db, "copied_from": source.id}
     with pg.connect(pg.maintenance_url(provider.url)) as conn:
         try:

@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict
 ANNOTATION_KEY = "deploysafe"  # marks what deploysafe created; value = the kind
 
 
+def utcnow() -> datetime:
+    """The wall clock, timezone-aware (UTC). Providers take it as an injectable ``now``."""
+    return datetime.now(UTC)
+
+
 def parse_time(value: Any) -> datetime | None:
     """An ISO 8601 time from provider metadata (``Z`` or an offset; naive means UTC), or None."""
     if not isinstance(value, str) or not value:

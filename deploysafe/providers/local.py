@@ -19,6 +19,7 @@ import subprocess
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -26,7 +27,7 @@ from psycopg import sql
 
 from deploysafe import pg
 from deploysafe.errors import PointInTimeError, PreconditionError, ProviderError
-from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind, parse_time
+from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind, parse_time, utcnow
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -48,9 +49,17 @@ def db_name_for(name: str) -> str:
 class LocalProvider:
     name = "local"
 
-    def __init__(self, database_url: str, *, strategy: str = "dump", retention: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        strategy: str = "dump",
+        retention: dict[str, float] | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.url = database_url
         self.strategy = strategy
+        self.now = now  # the wall clock that stamps created_at/expires_at (injected by tests)
         self.production_db = pg.dbname_of(database_url)
         self.retention = retention or {}
         if not self.production_db:
@@ -59,14 +68,14 @@ class LocalProvider:
             )
 
     @classmethod
-    def from_config(cls, loaded: LoadedConfig, **_: Any) -> LocalProvider:
+    def from_config(cls, loaded: LoadedConfig, *, now: Callable[[], datetime] = utcnow, **_: Any) -> LocalProvider:
         p = loaded.config.provider
         assert p.database_url is not None  # validated by the config model
         r = loaded.config.retention
         retention = {"pre-deploy": r.pre_deploy, "daily": r.daily, "weekly": r.weekly, "restore": r.restore, "drill": r.drill}
         if r.manual is not None:
             retention["manual"] = r.manual
-        return cls(p.database_url, strategy=p.strategy, retention=retention)
+        return cls(p.database_url, strategy=p.strategy, retention=retention, now=now)
 
     # --- connections -----------------------------------------------------------------------
 
@@ -147,7 +156,7 @@ class LocalProvider:
         target = db_name_for(name)
         if target == self.production_db:
             raise ProviderError(f"snapshot name {name!r} is the production database's name", hint="choose another --name")
-        now = datetime.now(UTC)
+        now = self.now()
         meta: dict[str, Any] = {
             ANNOTATION_KEY: kind.value,
             "name": name,

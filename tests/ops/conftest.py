@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,14 @@ def local_setup(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) ->
     """Factory: (loaded config, provider) for a seeded production database; drops the snapshots it made."""
     made: list[LocalProvider] = []
 
-    def make(extra: str = "", seed: bool = True) -> tuple[LoadedConfig, LocalProvider]:
+    def make(
+        extra: str = "", seed: bool = True, now: Callable[[], datetime] | None = None
+    ) -> tuple[LoadedConfig, LocalProvider]:
         if seed:
             seed_users(pg_url)
         loaded = write_config(tmp_path, pg_url, extra)
         monkeypatch.setenv("DATABASE_URL", pg_url)  # for the CLI, which reads deploysafe.toml itself
-        prov = LocalProvider.from_config(loaded)
+        prov = LocalProvider.from_config(loaded, **({"now": now} if now else {}))
         made.append(prov)
         return loaded, prov
 

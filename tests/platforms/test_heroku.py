@@ -1,5 +1,5 @@
 """Heroku adapter against respx. Every fixture is validated against the link's targetSchema in
-shared/specs/heroku-platform-api-schema.json, and every request the adapter sends must match a link
+tests/fixtures/specs/heroku-platform-api-schema.json, and every request the adapter sends must match a link
 (method, href) of that schema, with its JSON body valid against the link's request schema."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from deploysafe.platforms.base import CurrentValue, Platform, Release
 from deploysafe.platforms.heroku import HerokuPlatform
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "heroku"
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "heroku-platform-api-schema.json"
+SPEC = Path(__file__).resolve().parents[1] / "fixtures" / "specs" / "heroku-platform-api-schema.json"
 API = "https://api.heroku.com"
 APP = "deploysafe-demo"
 TOKEN = "HRKU-7c1f9a2e-55d0-4b8e-9f3a-0e6d2c4b8a17"

@@ -1,5 +1,5 @@
 """Railway adapter against respx, with every GraphQL document and response fixture checked against
-shared/specs/railway-graphql-schema.json (the introspection result from railwayapp/cli)."""
+tests/fixtures/specs/railway-graphql-schema.json (the introspection result from railwayapp/cli)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from deploysafe.platforms.base import Platform, Release
 from deploysafe.platforms.railway import RailwayPlatform
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "railway"
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "railway-graphql-schema.json"
+SPEC = Path(__file__).resolve().parents[1] / "fixtures" / "specs" / "railway-graphql-schema.json"
 API = "https://backboard.railway.com/graphql/v2"
 TOKEN = "rw-token-5f0c2a9e-1b7d-4e33-9a61-d2c8e4b7f013"
 OLD_DEP = "7f3e2d1c-0b9a-4876-a543-210fedcba987"
