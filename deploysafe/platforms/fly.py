@@ -22,16 +22,35 @@ API_URL = "https://api.machines.dev"
 # process groups flyctl leaves alone on a secrets change (one-off release/console/test machines)
 _SKIP_GROUPS = frozenset({"fly_app_release_command", "fly_app_console", "fly_app_test_machine_command"})
 _GONE = frozenset({"destroyed", "destroying"})
+# flyctl's skipLaunch (internal/command/deploy/machines_launchinput.go): only these come back started after an
+# update; stopped, suspended, created, stopping... stay as they are (autostart boots them on the next request)
+_START = frozenset({"started", "starting", "failed"})
+_MACAROON_PREFIXES = frozenset({"fm1r", "fm1a", "fm2"})
+LEASE_HEADER = "fly-machine-lease-nonce"  # fly-go flaps NonceHeader
+LEASE_TTL = 120  # seconds; released as soon as the Machine is updated
+
+
+def _strip_scheme(token: str) -> str:
+    token = token.strip()
+    scheme, _, rest = token.partition(" ")
+    if rest and scheme.lower() in ("bearer", "flyv1"):
+        return _strip_scheme(rest)
+    return token
 
 
 def auth_header(token: str) -> str:
-    """fly-go sends macaroon tokens (``fm1r_``/``fm2_``, from ``fly tokens deploy``) as ``FlyV1``, others as Bearer."""
-    token = token.strip()
-    if token.startswith("FlyV1 "):
-        return token
-    if token.startswith(("fm1r_", "fm2_")):
-        return f"FlyV1 {token}"
-    return f"Bearer {token}"
+    """The header fly-go's ``tokens.Parse(...).FlapsHeader()`` builds: comma-separated tokens whose prefix is
+    ``fm1r``/``fm1a``/``fm2`` are macaroons, sent alone as ``FlyV1 <macaroons>``; otherwise ``Bearer <tokens>``."""
+    parts = [t.strip() for t in _strip_scheme(token).split(",") if t.strip()]
+    macaroons = [t for t in parts if t.partition("_")[0] in _MACAROON_PREFIXES]
+    if macaroons:
+        return "FlyV1 " + ",".join(macaroons)
+    return "Bearer " + ",".join(parts)
+
+
+def _starts(machine: dict[str, Any]) -> bool:
+    """Whether flyctl would launch this Machine after an update (standbys never are)."""
+    return machine.get("state") in _START and not (machine.get("config") or {}).get("standbys")
 
 
 class FlyPlatform(HttpAdapter):
@@ -54,6 +73,7 @@ class FlyPlatform(HttpAdapter):
         # machine id -> instance id the update produced, for the machines that must come up started
         self._pending: dict[str, str] = {}
         self._plain_env = False  # ``var`` found in the Machines' [env], not among the secrets
+        self._shadowed = False  # ``var`` is a secret AND a plain [env] value of the same name
 
     def _headers(self, token: str) -> dict[str, str]:
         return {"Authorization": auth_header(token)}
@@ -76,6 +96,11 @@ class FlyPlatform(HttpAdapter):
             )
         if status == 404:
             return f"app {self.app!r} (or one of its Machines) does not exist: check [platform] app (`fly apps list`)"
+        if status == 409:
+            return (
+                "another operation (a `fly deploy` or `fly secrets set` in progress?) holds a lease on the Machine: "
+                f"wait for it to finish (`fly status -a {self.app}`), then run again"
+            )
         if status == 429:
             return "the Machines API rate limited the requests even after backing off: wait a minute and run again"
         return None
@@ -122,14 +147,17 @@ class FlyPlatform(HttpAdapter):
     def read_current(self) -> CurrentValue:
         body = self._api("GET", "/secrets", f"list secrets of {self.app}")
         names = {s.get("name") for s in body.get("secrets") or []}
+        plain = next(
+            (env[self.var] for m in self._list_machines() if self.var in (env := (m.get("config") or {}).get("env") or {})),
+            None,
+        )
         if self.var in names:
+            # a plain [env] value of the same name may win over the secret (precedence not documented by Fly)
+            self._shadowed = plain is not None
             return CurrentValue(readable=False)  # the API only ever returns name + digest
-        # not a secret: maybe a plain [env] value from fly.toml, which each Machine's config carries
-        for m in self._list_machines():
-            env = (m.get("config") or {}).get("env") or {}
-            if self.var in env:
-                self._plain_env = True
-                return CurrentValue(readable=True, value=env[self.var])
+        if plain is not None:  # not a secret: a plain [env] value from fly.toml, which each Machine's config carries
+            self._plain_env = True
+            return CurrentValue(readable=True, value=plain)
         return CurrentValue(readable=True, value=None)
 
     def prepare(self) -> None:
@@ -146,28 +174,60 @@ class FlyPlatform(HttpAdapter):
             )
         self._secrets_version = version
 
-    def pick_up(self) -> Release:
-        if self._secrets_version is None:
+    def _lease(self, machine_id: str) -> str:
+        """Take the Machine's lease as flyctl does, so no deploy updates it at the same time (409: one holds it)."""
+        body = self._api(
+            "POST", f"/machines/{machine_id}/lease", f"take the lease on Machine {machine_id}", params={"ttl": str(LEASE_TTL)}
+        )
+        nonce = ((body or {}).get("data") or {}).get("nonce")
+        if not nonce:
             raise PlatformError(
-                "Fly.io: no secrets version to roll out (set_url was not called in this run)",
-                hint="this is a bug in deploysafe's rollback order; run `fly secrets deploy` by hand",
+                f"Fly.io: the lease on Machine {machine_id} was granted without a nonce",
+                hint=f"run `fly secrets deploy -a {self.app}` by hand",
                 platform=self.name,
             )
+        return str(nonce)
+
+    def _release_lease(self, machine_id: str, nonce: str) -> None:
+        try:
+            self._api("DELETE", f"/machines/{machine_id}/lease", f"release the lease on Machine {machine_id}",
+                      headers={LEASE_HEADER: nonce}, missing_ok=True)
+        except PlatformError:
+            pass  # the lease expires by itself after LEASE_TTL seconds
+
+    def pick_up(self) -> Release:
+        """Roll the new secrets version out to every app Machine (as ``fly secrets deploy``), or, when no secret was
+        set in this run ([rollback] strategy = "restore": the URL did not change), restart the running ones."""
         # fresh configs: an update replaces the whole config, so a stale copy would undo a later `fly deploy`
         machines = self._list_machines()
         self._pending = {}
-        updated = []
+        touched = 0
         for m in machines:
-            stopped = m.get("state") in ("stopped", "suspended")
-            body = {"config": m["config"], "min_secrets_version": self._secrets_version, "skip_launch": stopped}
-            new = self._api("POST", f"/machines/{m['id']}", f"update Machine {m['id']}", json=body)
-            if not stopped:
-                self._pending[str(m["id"])] = str(new.get("instance_id") or "")
-            updated.append(new)
+            mid = str(m["id"])
+            start = _starts(m)
+            if self._secrets_version is None and not start:
+                continue  # a restart only concerns Machines that run; the others boot fresh on the next request
+            nonce = self._lease(mid)
+            try:
+                if self._secrets_version is None:
+                    self._api("POST", f"/machines/{mid}/restart", f"restart Machine {mid}", headers={LEASE_HEADER: nonce})
+                    self._pending[mid] = ""  # a restart keeps the instance id
+                else:
+                    body = {"config": m["config"], "min_secrets_version": self._secrets_version, "skip_launch": not start}
+                    new = self._api("POST", f"/machines/{mid}", f"update Machine {mid}", json=body,
+                                    headers={LEASE_HEADER: nonce})
+                    if start:
+                        self._pending[mid] = str(new.get("instance_id") or "")
+            finally:
+                self._release_lease(mid, nonce)
+            touched += 1
+        if self._secrets_version is None:
+            return Release(id=f"restart-{self.app}", status=f"{touched} machines restarted",
+                           detail=f"{touched} restarted, {len(machines) - touched} not running")
         return Release(
             id=f"secrets-v{self._secrets_version}",
-            status=f"{len(updated)} machines updated",
-            detail=f"{len(self._pending)} to start, {len(updated) - len(self._pending)} left stopped",
+            status=f"{touched} machines updated",
+            detail=f"{len(self._pending)} to start, {touched - len(self._pending)} left stopped",
         )
 
     def wait_live(self, release: Release, timeout: float) -> Release:
@@ -206,6 +266,14 @@ class FlyPlatform(HttpAdapter):
             f"Fly.io: a rollback updates every Machine of {self.app} at once (each restarts with the new secret); "
             "expect a short gap per Machine.",
         ] + (
+            [
+                f"Fly.io: {self.var} is both a secret and a plain [env] value in fly.toml; the [env] value may win "
+                "over the secret, so a rollback that sets the secret might not reach the app. Remove it from [env] "
+                "and run `fly deploy`."
+            ]
+            if self._shadowed
+            else []
+        ) + (
             [
                 f"Fly.io: {self.var} is a plain [env] value in fly.toml, not a secret; a rollback sets a secret of the "
                 "same name, and the next `fly deploy` may bring the [env] value back. Move it to `fly secrets set`."

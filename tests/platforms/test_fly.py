@@ -61,6 +61,17 @@ poll_interval = "1s"
     p.close()
 
 
+def leases(router: respx.MockRouter, *ids: str) -> dict[str, tuple[respx.Route, respx.Route]]:
+    """Lease routes per Machine: POST answers fly-go's MachineLease {status, data: {nonce, expires_at, owner}}."""
+    out = {}
+    for mid in ids:
+        body = {"status": "success", "data": {"nonce": f"nonce-{mid}", "expires_at": 1764650000, "owner": "deploysafe"}}
+        take = router.post(f"/machines/{mid}/lease").mock(return_value=httpx.Response(200, json=body))
+        drop = router.delete(f"/machines/{mid}/lease").mock(return_value=httpx.Response(200, json={"ok": True}))
+        out[mid] = (take, drop)
+    return out
+
+
 def secrets_set(router: respx.MockRouter, fly: FlyPlatform) -> respx.Route:
     route = router.post("/secrets").mock(return_value=fx("secrets_update_ok"))
     fly.set_url(SNAPSHOT_URL)
@@ -77,11 +88,43 @@ def test_auth_header_follows_fly_go() -> None:
     assert auth_header("FlyV1 fm1r_abc") == "FlyV1 fm1r_abc"
 
 
+def test_auth_header_sends_every_macaroon_form_as_flyv1() -> None:
+    # fly-go tokens.Parse: fm1r_, fm1a_ and fm2_ are macaroons; FlapsHeader sends only those, as FlyV1
+    assert auth_header("fm1a_abc") == "FlyV1 fm1a_abc"
+    assert auth_header("fm1r_abc") == "FlyV1 fm1r_abc"
+    assert auth_header("Bearer fm2_abc") == "FlyV1 fm2_abc"
+    assert auth_header("fm2_abc, fo1_user") == "FlyV1 fm2_abc"
+    assert auth_header("fo1_a,fo1_b") == "Bearer fo1_a,fo1_b"
+
+
+def test_a_deploy_token_reaches_the_api_as_flyv1(
+    router: respx.MockRouter, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = FlyPlatform(token="fm1a_DeployTokenXYZ", app="shop", transport=httpx.MockTransport(router.handler),
+                    policy=RetryPolicy(attempts=1, sleep=clock.sleep), clock=clock)
+    route = router.get("/secrets").mock(return_value=fx("secrets_list_with_var"))
+    router.get("/machines").mock(return_value=fx("machines_list_ok"))
+    p.read_current()
+    assert route.calls.last.request.headers["authorization"] == "FlyV1 fm1a_DeployTokenXYZ"
+    p.close()
+
+
 def test_secret_is_unreadable(fly: FlyPlatform, router: respx.MockRouter) -> None:
     route = router.get("/secrets").mock(return_value=fx("secrets_list_with_var"))
+    router.get("/machines").mock(return_value=fx("machines_list_ok"))
     assert fly.read_current() == CurrentValue(readable=False)
     assert route.calls.last.request.headers["authorization"] == f"Bearer {TOKEN}"
     assert any("write-only" in c for c in fly.caveats())
+    assert not any("[env]" in c for c in fly.caveats())
+
+
+def test_a_plain_env_value_of_the_same_name_as_the_secret_is_warned_about(
+    fly: FlyPlatform, router: respx.MockRouter
+) -> None:
+    router.get("/secrets").mock(return_value=fx("secrets_list_with_var"))
+    router.get("/machines").mock(return_value=fx("machines_list_env_plain"))
+    assert fly.read_current() == CurrentValue(readable=False)  # still the secret: its value is write-only
+    assert any("both a secret and a plain [env] value" in c for c in fly.caveats())
 
 
 def test_plain_env_value_is_read_from_the_machine_config(fly: FlyPlatform, router: respx.MockRouter) -> None:
@@ -95,6 +138,7 @@ def test_all_machines_stopped_is_live_without_waiting(fly: FlyPlatform, router: 
     secrets_set(router, fly)
     only_stopped = [m for m in load("machines_list_ok") if m["id"] == WEB2]
     router.get("/machines").mock(return_value=httpx.Response(200, json=only_stopped))
+    leases(router, WEB2)
     router.post(f"/machines/{WEB2}").mock(return_value=fx("machines_update_web2"))
     done = fly.wait_live(fly.pick_up(), timeout=60)
     assert done.live and done.id == "secrets-v17"
@@ -108,9 +152,15 @@ def test_set_posts_the_secret_and_keeps_the_version(fly: FlyPlatform, router: re
 def test_pick_up_updates_each_app_machine_with_the_secrets_version(fly: FlyPlatform, router: respx.MockRouter) -> None:
     secrets_set(router, fly)
     router.get("/machines").mock(return_value=fx("machines_list_ok"))
+    held = leases(router, WEB1, WEB2)
     up1 = router.post(f"/machines/{WEB1}").mock(return_value=fx("machines_update_web1"))
     up2 = router.post(f"/machines/{WEB2}").mock(return_value=fx("machines_update_web2"))
     release = fly.pick_up()
+    # each update carries the lease nonce, and each lease is released after (fly-go NonceHeader)
+    assert up1.calls.last.request.headers["fly-machine-lease-nonce"] == f"nonce-{WEB1}"
+    assert held[WEB1][0].calls.last.request.url.params["ttl"] == "120"
+    assert held[WEB1][1].calls.last.request.headers["fly-machine-lease-nonce"] == f"nonce-{WEB1}"
+    assert held[WEB2][1].called
     assert release.id == "secrets-v17" and release.detail == "1 to start, 1 left stopped"
     listed = {m["id"]: m for m in load("machines_list_ok")}
     assert json.loads(up1.calls.last.request.content) == {
@@ -120,12 +170,51 @@ def test_pick_up_updates_each_app_machine_with_the_secrets_version(fly: FlyPlatf
     }
     assert json.loads(up2.calls.last.request.content)["skip_launch"] is True  # stopped stays stopped
     # the release-command machine and the destroyed one are left alone
-    assert len([c for c in router.calls if c.request.method == "POST" and "/machines/" in c.request.url.path]) == 2
+    prefix = "/v1/apps/shop/machines/"
+    updates = [c.request.url.path[len(prefix):] for c in router.calls
+               if c.request.method == "POST" and c.request.url.path.startswith(prefix)
+               and "/" not in c.request.url.path[len(prefix):]]
+    assert sorted(updates) == sorted([WEB1, WEB2])
 
 
-def test_pick_up_needs_a_secrets_version(fly: FlyPlatform) -> None:
-    with pytest.raises(PlatformError, match="no secrets version"):
+def test_a_machine_holding_a_deploys_lease_is_a_clear_error(fly: FlyPlatform, router: respx.MockRouter) -> None:
+    secrets_set(router, fly)
+    router.get("/machines").mock(return_value=fx("machines_list_ok"))
+    held = {"error": "lease currently held by deploy@example.com, expires at 2026-12-02T02:00:00Z"}
+    router.post(f"/machines/{WEB1}/lease").mock(return_value=httpx.Response(409, json=held))
+    update = router.post(f"/machines/{WEB1}")
+    with pytest.raises(PlatformError, match="HTTP 409: lease currently held") as e:
         fly.pick_up()
+    assert e.value.hint and "holds a lease" in e.value.hint and not update.called
+
+
+@pytest.mark.parametrize("state", ["created", "stopping", "stopped", "suspended"])
+def test_machines_flyctl_leaves_stopped_are_not_started(fly: FlyPlatform, router: respx.MockRouter, state: str) -> None:
+    secrets_set(router, fly)
+    machine = {**[m for m in load("machines_list_ok") if m["id"] == WEB1][0], "state": state}
+    router.get("/machines").mock(return_value=httpx.Response(200, json=[machine]))
+    leases(router, WEB1)
+    update = router.post(f"/machines/{WEB1}").mock(return_value=fx("machines_update_web1"))
+    release = fly.pick_up()
+    assert json.loads(update.calls.last.request.content)["skip_launch"] is True
+    assert fly.wait_live(release, timeout=60).live  # nothing to wait for: it boots with the new secret on demand
+
+
+def test_restore_strategy_restarts_running_machines_without_a_secrets_version(
+    fly: FlyPlatform, router: respx.MockRouter
+) -> None:
+    # [rollback] strategy = "restore": the URL is unchanged, set_url() is never called, pick_up() restarts
+    router.get("/machines").mock(return_value=fx("machines_list_ok"))
+    held = leases(router, WEB1)
+    restart = router.post(f"/machines/{WEB1}/restart").mock(return_value=httpx.Response(200, json={"ok": True}))
+    update = router.post(f"/machines/{WEB1}")
+    stopped = router.post(f"/machines/{WEB2}/restart")
+    release = fly.pick_up()
+    assert restart.calls.last.request.headers["fly-machine-lease-nonce"] == f"nonce-{WEB1}"
+    assert held[WEB1][1].called and not update.called and not stopped.called
+    assert release.status == "1 machines restarted"
+    router.get(f"/machines/{WEB1}").mock(return_value=fx("machines_get_web1_passing"))
+    assert fly.wait_live(release, timeout=60).live
 
 
 def test_prepare_refuses_an_app_without_machines(fly: FlyPlatform, router: respx.MockRouter) -> None:
@@ -137,6 +226,7 @@ def test_prepare_refuses_an_app_without_machines(fly: FlyPlatform, router: respx
 def picked_up(fly: FlyPlatform, router: respx.MockRouter) -> Release:
     secrets_set(router, fly)
     router.get("/machines").mock(return_value=fx("machines_list_ok"))
+    leases(router, WEB1, WEB2)
     router.post(f"/machines/{WEB1}").mock(return_value=fx("machines_update_web1"))
     router.post(f"/machines/{WEB2}").mock(return_value=fx("machines_update_web2"))
     return fly.pick_up()
