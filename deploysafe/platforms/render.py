@@ -1,4 +1,5 @@
-"""Render adapter: set the service's env var, deploy the last build without rebuilding, wait for ``live``.
+"""Render adapter: set the service's env var, roll back to the deploy that is live (same build, current
+variables), wait for ``live``.
 
 Shapes: Render public API v1 (https://api-docs.render.com), research/platforms.md §2 and
 tests/fixtures/render/README.md. Issue 5.
@@ -10,6 +11,8 @@ group's value onto the service.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import PlatformError
@@ -23,6 +26,10 @@ if TYPE_CHECKING:
 API_URL = "https://api.render.com/v1"
 GROUP_PREFIX = "envgroup:"
 _FAILED = frozenset({"build_failed", "update_failed", "pre_deploy_failed", "canceled", "deactivated"})
+PAGE = 100  # Render's maximum ``limit``
+MAX_PAGES = 50  # never page forever through a list that keeps answering
+# a queued (202) deploy is looked for among deploys created after the request, less this much clock skew
+CLOCK_SKEW = timedelta(minutes=2)
 
 
 class RenderPlatform(HttpAdapter):
@@ -36,9 +43,12 @@ class RenderPlatform(HttpAdapter):
     api_base = API_URL
     secret_what = "Render API key"
 
-    def __init__(self, *, service_id: str, **common: Any) -> None:
+    def __init__(
+        self, *, service_id: str, now: Callable[[], datetime] = lambda: datetime.now(UTC), **common: Any
+    ) -> None:
         super().__init__(**common)
         self.service_id = service_id
+        self._now = now  # wall clock, to find a queued deploy by its creation time
         self._service: dict[str, Any] | None = None
         self._current: CurrentValue | None = None
         self._live: Release | None = None
@@ -67,7 +77,7 @@ class RenderPlatform(HttpAdapter):
     def _to_release(self, d: dict[str, Any]) -> Release:
         deploy = d.get("deploy", d)  # list endpoints wrap each deploy with its cursor
         status = str(deploy.get("status") or "unknown")
-        commit = (deploy.get("commit") or {}).get("id") or (deploy.get("image") or {}).get("ref")
+        commit = _build_of(deploy)
         return Release(
             id=str(deploy["id"]),
             status=status,
@@ -88,11 +98,30 @@ class RenderPlatform(HttpAdapter):
             self._service = self._request("GET", f"/services/{self.service_id}", f"read service {self.service_id}")
         return self._service
 
+    def _env_groups(self) -> list[dict[str, Any]]:
+        """Every environment group, page by page (``cursor`` from the last item: its cursor when the list is
+        cursor-wrapped, else its id), until a page is short."""
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        params = {"limit": str(PAGE)}
+        for _ in range(MAX_PAGES):
+            page = self._request("GET", "/env-groups", "list environment groups", params=params) or []
+            fresh = [item for item in page if str(item.get("envGroup", item).get("id")) not in seen]
+            out += [item.get("envGroup", item) for item in fresh]
+            seen.update(str(item.get("envGroup", item).get("id")) for item in fresh)
+            if len(page) < PAGE or not fresh:
+                return out
+            last = page[-1]
+            params = {"limit": str(PAGE), "cursor": str(last.get("cursor") or last.get("envGroup", last).get("id"))}
+        raise PlatformError(
+            f"Render: the environment group list did not end after {MAX_PAGES * PAGE} groups",
+            hint=f"check whether {self.var} is set on service {self.service_id} or in one of its linked groups",
+            platform=self.name,
+        )
+
     def _group_holding_var(self) -> str | None:
         """Id of a linked environment group that defines ``var`` (the service itself does not)."""
-        groups = self._request("GET", "/env-groups", "list environment groups", params={"limit": "100"})
-        for item in groups or []:
-            meta = item.get("envGroup", item)  # tolerate the cursor-wrapped list form
+        for meta in self._env_groups():
             if not any(link.get("id") == self.service_id for link in meta.get("serviceLinks") or []):
                 continue
             group = self._request("GET", f"/env-groups/{meta['id']}", f"read environment group {meta['id']}")
@@ -142,21 +171,52 @@ class RenderPlatform(HttpAdapter):
             )
 
     def pick_up(self) -> Release:
-        # an env-var update alone does not reach running instances; deploy the last build without rebuilding
-        created = self._request(
-            "POST", f"/services/{self.service_id}/deploys", "start a deploy", json={"deployMode": "deploy_only"}
-        )
-        if created.get("id"):
-            return self._to_release(created)
-        # 202: queued behind a deploy in progress; the newest deploy is ours
-        newest = self._request("GET", f"/services/{self.service_id}/deploys", "list deploys", params={"limit": "1"})
-        if not newest:
+        """Roll back to the deploy that is live now: its build artifact, started again with the service's current
+        variables. (``deployMode: deploy_only`` would deploy the last successful *build*, which can be newer
+        code than what is live.)"""
+        live = self._live_deploy()
+        if live is None:
             raise PlatformError(
-                "Render: the deploy was queued but does not show in the deploy list",
-                hint="open the service's Events page in the Render dashboard and check the deploy there",
+                f"Render: service {self.service_id} has no live deploy to restart with the new {self.var}",
+                hint="deploy the service once from the dashboard, then run again",
                 platform=self.name,
             )
-        return self._to_release(newest[0])
+        return self._rollback(live)
+
+    def _live_deploy(self) -> dict[str, Any] | None:
+        found = self._request(
+            "GET", f"/services/{self.service_id}/deploys", "list deploys", params={"limit": "1", "status": "live"}
+        )
+        return dict(found[0].get("deploy", found[0])) if found else None
+
+    def _rollback(self, target: dict[str, Any]) -> Release:
+        """``POST /services/{id}/rollback {deployId}``: a new deploy of the target's build artifact. 201 carries it;
+        a 202 (queued) is found by what it deploys and when it was created, never as "the newest deploy"."""
+        asked = self._now()
+        created = self._request(
+            "POST", f"/services/{self.service_id}/rollback", f"roll back to deploy {target['id']}",
+            json={"deployId": target["id"]},
+        )
+        if created.get("id") or created.get("deploy"):
+            return self._to_release(created)
+        return self._find_queued(_build_of(target), asked)
+
+    def _find_queued(self, build: str | None, asked: datetime) -> Release:
+        since = (asked - CLOCK_SKEW).strftime("%Y-%m-%dT%H:%M:%SZ")
+        found = self._request(
+            "GET", f"/services/{self.service_id}/deploys", "list deploys",
+            params={"limit": "20", "createdAfter": since},
+        ) or []
+        ours = [d.get("deploy", d) for d in found if build and _build_of(d.get("deploy", d)) == build]
+        if len(ours) != 1:
+            raise PlatformError(
+                "Render: the rollback deploy was queued, and "
+                + ("no deploy of that build shows in the deploy list" if not ours
+                   else f"{len(ours)} deploys of that build were created since; deploysafe cannot tell which is its own"),
+                hint=f"open the Events page of service {self.service_id} in the Render dashboard and check the deploy there",
+                platform=self.name,
+            )
+        return self._to_release(ours[0])
 
     def wait_live(self, release: Release, timeout: float) -> Release:
         path = f"/services/{self.service_id}/deploys/{release.id}"
@@ -179,10 +239,8 @@ class RenderPlatform(HttpAdapter):
         )
 
     def describe(self) -> Release | None:
-        live = self._request(
-            "GET", f"/services/{self.service_id}/deploys", "list deploys", params={"limit": "1", "status": "live"}
-        )
-        return self._to_release(live[0]) if live else None
+        live = self._live_deploy()
+        return self._to_release(live) if live else None
 
     def caveats(self) -> list[str]:
         notes: list[str] = []
@@ -201,3 +259,10 @@ class RenderPlatform(HttpAdapter):
                 "service value wins over the group's (not stated in Render's API reference): check with a dry run."
             )
         return notes
+
+
+def _build_of(deploy: dict[str, Any]) -> str | None:
+    """What a deploy runs: its commit, or its image reference (image-backed services)."""
+    commit = (deploy.get("commit") or {}).get("id")
+    image = (deploy.get("image") or {}).get("ref")
+    return str(commit or image) if (commit or image) else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,8 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "render"
 SID = "srv-cukouhrtq21c73e9scng"
 GROUP = "evg-cq8kj2tds78s73fmsc00"
 DEPLOY = "dep-ct1n4ktds78s73fmse10"
+LIVE = "dep-cskp0ftds78s73fmr000"
+NOW = datetime(2026, 11, 25, 10, 0, 30, tzinfo=UTC)
 SNAPSHOT_URL = "postgresql://app:snapPW42@ep-snap-9.eu-central-1.aws.neon.tech/neondb?sslmode=require"
 
 
@@ -52,7 +55,8 @@ poll_interval = "4s"
 """
     loaded = LoadedConfig(parse_config(text, env={}), tmp_path / "deploysafe.toml")
     p = make_platform(
-        loaded, transport=httpx.MockTransport(router.handler), policy=RetryPolicy(attempts=3, sleep=clock.sleep), clock=clock
+        loaded, transport=httpx.MockTransport(router.handler), policy=RetryPolicy(attempts=3, sleep=clock.sleep), clock=clock,
+        now=lambda: NOW,
     )
     assert isinstance(p, RenderPlatform)
     yield p
@@ -103,17 +107,63 @@ def test_restoring_the_group_reference_removes_the_override(render: RenderPlatfo
     assert delete.called and not put.called
 
 
-def test_pick_up_deploys_the_last_build_without_rebuilding(render: RenderPlatform, router: respx.MockRouter) -> None:
-    create = router.post(f"/services/{SID}/deploys").mock(return_value=fx("deploys_create_ok", 201))
+def live_deploy(router: respx.MockRouter) -> respx.Route:
+    return router.get(f"/services/{SID}/deploys", params={"status": "live"}).mock(return_value=fx("deploys_list_live"))
+
+
+def test_pick_up_rolls_back_to_the_live_deploy_not_the_last_build(render: RenderPlatform, router: respx.MockRouter) -> None:
+    # deployMode "deploy_only" would run the last successful build, maybe newer code than what is live
+    live_deploy(router)
+    rollback = router.post(f"/services/{SID}/rollback").mock(return_value=fx("deploys_create_ok", 201))
+    deploys = router.post(f"/services/{SID}/deploys")
     release = render.pick_up()
     assert release == Release(id=DEPLOY, status="created", detail="created (commit 9f2c1e7a)")
-    assert json.loads(create.calls.last.request.content) == {"deployMode": "deploy_only"}
+    assert json.loads(rollback.calls.last.request.content) == {"deployId": LIVE}
+    assert not deploys.called
 
 
-def test_pick_up_finds_a_queued_deploy(render: RenderPlatform, router: respx.MockRouter) -> None:
-    router.post(f"/services/{SID}/deploys").mock(return_value=httpx.Response(202))
-    listing = router.get(f"/services/{SID}/deploys", params={"limit": "1"}).mock(return_value=fx("deploys_list_newest"))
+def test_a_queued_rollback_is_found_by_its_build_and_time_not_as_the_newest(
+    render: RenderPlatform, router: respx.MockRouter
+) -> None:
+    live_deploy(router)
+    router.post(f"/services/{SID}/rollback").mock(return_value=httpx.Response(202))
+    theirs = {"deploy": {"id": "dep-someoneelses0000000", "commit": {"id": "0badc0de"}, "status": "queued",
+                         "trigger": "new_commit", "createdAt": "2026-11-25T10:00:20Z"}, "cursor": "Y3Vyc29yLTI="}
+    listing = router.get(f"/services/{SID}/deploys", params={"createdAfter": "2026-11-25T09:58:30Z"}).mock(
+        return_value=httpx.Response(200, json=[theirs, *json.loads((FIXTURES / "deploys_list_newest.json").read_text())])
+    )
     assert render.pick_up().id == DEPLOY and listing.called
+
+
+def test_a_queued_rollback_that_cannot_be_told_apart_is_an_error(render: RenderPlatform, router: respx.MockRouter) -> None:
+    live_deploy(router)
+    router.post(f"/services/{SID}/rollback").mock(return_value=httpx.Response(202))
+    theirs = {"deploy": {"id": "dep-someoneelses0000000", "commit": {"id": "0badc0de"}, "status": "queued"}}
+    router.get(f"/services/{SID}/deploys", params={"createdAfter": "2026-11-25T09:58:30Z"}).mock(
+        return_value=httpx.Response(200, json=[theirs])
+    )
+    with pytest.raises(PlatformError, match="no deploy of that build"):
+        render.pick_up()
+
+
+def test_env_groups_are_read_past_the_first_page(render: RenderPlatform, router: respx.MockRouter) -> None:
+    service(router)
+    router.get(f"/services/{SID}/env-vars/DATABASE_URL").mock(return_value=fx("error_404", 404))
+    linked = json.loads((FIXTURES / "env-groups_list_linked.json").read_text())[1]
+    filler = [{"id": f"evg-filler{i:014d}", "name": f"g{i}", "ownerId": "tea-x", "createdAt": "2026-05-01T10:00:00Z",
+               "updatedAt": "2026-05-01T10:00:00Z", "serviceLinks": []} for i in range(100)]
+
+    def pages(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["limit"] == "100"
+        if "cursor" not in request.url.params:
+            return httpx.Response(200, json=filler)
+        assert request.url.params["cursor"] == filler[-1]["id"]
+        return httpx.Response(200, json=[linked])
+
+    listing = router.get("/env-groups").mock(side_effect=pages)
+    router.get(f"/env-groups/{GROUP}").mock(return_value=fx("env-groups_get_with_var"))
+    assert render.read_current() == CurrentValue(readable=True, value=f"envgroup:{GROUP}", reference=True)
+    assert listing.call_count == 2
 
 
 def test_prepare_resolves_service_value_and_live_deploy(render: RenderPlatform, router: respx.MockRouter) -> None:
@@ -156,7 +206,8 @@ def test_wait_live_stops_at_the_deadline(render: RenderPlatform, router: respx.M
 
 
 def test_429_honours_retry_after(render: RenderPlatform, router: respx.MockRouter, clock: Clock) -> None:
-    router.post(f"/services/{SID}/deploys").mock(
+    live_deploy(router)
+    router.post(f"/services/{SID}/rollback").mock(
         side_effect=[fx("error_429", 429, **{"Retry-After": "12"}), fx("deploys_create_ok", 201)]
     )
     assert render.pick_up().id == DEPLOY
@@ -164,7 +215,8 @@ def test_429_honours_retry_after(render: RenderPlatform, router: respx.MockRoute
 
 
 def test_429_after_retries_is_rate_limited(render: RenderPlatform, router: respx.MockRouter, clock: Clock) -> None:
-    router.post(f"/services/{SID}/deploys").mock(return_value=fx("error_429", 429, **{"Retry-After": "1"}))
+    live_deploy(router)
+    router.post(f"/services/{SID}/rollback").mock(return_value=fx("error_429", 429, **{"Retry-After": "1"}))
     with pytest.raises(PlatformError, match="HTTP 429: rate limit exceeded") as e:
         render.pick_up()
     assert e.value.status == 429 and e.value.hint and "rate limited" in e.value.hint
