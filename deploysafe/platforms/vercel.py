@@ -22,6 +22,14 @@ _FAILED_STATES = frozenset({"ERROR", "CANCELED", "BLOCKED"})
 _WRITE_ONLY_TYPES = frozenset({"sensitive", "secret"})
 
 
+def _targets(env: dict[str, Any]) -> list[str]:
+    """An entry's ``target``: the API gives a list, older entries and the SDK's union type also a single string."""
+    target = env.get("target")
+    if isinstance(target, str):
+        return [target]
+    return [str(t) for t in target or []]
+
+
 class VercelPlatform(HttpAdapter):
     """DATABASE_URL as a Vercel project environment variable (production target)."""
 
@@ -75,7 +83,7 @@ class VercelPlatform(HttpAdapter):
             # the plain production entry: not a branch-specific preview or a custom environment
             if (
                 env.get("key") == self.var
-                and "production" in (env.get("target") or [])
+                and "production" in _targets(env)
                 and not env.get("gitBranch")
                 and not env.get("customEnvironmentIds")
             ):
@@ -155,16 +163,60 @@ class VercelPlatform(HttpAdapter):
         )
         return self._to_release(created)
 
+    def _promote(self, deployment_id: str) -> None:
+        """``POST /v10/projects/{id}/promote/{deploymentId}`` (SDK ``requestPromote``; 201/202, no body): point the
+        production domains at a READY deployment that was built without them (STAGED)."""
+        self._call("POST", f"/v10/projects/{self.project}/promote/{deployment_id}", f"promote deployment {deployment_id}")
+
+    def _serving(self, deployment_id: str) -> bool:
+        """Whether production serves ``deployment_id``: the project's production target is it (and no alias job
+        for it failed; ``lastAliasRequest`` is what `vercel promote`/`vercel rollback` poll)."""
+        project = self._call("GET", f"/v9/projects/{self.project}", f"read project {self.project}")
+        job = project.get("lastAliasRequest") or {}
+        if job.get("toDeploymentId") == deployment_id and job.get("jobStatus") == "failed":
+            raise PlatformError(
+                f"Vercel: production domains could not all be moved to deployment {deployment_id}",
+                hint="see the project's Domains page and `vercel promote` / `vercel rollback` status",
+                platform=self.name,
+            )
+        production = (project.get("targets") or {}).get("production") or {}
+        return production.get("id") == deployment_id and job.get("jobStatus") not in ("pending", "in-progress")
+
     def wait_live(self, release: Release, timeout: float) -> Release:
+        """Live = READY and serving production. A READY deployment left STAGED (production domains not auto-assigned)
+        is promoted; one in a Rolling Release (ROLLING) is reported as such, not waited on."""
+        promoted: list[str] = []
+
         def check() -> Release | None:
-            now = self._to_release(self._call("GET", f"/v13/deployments/{release.id}", f"read deployment {release.id}"))
+            body = self._call("GET", f"/v13/deployments/{release.id}", f"read deployment {release.id}")
+            now = self._to_release(body)
             if now.failed:
                 raise PlatformError(
                     f"Vercel: deployment {now.id} ended {now.status}: {now.detail or 'no detail given'}",
                     hint=f"open the deployment's build logs in the Vercel dashboard ({now.url or now.id})",
                     platform=self.name,
                 )
-            return now if now.live else None
+            if now.live:
+                return now
+            if now.status != "READY":
+                return None
+            substate = body.get("readySubstate")
+            if substate == "ROLLING":
+                raise PlatformError(
+                    f"Vercel: deployment {now.id} is READY but in a Rolling Release: only part of production "
+                    "traffic reaches it, so the rollback is not complete",
+                    hint="complete (or abort) the rolling release in the project's Rolling Releases page, or turn "
+                    "Rolling Releases off for deploysafe's redeploys; then run `deploysafe probe`",
+                    platform=self.name,
+                    release=now.id,
+                )
+            if substate == "STAGED" and not promoted:
+                self._promote(now.id)
+                promoted.append(now.id)
+                return None
+            if promoted and self._serving(now.id):
+                return now.model_copy(update={"live": True, "detail": "promoted to production by deploysafe"})
+            return None
 
         return self._wait(
             check,
@@ -190,7 +242,7 @@ class VercelPlatform(HttpAdapter):
                 f"Vercel: {self.var} is a sensitive variable, so its value cannot be read back; deploysafe restores "
                 "the connection string it recorded itself."
             )
-        others = [t for t in env.get("target") or [] if t != "production"]
+        others = [t for t in _targets(env) if t != "production"]
         if others:
             notes.append(
                 f"Vercel: {self.var} is one entry for production and {', '.join(others)}; changing it changes "

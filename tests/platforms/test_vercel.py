@@ -141,6 +141,48 @@ def test_wait_live_waits_for_ready_and_the_alias(vercel: VercelPlatform, router:
     assert clock.sleeps == [3.0, 3.0]  # poll_interval from the config
 
 
+def deployment(**changes: Any) -> httpx.Response:
+    body = json.loads((FIXTURES / "deployments_get_ready.json").read_text())
+    return httpx.Response(200, json={**body, **changes})
+
+
+def test_a_staged_production_deployment_is_promoted_then_live(
+    vercel: VercelPlatform, router: respx.MockRouter, clock: Clock
+) -> None:
+    # production domains not auto-assigned: READY, readySubstate STAGED, no alias; today's code waits it out
+    staged = deployment(readySubstate="STAGED", aliasAssigned=False)
+    router.get(f"/v13/deployments/{NEW_DEPLOY}").mock(return_value=staged)
+    promote = router.post(f"/v10/projects/{PROJECT}/promote/{NEW_DEPLOY}").mock(return_value=httpx.Response(202))
+    project = json.loads((FIXTURES / "project_get_ok.json").read_text())
+    moving = {**project, "lastAliasRequest": {"jobStatus": "in-progress", "toDeploymentId": NEW_DEPLOY,
+                                              "requestedAt": 1764000300000, "type": "promote"}}
+    done = {**project, "targets": {"production": {**project["targets"]["production"], "id": NEW_DEPLOY}},
+            "lastAliasRequest": {**moving["lastAliasRequest"], "jobStatus": "succeeded"}}
+    router.get(f"/v9/projects/{PROJECT}").mock(
+        side_effect=[httpx.Response(200, json=moving), httpx.Response(200, json=done)]
+    )
+    live = vercel.wait_live(Release(id=NEW_DEPLOY, status="QUEUED"), timeout=600)
+    assert live.live and promote.call_count == 1
+    assert promote.calls.last.request.url.params["teamId"] == "team_1a2b3c"
+
+
+def test_a_rolling_release_is_reported_not_waited_out(vercel: VercelPlatform, router: respx.MockRouter, clock: Clock) -> None:
+    router.get(f"/v13/deployments/{NEW_DEPLOY}").mock(return_value=deployment(readySubstate="ROLLING", aliasAssigned=False))
+    promote = router.post(f"/v10/projects/{PROJECT}/promote/{NEW_DEPLOY}")
+    with pytest.raises(PlatformError, match="Rolling Release") as e:
+        vercel.wait_live(Release(id=NEW_DEPLOY, status="QUEUED"), timeout=600)
+    assert clock.now == 0 and not promote.called and e.value.hint and "rolling release" in e.value.hint
+
+
+def test_a_string_target_is_one_target_not_letters(vercel: VercelPlatform, router: respx.MockRouter) -> None:
+    body = json.loads((FIXTURES / "env_list_shared_targets.json").read_text())
+    for env in body["envs"]:
+        env["target"] = "production"
+    router.get(f"/v10/projects/{PROJECT}/env").mock(return_value=httpx.Response(200, json=body))
+    notes = vercel.caveats()
+    assert not any("changing it changes" in c for c in notes), notes
+
+
 def test_wait_live_reports_the_build_error(vercel: VercelPlatform, router: respx.MockRouter) -> None:
     router.get(f"/v13/deployments/{NEW_DEPLOY}").mock(
         side_effect=[fx("deployments_get_building"), fx("deployments_get_error")]
