@@ -88,7 +88,7 @@ class FlyPlatform(HttpAdapter):
     def _error_text(self, body: Any) -> str:
         return str(body.get("error") or "")  # {"error": "...", "status": "..."} (fly-go flaps_error.go)
 
-    def _hint(self, status: int) -> str | None:
+    def _hint(self, status: int, text: str = "") -> str | None:
         if status in (401, 403):
             return (
                 f"the token in ${self.token_var} is invalid or cannot manage app {self.app!r}: create one with "

@@ -1,29 +1,29 @@
 """Heroku adapter (Platform API v3): patch one config var, then wait for its release and the web dynos.
 
-Request and response shapes follow shared/specs/heroku-platform-api-schema.json (the JSON hyper-schema
+Request and response shapes follow tests/fixtures/specs/heroku-platform-api-schema.json (the JSON hyper-schema
 of api.heroku.com); tests/platforms/test_heroku.py validates every fixture against it. Behaviour follows
 shared/research/platforms.md §5: a config-var change creates a release and restarts the dynos by itself
 (so ``set_url`` already restarts the app, and ``pick_up`` returns that release), the release phase
 re-runs on such a release, and an add-on attachment's var cannot be patched (422) - it is kept as a
-reference and restored by re-attaching, as ``heroku pg:promote`` does (issue 5).
+reference and restored by re-attaching, as ``heroku pg:promote`` does (issue 5). Requests, retries and
+error mapping come from the shared :class:`HttpAdapter` (issue 18).
 """
 
 from __future__ import annotations
 
+import email.utils
 import re
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from deploysafe.config import secret
 from deploysafe.console import console
 from deploysafe.errors import PlatformError
-from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
 from deploysafe.platforms.base import CurrentValue, Release
-from deploysafe.redact import redact
+from deploysafe.platforms.http_base import HttpAdapter
 
 if TYPE_CHECKING:
-    from deploysafe.config import LoadedConfig
+    from deploysafe.config import PlatformConfig
 
 API_URL = "https://api.heroku.com"
 ACCEPT = "application/vnd.heroku+json; version=3"
@@ -53,66 +53,60 @@ def _to_dyno(body: dict[str, Any]) -> tuple[str, str, int | None, str]:
     return str(body.get("name")), str(body.get("type")), release.get("version"), str(body.get("state"))
 
 
+def _since(body: dict[str, Any]) -> datetime | None:
+    """When the dyno process last started or changed state (``created_at``/``updated_at``, whichever is newer)."""
+    stamps = [_parse_time(body.get(k)) for k in ("created_at", "updated_at")]
+    known = [t for t in stamps if t is not None]
+    return max(known) if known else None
+
+
+def _parse_time(raw: Any) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def _attachment_name(var: str) -> str:
     """The attachment whose add-on sets ``var``: DATABASE sets DATABASE_URL."""
     return var[: -len("_URL")] if var.endswith("_URL") else var
 
 
-class HerokuPlatform:
+class HerokuPlatform(HttpAdapter):
     """One config var of one Heroku app."""
 
     name = "heroku"
+    label = "Heroku"
+    status_page = "https://status.heroku.com"
+    default_token_var = "HEROKU_API_KEY"
 
-    def __init__(
-        self,
-        *,
-        token: str,
-        app: str,
-        var: str = "DATABASE_URL",
-        token_var: str = "HEROKU_API_KEY",
-        api_url: str = API_URL,
-        ready_timeout: float = 900.0,
-        poll_interval: float = 5.0,
-        transport: httpx.BaseTransport | None = None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
+    api_base = API_URL
+    secret_what = "Heroku API key"
+
+    def __init__(self, *, app: str, now: Callable[[], datetime] = lambda: datetime.now(UTC), **common: Any) -> None:
+        super().__init__(**common)
         self.app = app
-        self.var = var
-        self.token_var = token_var
-        self.ready_timeout = ready_timeout
-        self.poll_interval = poll_interval
-        self.policy = policy or RetryPolicy()
-        self._client = make_client(api_url, {"Authorization": f"Bearer {token}", "Accept": ACCEPT}, transport=transport)
+        self._now = now  # wall clock, when the API's Date header is missing
         self._baseline: int | None = None  # newest release version before our change
         self._addon: str | None = None  # add-on that owns the var through an attachment, if any
         self._prepared = False
+        # release version -> when deploysafe restarted all dynos on it (pick_up's fallback): only dynos that
+        # (re)started after that moment count as live
+        self._restarted: dict[int, datetime] = {}
+
+    def _headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}", "Accept": ACCEPT}
 
     @classmethod
-    def from_config(
-        cls,
-        loaded: LoadedConfig,
-        transport: httpx.BaseTransport | None = None,
-        policy: RetryPolicy | None = None,
-        **_: Any,
-    ) -> HerokuPlatform:
-        pc = loaded.config.platform
-        assert pc.app  # required for type = "heroku" by the config model
-        token_var = pc.token_var or "HEROKU_API_KEY"
-        return cls(
-            token=secret(token_var, "Heroku API key"),
-            app=pc.app,
-            var=pc.var,
-            token_var=token_var,
-            api_url=pc.api_url or API_URL,
-            ready_timeout=pc.ready_timeout,
-            poll_interval=pc.poll_interval,
-            transport=transport,
-            policy=policy,
-        )
+    def _ids(cls, pc: PlatformConfig) -> dict[str, Any]:
+        return {"app": pc.app}
 
-    # --- the one place responses are checked ------------------------------------------------
+    def _error_text(self, body: Any) -> str:
+        return str(body.get("message") or body.get("id") or "")  # {"id", "message", "url"} per the schema
 
-    def _hint(self, status: int | None, error_id: str | None = None, message: str = "") -> str:
+    def _hint(self, status: int, text: str = "") -> str | None:
         if status in (401, 403):
             return (
                 f"check {self.token_var}: it needs an API key or an authorization made with `heroku "
@@ -123,42 +117,12 @@ class HerokuPlatform:
             return f"app = {self.app!r} in [platform] is wrong, or the token's account cannot see it (`heroku apps`)"
         if status == 429:
             return "Heroku rate-limited the account (4500 requests, refilled ~75/minute); wait a minute and run again"
-        if status == 422 and self.var in message:
+        if status == 422 and ("attachment" in text.lower() or self.var in text):
             return (
                 f"{self.var} is set by an add-on attachment and Heroku will not overwrite it; make the app read "
                 f"another variable and set [platform] var to it"
             )
-        return "check https://status.heroku.com and run again" + (f" (Heroku error id: {error_id})" if error_id else "")
-
-    def _request(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
-        """Send one request and return its JSON body, or raise PlatformError with a hint."""
-        try:
-            resp = send(self._client, method, path, policy=self.policy, **kwargs)
-        except httpx.HTTPError as e:
-            raise PlatformError(
-                f"Heroku {what}: network error ({type(e).__name__})",
-                hint=self._hint(None),
-                platform=self.name,
-            ) from e
-        if resp.is_success:
-            try:
-                return json_body(resp)
-            except ValueError as e:
-                raise PlatformError(f"Heroku {what}: {e}", hint=self._hint(None), platform=self.name) from e
-        try:
-            body = json_body(resp)
-        except ValueError:
-            body = {}
-        error_id = body.get("id") if isinstance(body, dict) else None
-        message = body.get("message") if isinstance(body, dict) else None
-        if resp.status_code == 429:
-            message = f"rate limited after {self.policy.attempts} attempts" + (f": {message}" if message else "")
-        raise PlatformError(
-            redact(f"Heroku {what} failed: HTTP {resp.status_code} {message or resp.reason_phrase}"),
-            hint=self._hint(resp.status_code, error_id, str(message or "")),
-            status=resp.status_code,
-            platform=self.name,
-        )
+        return f"check {self.status_page} and run again"
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -219,24 +183,31 @@ class HerokuPlatform:
             )
 
     def pick_up(self) -> Release:
-        """The release the change created. If none appeared (the value was already set), restart the dynos."""
+        """The release the change created. If none appeared (the value was already set, or [rollback] strategy =
+        "restore" left the URL alone), restart all dynos; live then means dynos started after that restart."""
         newest = self._newest()
         baseline = self._baseline or 0
         if newest and int(newest["version"]) > baseline:
             self._baseline = int(newest["version"])
             return _to_release(newest)
-        self._request("DELETE", f"/apps/{self.app}/dynos", "restart all dynos")
         if not newest:
             raise PlatformError(
                 f"Heroku app {self.app} has no release", hint="deploy the app once, then run again", platform=self.name
             )
+        resp = self._send("DELETE", f"/apps/{self.app}/dynos", "restart all dynos")
+        version = int(newest["version"])
+        self._restarted[version] = _server_time(resp.headers.get("date")) or self._now()
         release = _to_release(newest)
-        return release.model_copy(update={"detail": f"{release.detail} (dynos restarted)"})
+        return release.model_copy(update={"detail": f"{release.detail} (dynos restarted)", "live": False})
 
     # --- waiting --------------------------------------------------------------------------------
 
     def _dynos_live(self, version: int) -> bool:
-        dynos = [_to_dyno(d) for d in self._request("GET", f"/apps/{self.app}/dynos", "list dynos")]
+        bodies = self._request("GET", f"/apps/{self.app}/dynos", "list dynos")
+        restarted = self._restarted.get(version)
+        # after a restart, a dyno still up from before it is not live on the new process yet
+        fresh = {str(b.get("name")) for b in bodies if restarted is None or (_since(b) or restarted) >= restarted}
+        dynos = [_to_dyno(d) for d in bodies]
         web = [d for d in dynos if d[1] == "web"] or dynos
         crashed = [d[0] for d in web if d[2] == version and d[3] == "crashed"]
         if crashed:
@@ -247,7 +218,7 @@ class HerokuPlatform:
                 release=str(version),
             )
         # no dynos at all: the formation is scaled to zero, so nothing is left to come up
-        return all(d[2] == version and d[3] == "up" for d in web)
+        return all(d[2] == version and d[3] == "up" and d[0] in fresh for d in web)
 
     def wait_live(self, release: Release, timeout: float) -> Release:
         version = int(release.id)
@@ -271,21 +242,18 @@ class HerokuPlatform:
             return current.model_copy(update={"live": True})
 
         try:
-            return poll(
+            return self._wait(
                 check,
-                interval=self.poll_interval,
-                timeout=timeout,
                 what=f"Heroku release v{version} with its web dynos",
-                sleep=self.policy.sleep,
-            )
-        except TimeoutError as e:
-            raise PlatformError(
-                f"{e} (last release status: {seen[-1] if seen else 'unknown'})",
+                timeout=timeout,
                 hint=f"check `heroku ps --app {self.app}` and `heroku releases --app {self.app}`; "
                 "raise [platform] ready_timeout if the release phase is slow",
-                platform=self.name,
-                release=str(version),
-            ) from None
+            )
+        except PlatformError as e:
+            if e.status is None and "did not finish" in e.message:
+                e.message = f"{e.message} (last release status: {seen[-1] if seen else 'unknown'})"
+                e.context["release"] = str(version)
+            raise
 
     def describe(self) -> Release | None:
         newest = self._newest()
@@ -325,5 +293,13 @@ class HerokuPlatform:
             )
         return out
 
-    def close(self) -> None:
-        self._client.close()
+
+def _server_time(raw: str | None) -> datetime | None:
+    """The API's ``Date`` header: the restart's moment on Heroku's clock, comparable with dyno timestamps."""
+    if not raw:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Plumbing shared by the HTTP platform adapters (Vercel, Render, Fly.io): one client, one place
+"""Plumbing shared by the HTTP platform adapters (Vercel, Render, Fly.io, Heroku, Railway): one client, one place
 that judges answers, one deadline wrapper."""
 
 from __future__ import annotations
@@ -85,6 +85,21 @@ class HttpAdapter(ABC):
     def _request(self, method: str, path: str, what: str, *, missing_ok: bool = False, **kw: Any) -> Any:
         """Send with retries and judge the answer: parsed JSON (``{}`` when empty), None for an allowed 404,
         else PlatformError with the vendor's message (redacted) and a fix hint."""
+        resp = self._send(method, path, what, allow=frozenset({404}) if missing_ok else frozenset(), **kw)
+        if missing_ok and resp.status_code == 404:
+            return None
+        if not resp.content:
+            return {}
+        try:
+            return json_body(resp)
+        except ValueError as e:
+            raise PlatformError(f"{self.label}: {what}: {redact(str(e))}", status=resp.status_code, platform=self.name) from None
+
+    def _send(
+        self, method: str, path: str, what: str, *, allow: frozenset[int] = frozenset(), **kw: Any
+    ) -> httpx.Response:
+        """Send with retries; the response when it succeeded (or its status is in ``allow``), else PlatformError
+        with the vendor's message (redacted) and a fix hint."""
         try:
             resp = send(self._client, method, path, policy=self._policy, **kw)
         except httpx.TransportError as e:
@@ -93,32 +108,25 @@ class HttpAdapter(ABC):
                 hint=f"check the network and {self.status_page}, then run again",
                 platform=self.name,
             ) from None
-        if missing_ok and resp.status_code == 404:
-            return None
-        if not resp.is_success:
+        if not resp.is_success and resp.status_code not in allow:
             try:
                 text = self._error_text(resp.json())
             except (ValueError, AttributeError, TypeError):
                 text = resp.text[:200]
             raise PlatformError(
                 f"{self.label}: {what} failed: HTTP {resp.status_code}: {redact(text or resp.reason_phrase)}",
-                hint=self._hint(resp.status_code),
+                hint=self._hint(resp.status_code, text or ""),
                 status=resp.status_code,
                 platform=self.name,
             )
-        if not resp.content:
-            return {}
-        try:
-            return json_body(resp)
-        except ValueError as e:
-            raise PlatformError(f"{self.label}: {what}: {redact(str(e))}", status=resp.status_code, platform=self.name) from None
+        return resp
 
     @abstractmethod
     def _error_text(self, body: Any) -> str:
         """The vendor's error message inside an error body."""
 
     @abstractmethod
-    def _hint(self, status: int) -> str | None:
+    def _hint(self, status: int, text: str = "") -> str | None:
         """How to fix a failed call with this status (401: the token, 404: the configured id...)."""
 
     def _wait(self, check: Callable[[], Release | None], *, what: str, timeout: float, hint: str) -> Release:

@@ -63,7 +63,7 @@ class RenderPlatform(HttpAdapter):
     def _error_text(self, body: Any) -> str:
         return str(body.get("message") or "")  # Render's ``error`` schema: {"id", "message"}
 
-    def _hint(self, status: int) -> str | None:
+    def _hint(self, status: int, text: str = "") -> str | None:
         return {
             401: f"the API key in ${self.token_var} is invalid or revoked: create one under Account Settings > API Keys",
             403: f"the API key in ${self.token_var} has no access to service {self.service_id}: use a key of its workspace",

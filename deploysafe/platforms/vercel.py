@@ -62,7 +62,7 @@ class VercelPlatform(HttpAdapter):
         err = body.get("error") or {}
         return f"{err.get('code', '')}: {err.get('message', '')}".strip(": ")
 
-    def _hint(self, status: int) -> str | None:
+    def _hint(self, status: int, text: str = "") -> str | None:
         if status in (401, 403):
             return (
                 f"the token in ${self.token_var} is invalid or lacks access: create one at "

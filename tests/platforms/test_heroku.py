@@ -224,6 +224,36 @@ def test_pick_up_restarts_when_no_release_appeared(api: respx.Router, make: Call
     assert release.id == "41" and release.detail and release.detail.endswith("(dynos restarted)")
 
 
+def dynos_at(version: int, stamp: str) -> httpx.Response:
+    body = fixture("dynos_up")
+    for d in body:
+        d["release"]["version"] = version
+        d["created_at"] = d["updated_at"] = stamp
+    return httpx.Response(200, json=body)
+
+
+def test_restart_fallback_waits_for_dynos_started_after_the_restart(
+    api: respx.Router, make: Callable[[], HerokuPlatform], sleeps: list[float]
+) -> None:
+    # no new release (restore strategy, or the value was already set): the dynos of v41 are restarted, and the
+    # dynos still up on v41 from before the restart must not count as live
+    route(api, "GET", f"/apps/{APP}/addon-attachments", ok("addon-attachments_none"))
+    route(api, "GET", f"/apps/{APP}/releases", ok("releases_baseline"))
+    route(api, "DELETE", f"/apps/{APP}/dynos",
+          httpx.Response(202, json={}, headers={"Date": "Wed, 25 Nov 2026 10:10:00 GMT"}))
+    dynos = route(api, "GET", f"/apps/{APP}/dynos",
+                  dynos_at(41, "2026-11-25T10:06:00Z"), dynos_at(41, "2026-11-25T10:10:04Z"))
+    platform = make()
+    platform.prepare()
+    release = platform.pick_up()
+    assert release.id == "41" and not release.live
+    body = fixture("release_succeeded")
+    body["version"] = 41
+    api.route(method="GET", path=f"/apps/{APP}/releases/41").mock(return_value=httpx.Response(200, json=body))
+    live = platform.wait_live(release, timeout=60)
+    assert live.live and dynos.call_count == 2 and sleeps == [3.0]
+
+
 def test_set_url_refuses_an_addon_owned_var(api: respx.Router, make: Callable[[], HerokuPlatform]) -> None:
     route(api, "GET", f"/apps/{APP}/addon-attachments", ok("addon-attachments_database"))
     route(api, "GET", f"/apps/{APP}/releases", ok("releases_baseline"))
@@ -313,7 +343,8 @@ def test_429_backs_off_honouring_retry_after(
 
 def test_429_exhausted(api: respx.Router, make: Callable[[], HerokuPlatform], sleeps: list[float]) -> None:
     route(api, "GET", f"/apps/{APP}/addon-attachments", httpx.Response(429, json=fixture("error_rate-limit")))
-    with pytest.raises(PlatformError, match="rate limited after 6 attempts") as exc:
+    # one error mapping for every HTTP adapter (issue 18): the vendor's message, the hint says what to do
+    with pytest.raises(PlatformError, match="HTTP 429: Your account reached the API rate limit") as exc:
         make().read_current()
     assert exc.value.status == 429 and exc.value.platform == "heroku"
     assert exc.value.hint and "rate-limited" in exc.value.hint
