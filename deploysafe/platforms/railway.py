@@ -4,24 +4,22 @@ Every query and mutation below is validated against shared/specs/railway-graphql
 introspection result shipped in railwayapp/cli) by tests/platforms/test_railway.py. Behaviour follows
 shared/research/platforms.md §3: ``variableUpsert`` would redeploy on its own but returns only a
 Boolean, so we pass ``skipDeploys: true`` and redeploy ourselves to get a deployment id to poll
-(issue 5). The redeployed deployment is the one serving production when ``prepare()`` ran.
+(issue 5). The redeployed deployment is the one serving production when ``prepare()`` ran. Requests, retries
+and error mapping come from the shared :class:`HttpAdapter` (issue 18).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from deploysafe.config import secret
 from deploysafe.console import console
 from deploysafe.errors import PlatformError
-from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
 from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
 if TYPE_CHECKING:
-    from deploysafe.config import LoadedConfig
+    from deploysafe.config import PlatformConfig
 
 API_URL = "https://backboard.railway.com/graphql/v2"
 # RAILWAY_TOKEN holds a project token, sent as Project-Access-Token; any other variable is an
@@ -93,71 +91,41 @@ def _to_pre_deploy(raw: Any) -> str | None:
     return str(raw)
 
 
-class RailwayPlatform:
+class RailwayPlatform(HttpAdapter):
     """DATABASE_URL of one Railway service in one environment."""
 
     name = "railway"
+    label = "Railway"
+    status_page = "https://status.railway.com"
+    default_token_var = "RAILWAY_API_TOKEN"
 
-    def __init__(
-        self,
-        *,
-        token: str,
-        project_id: str,
-        environment_id: str,
-        service_id: str,
-        var: str = "DATABASE_URL",
-        token_var: str = "RAILWAY_API_TOKEN",
-        api_url: str = API_URL,
-        ready_timeout: float = 900.0,
-        poll_interval: float = 5.0,
-        transport: httpx.BaseTransport | None = None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
+    api_base = API_URL
+    secret_what = "Railway API token"
+
+    def __init__(self, *, project_id: str, environment_id: str, service_id: str, **common: Any) -> None:
+        # posted to the full URL: an empty path on a base_url would gain a trailing slash (/graphql/v2/)
+        self._url = common.get("api_url") or API_URL
+        super().__init__(**common)
         self.project_id = project_id
         self.environment_id = environment_id
         self.service_id = service_id
-        self.var = var
-        self.token_var = token_var
-        self.ready_timeout = ready_timeout
-        self.poll_interval = poll_interval
-        self.policy = policy or RetryPolicy()
-        auth = {"Project-Access-Token": token} if token_var == PROJECT_TOKEN_ENV else {"Authorization": f"Bearer {token}"}
-        # posted to the full URL: an empty path on a base_url would gain a trailing slash (/graphql/v2/)
-        self._url = api_url
-        self._client = make_client(api_url, {**auth, "Content-Type": "application/json"}, transport=transport)
         self._deployment: dict[str, Any] | None = None  # cached by prepare(): what pick_up() redeploys
         self._pre_deploy: str | None = None
         self._prepared = False
 
+    def _headers(self, token: str) -> dict[str, str]:
+        auth = {"Project-Access-Token": token} if self.token_var == PROJECT_TOKEN_ENV else {"Authorization": f"Bearer {token}"}
+        return {**auth, "Content-Type": "application/json"}
+
     @classmethod
-    def from_config(
-        cls,
-        loaded: LoadedConfig,
-        transport: httpx.BaseTransport | None = None,
-        policy: RetryPolicy | None = None,
-        **_: Any,
-    ) -> RailwayPlatform:
-        pc = loaded.config.platform
-        # the config model requires these for type = "railway"
-        assert pc.project and pc.environment_id and pc.service_id
-        token_var = pc.token_var or "RAILWAY_API_TOKEN"
-        return cls(
-            token=secret(token_var, "Railway API token"),
-            project_id=pc.project,
-            environment_id=pc.environment_id,
-            service_id=pc.service_id,
-            var=pc.var,
-            token_var=token_var,
-            api_url=pc.api_url or API_URL,
-            ready_timeout=pc.ready_timeout,
-            poll_interval=pc.poll_interval,
-            transport=transport,
-            policy=policy,
-        )
+    def _ids(cls, pc: PlatformConfig) -> dict[str, Any]:
+        return {"project_id": pc.project, "environment_id": pc.environment_id, "service_id": pc.service_id}
 
-    # --- the one place responses are checked ------------------------------------------------
+    def _error_text(self, body: Any) -> str:
+        errors = body.get("errors") or []
+        return "; ".join(str(e.get("message", e)) for e in errors) if errors else str(body.get("message") or "")
 
-    def _hint(self, status: int | None) -> str:
+    def _hint(self, status: int, text: str = "") -> str | None:
         if status in (401, 403):
             kind = "a project token (Project-Access-Token)" if self.token_var == PROJECT_TOKEN_ENV else "an account or workspace token"
             return (
@@ -173,46 +141,29 @@ class RailwayPlatform:
             )
         if status == 429:
             return "Railway rate-limited the token (Hobby: 1000 requests/hour); wait for the reset and run again"
-        return "check https://status.railway.com and run again"
-
-    def _fail(self, message: str, status: int | None) -> PlatformError:
-        return PlatformError(redact(message), hint=self._hint(status), status=status, platform=self.name)
+        return f"check {self.status_page} and run again"
 
     def _call(self, document: str, variables: dict[str, Any], what: str, *, mutation: bool = False) -> dict[str, Any]:
         """POST one GraphQL document; return ``data`` or raise PlatformError. Queries are safe to
         resend after a network error; mutations are not (a redeploy could run twice)."""
-        try:
-            resp = send(
-                self._client,
-                "POST",
-                self._url,
-                policy=self.policy,
-                retry_network=not mutation,
-                json={"query": document, "variables": variables},
-            )
-        except httpx.HTTPError as e:
-            raise self._fail(f"Railway {what}: network error ({type(e).__name__})", None) from e
-        if resp.status_code == 429:
-            raise self._fail(f"Railway {what}: rate limited (HTTP 429) after {self.policy.attempts} attempts", 429)
-        try:
-            body = json_body(resp)
-        except ValueError as e:
-            if resp.is_success:
-                raise self._fail(f"Railway {what}: {e}", resp.status_code) from e
-            body = {}
+        body = self._request(
+            "POST", self._url, what, retry_network=not mutation, json={"query": document, "variables": variables}
+        )
         errors = body.get("errors") if isinstance(body, dict) else None
-        if not resp.is_success:
-            detail = errors[0].get("message") if errors else resp.reason_phrase
-            raise self._fail(f"Railway {what} failed: HTTP {resp.status_code} {detail}", resp.status_code)
         if errors:
             # GraphQL reports most failures with HTTP 200 and an ``errors`` list (research §3.6)
-            message = "; ".join(str(err.get("message", err)) for err in errors)
+            message = self._error_text(body)
             low = message.lower()
             status = 401 if ("not authorized" in low or "unauthorized" in low) else 404 if "not found" in low else None
-            raise self._fail(f"Railway {what} failed: {message}", status)
+            raise PlatformError(
+                redact(f"Railway: {what} failed: {message}"),
+                hint=self._hint(status) if status else self._hint(0),
+                status=status,
+                platform=self.name,
+            )
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, dict):
-            raise self._fail(f"Railway {what}: response has no data", resp.status_code)
+            raise PlatformError(f"Railway: {what}: response has no data", hint=self._hint(0), platform=self.name)
         return data
 
     # --- Platform ------------------------------------------------------------------------------
@@ -231,6 +182,9 @@ class RailwayPlatform:
         )
         variables = data.get("variables") or {}
         value = variables.get(self.var)
+        if self.var in variables and value is None:
+            # a sealed variable: Railway never returns its value (docs "Sealed Variables"), it is not unset
+            return CurrentValue(readable=False)
         return CurrentValue(readable=True, value=value, reference=_is_reference(value))
 
     def _service(self) -> dict[str, Any]:
@@ -277,7 +231,9 @@ class RailwayPlatform:
             mutation=True,
         )
         if ok.get("variableUpsert") is not True:
-            raise self._fail(f"Railway did not confirm the change of {self.var}", None)
+            raise PlatformError(
+                f"Railway did not confirm the change of {self.var}", hint=self._hint(0), platform=self.name
+            )
 
     def pick_up(self) -> Release:
         """Redeploy the deployment that served production at prepare() time, with the new variables."""
@@ -327,20 +283,17 @@ class RailwayPlatform:
             return current if current.live else None
 
         try:
-            return poll(
+            return self._wait(
                 check,
-                interval=self.poll_interval,
-                timeout=timeout,
                 what=f"Railway deployment {release.id}",
-                sleep=self.policy.sleep,
-            )
-        except TimeoutError as e:
-            raise PlatformError(
-                f"{e} (last status: {seen[-1] if seen else 'unknown'})",
+                timeout=timeout,
                 hint="open the deployment in the Railway dashboard; raise [platform] ready_timeout if builds are slow",
-                platform=self.name,
-                release=release.id,
-            ) from None
+            )
+        except PlatformError as e:
+            if e.status is None and "did not finish" in e.message:
+                e.message = f"{e.message} (last status: {seen[-1] if seen else 'unknown'})"
+                e.context["release"] = release.id
+            raise
 
     def describe(self) -> Release | None:
         instance = self._service()
@@ -360,6 +313,3 @@ class RailwayPlatform:
                 f"re-run, or move migrations out of it."
             )
         return out
-
-    def close(self) -> None:
-        self._client.close()

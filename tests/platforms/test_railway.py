@@ -18,7 +18,7 @@ from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import PlatformError, PreconditionError
 from deploysafe.http import RetryPolicy
 from deploysafe.platforms import railway
-from deploysafe.platforms.base import Platform, Release
+from deploysafe.platforms.base import CurrentValue, Platform, Release
 from deploysafe.platforms.railway import RailwayPlatform
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "railway"
@@ -164,6 +164,19 @@ def test_read_current_plain_value(make: Callable[..., RailwayPlatform]) -> None:
     _, variables, headers = gql.calls[0]
     assert variables == SENT["variables"]  # unrendered: references come back as text, never resolved
     assert headers["authorization"] == f"Bearer {TOKEN}"
+
+
+def test_a_sealed_variable_is_unreadable_not_unset(make: Callable[..., RailwayPlatform]) -> None:
+    # sealed variables come back with a null value: "unset" would let a restore delete the real value
+    gql = Gql()
+    gql.on("variables", "variables_sealed")
+    assert make(gql).read_current() == CurrentValue(readable=False)
+
+
+def test_an_absent_variable_is_unset(make: Callable[..., RailwayPlatform]) -> None:
+    gql = Gql()
+    gql.on("variables", httpx.Response(200, json={"data": {"variables": {"PORT": "8080"}}}))
+    assert make(gql).read_current() == CurrentValue(readable=True, value=None)
 
 
 def test_read_current_keeps_reference(make: Callable[..., RailwayPlatform]) -> None:
