@@ -138,6 +138,13 @@ class PlatformConfig(_Model):
         None, description="command: sets the variable; the new value arrives in $DEPLOYSAFE_NEW_URL, never on argv."
     )
     wait_command: str | None = Field(None, description="command: exits 0 once the new release is live.")
+    release_command: str | None = Field(
+        None, description="dotenv/command: prints the id of the app release running now (e.g. a git SHA)."
+    )
+    rollback_command: str | None = Field(
+        None,
+        description="dotenv/command: brings back the app release whose id is in $DEPLOYSAFE_RELEASE (and restarts it).",
+    )
     # HTTP platforms
     token_env: str | None = Field(None, description="Environment variable holding the platform API token.")
     project: str | None = Field(None, description="vercel: project id or name; railway: project id.")
@@ -233,6 +240,11 @@ class RollbackConfig(_Model):
     strategy: Literal["repoint", "restore"] = Field(
         default="repoint",
         description="repoint: point DATABASE_URL at the snapshot; restore (neon only): restore production from it in place.",
+    )
+    app: Literal["auto", "keep"] = Field(
+        default="auto",
+        description="auto: when the app's live release changed during the deploy, bring the recorded one back with the "
+        "database; keep: only the database moves.",
     )
 
 

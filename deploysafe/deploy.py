@@ -146,6 +146,7 @@ def _timed(summary: Summary, journal: Journal, name: str, fn: Any, **details: An
 
 def _preflight(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform: Platform) -> tuple[Plan, Any]:
     from deploysafe.inuse import app_points_at
+    from deploysafe.rollback import app_plan
 
     prod = provider.production()
     caveats = platform.caveats()
@@ -162,7 +163,7 @@ def _preflight(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, pl
     plan = plan_deploy(
         loaded.config, snapshot=name, production=prod.name, app_points_at=where.name, caveats=caveats,
         prune=prune_names, rehearse=opts.rehearse, no_rollback=opts.no_rollback,
-        allow_destructive=opts.allow_destructive, watch=opts.watch,
+        allow_destructive=opts.allow_destructive, watch=opts.watch, app_rollback=app_plan(loaded, platform),
     )
     return plan, (prod, sha, where)
 
@@ -362,6 +363,7 @@ def _rollback(loaded: LoadedConfig, provider: Provider, platform: Platform, prep
         "seconds_verdict_to_healthy": round(outcome.timings.get("verdict_to_healthy", 0.0), 3),
         "timings": {k: round(v, 3) for k, v in outcome.timings.items()},
         "failed_state_kept": prepared.failed_state,
+        "app_release": outcome.app_release,  # the recorded release brought back with the database, if any
     }
     try:
         if loaded.config.rollback.strategy == "repoint":  # restore: the failed state has no compute to read
@@ -407,6 +409,8 @@ def render_summary(summary: Summary) -> str:
             f"{format_duration(summary.rollback['seconds_verdict_to_healthy'])}"
         )
         lines.append(f"  kept with the failed state: {summary.rollback['failed_state_kept']}")
+        if summary.rollback.get("app_release"):
+            lines.append(f"  app release brought back: {summary.rollback['app_release']}")
     for d in summary.divergence:
         lines.append(f"    {d['table']}: {d.get('only_in_failed')} row(s) only in the failed state {d.get('note', '')}".rstrip())
     if summary.pruned:

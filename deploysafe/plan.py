@@ -28,12 +28,15 @@ class Plan:
     prune: tuple[str, ...]
     warnings: tuple[str, ...]
     rollback: bool
+    app_rollback: str | None = None  # what a rollback does with the app's code (issue 18)
 
     def render(self) -> str:
         lines = [f"Plan: guarded deploy of {self.production!r}", f"  pre-deploy snapshot: {self.snapshot}"]
         for i, s in enumerate(self.steps, 1):
             undo = f"  (on failure: {s.undo})" if s.undo else ""
             lines.append(f"  {i:>2}. {s.name:<10} {s.does}{undo}")
+        if self.rollback and self.app_rollback:
+            lines.append(f"  on rollback, {self.app_rollback}")
         if self.prune:
             lines.append("  prune would delete: " + ", ".join(self.prune))
         else:
@@ -54,6 +57,7 @@ def plan_deploy(
     no_rollback: bool,
     allow_destructive: bool,
     watch: float | None = None,
+    app_rollback: str | None = None,
 ) -> Plan:
     app = config.app
     rollback_undo = None if no_rollback else f"roll back: point {config.platform.var} at {snapshot}, restart, probe"
@@ -84,4 +88,6 @@ def plan_deploy(
         warnings.append(
             f"the app points at {app_points_at!r}, not production {production!r}: run `deploysafe promote` first"
         )
-    return Plan(snapshot, production, tuple(steps), tuple(prune), tuple(warnings), not no_rollback)
+    if not no_rollback and config.deploy.app_deploy and app_rollback and "NOT rolled back" in app_rollback:
+        warnings.append(f"[deploy] app_deploy ships new code, and {app_rollback}")
+    return Plan(snapshot, production, tuple(steps), tuple(prune), tuple(warnings), not no_rollback, app_rollback)

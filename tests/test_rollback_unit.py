@@ -45,7 +45,9 @@ def test_prepare_resolves_everything_and_changes_nothing(snap_rig: Rig) -> None:
     assert snap_rig.platform.prepared and snap_rig.platform.value == snap_rig.prod_url
     methods = snap_rig.provider.faults.methods()
     assert methods.index("ensure_serving") < methods.index("connection_url")
-    assert snap_rig.platform.faults.methods() == ["prepare", "read_current"]
+    # the release live before the deploy is recorded too ([rollback] app = "auto"), to bring it back if it changes
+    assert snap_rig.platform.faults.methods() == ["prepare", "read_current", "describe"]
+    assert p.app_release == snap_rig.platform.releases[0]
 
 
 def test_prepare_lazy_leaves_the_snapshot_without_a_compute(snap_rig: Rig) -> None:
@@ -74,7 +76,8 @@ def test_execute_repoints_picks_up_waits_and_probes_the_snapshot(snap_rig: Rig) 
     out = execute(snap_rig, p, verdict_at=0.0)
     url = snap_rig.provider.url_of(SNAP)
     assert out.healthy and out.verdict and out.verdict.healthy
-    assert snap_rig.platform.faults.methods()[2:] == ["set_url", "pick_up", "wait_live"]
+    # the app's release did not change (describe: same code), so only the database moves
+    assert snap_rig.platform.faults.methods()[3:] == ["describe", "set_url", "pick_up", "wait_live"]
     assert snap_rig.platform.value == snap_rig.platform.live_value == url
     assert snap_rig.platform.releases[-1].live
     assert snap_rig.platform.faults.calls("wait_live")[0].args[1] == snap_rig.loaded.config.platform.ready_timeout

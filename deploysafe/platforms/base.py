@@ -29,6 +29,27 @@ class Release(BaseModel):
     failed: bool = False
     url: str | None = None
     detail: str | None = None
+    # what code the release runs (commit, image, slug, build): two releases with the same code are the same app
+    code: str | None = None
+
+    @property
+    def runs(self) -> str:
+        """The code identity to compare releases by: ``code`` when known, else the release id."""
+        return self.code or self.id
+
+
+@runtime_checkable
+class ReleaseRollback(Protocol):
+    """Capability of a platform that can bring back a previous release of the app's code (issue 18)."""
+
+    def how(self) -> str:
+        """One line for the plan: how a previous release is brought back, and whether it reads the new variable."""
+        ...
+
+    def return_to(self, release: Release, url: str | None) -> Release:
+        """Start running ``release``'s code again. ``url``: also set the variable to it, in the order that keeps the
+        app working (one release action where the platform can do both). Returns the release to ``wait_live`` on."""
+        ...
 
 
 @runtime_checkable
@@ -59,6 +80,11 @@ class Platform(Protocol):
 
     def describe(self) -> Release | None:
         """The release serving production now, where the platform can tell."""
+        ...
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        """The capability to bring back a previous release, or None when this platform (as configured) cannot.
+        No I/O: the plan asks it."""
         ...
 
     def caveats(self) -> list[str]:

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import PlatformError
 from deploysafe.platforms.base import CurrentValue, Release
-from deploysafe.platforms.dotenv import run_user_command
+from deploysafe.platforms.dotenv import UserReleases, run_user_command
 from deploysafe.redact import redact, register_secret, url_password
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
 
 
-class CommandPlatform:
+class CommandPlatform(UserReleases):
     name = "command"
 
     def __init__(
@@ -35,7 +35,11 @@ class CommandPlatform:
         var: str,
         cwd: Path,
         timeout: float,
+        release_command: str | None = None,
+        rollback_command: str | None = None,
     ) -> None:
+        self.release_command = release_command
+        self.rollback_command = rollback_command
         self.set_command = set_command
         self.get_command = get_command
         self.restart = restart
@@ -57,6 +61,8 @@ class CommandPlatform:
             var=p.var,
             cwd=loaded.root,
             timeout=p.ready_timeout,
+            release_command=p.release_command,
+            rollback_command=p.rollback_command,
         )
 
     def _env(self) -> dict[str, str]:
@@ -97,9 +103,6 @@ class CommandPlatform:
         if self.wait_command:
             run_user_command(self.name, "wait", self.wait_command, cwd=self.cwd, env=self._env(), timeout=timeout)
         return release.model_copy(update={"live": True, "status": "live"})
-
-    def describe(self) -> Release | None:
-        return None
 
     def caveats(self) -> list[str]:
         return [] if self.get_command else ["command: no get_command, so deploysafe cannot read where the app points"]

@@ -9,13 +9,14 @@ command runs through the shell in the config's folder with the new URL in
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.envfile import read_var, write_var
 from deploysafe.errors import PlatformError, StepError
-from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -39,22 +40,75 @@ def run_user_command(platform: str, what: str, command: str, *, cwd: Path, env: 
     return result.output
 
 
-class DotenvPlatform:
+class UserReleases(ABC):
+    """Releases through the user's own commands (dotenv/command): ``release_command`` prints the id of the release
+    running now, ``rollback_command`` brings back the one in ``$DEPLOYSAFE_RELEASE``."""
+
+    name: str
+    cwd: Path
+    timeout: float
+    release_command: str | None
+    rollback_command: str | None
+
+    @abstractmethod
+    def _env(self) -> dict[str, str]:
+        """The environment the user's commands run with (the new URL in $DEPLOYSAFE_NEW_URL, never on argv)."""
+
+    @abstractmethod
+    def set_url(self, url: str) -> None:
+        """Set the variable (the Platform method)."""
+
+    def describe(self) -> Release | None:
+        if not self.release_command:
+            return None
+        out = run_user_command(self.name, "release", self.release_command, cwd=self.cwd, env=self._env(),
+                               timeout=min(self.timeout, 60.0))
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        if not lines:
+            raise PlatformError(f"{self.name}: release command printed nothing", platform=self.name,
+                                hint=f"it must print the id of the running release: {self.release_command}")
+        return Release(id=lines[-1], status="running", live=True, code=lines[-1])
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        return self if self.release_command and self.rollback_command else None
+
+    def how(self) -> str:
+        return f"{self.name}: set the variable, then run [platform] rollback_command with $DEPLOYSAFE_RELEASE"
+
+    def return_to(self, release: Release, url: str | None) -> Release:
+        if url is not None:
+            self.set_url(url)
+        assert self.rollback_command is not None  # release_rollback() offers this only with one
+        env = {**self._env(), "DEPLOYSAFE_RELEASE": release.id}
+        run_user_command(self.name, "rollback", self.rollback_command, cwd=self.cwd, env=env, timeout=self.timeout)
+        return Release(id=release.id, status="restarted", code=release.code)
+
+
+class DotenvPlatform(UserReleases):
     name = "dotenv"
 
-    def __init__(self, env_file: Path, var: str, restart: str | None, cwd: Path, timeout: float) -> None:
+    def __init__(
+        self, env_file: Path, var: str, restart: str | None, cwd: Path, timeout: float, *,
+        release_command: str | None = None, rollback_command: str | None = None,
+    ) -> None:
         self.env_file = env_file
         self.var = var
         self.restart = restart
         self.cwd = cwd
         self.timeout = timeout
+        self.release_command = release_command
+        self.rollback_command = rollback_command
         self._last_url: str | None = None
 
     @classmethod
     def from_config(cls, loaded: LoadedConfig, **_: Any) -> DotenvPlatform:
         p = loaded.config.platform
         assert p.env_file is not None  # validated by the config model
-        return cls(loaded.resolve(p.env_file), p.var, p.restart, loaded.root, p.ready_timeout)
+        return cls(loaded.resolve(p.env_file), p.var, p.restart, loaded.root, p.ready_timeout,
+                   release_command=p.release_command, rollback_command=p.rollback_command)
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "DEPLOYSAFE_NEW_URL": self._last_url or "", "DEPLOYSAFE_ENV_FILE": str(self.env_file)}
 
     def read_current(self) -> CurrentValue:
         if not self.env_file.exists():
@@ -84,16 +138,12 @@ class DotenvPlatform:
     def pick_up(self) -> Release:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         if self.restart:
-            env = {**os.environ, "DEPLOYSAFE_NEW_URL": self._last_url or "", "DEPLOYSAFE_ENV_FILE": str(self.env_file)}
-            run_user_command(self.name, "restart", self.restart, cwd=self.cwd, env=env, timeout=self.timeout)
+            run_user_command(self.name, "restart", self.restart, cwd=self.cwd, env=self._env(), timeout=self.timeout)
         return Release(id=f"restart-{stamp}", status="restarted", live=True)
 
     def wait_live(self, release: Release, timeout: float) -> Release:
-        # A restart command that returned has done its job; the probes decide whether the app is healthy.
-        return release
-
-    def describe(self) -> Release | None:
-        return None
+        # A restart (or rollback) command that returned has done its job; the probes decide whether the app is healthy.
+        return release.model_copy(update={"live": True})
 
     def caveats(self) -> list[str]:
         if not self.restart:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
 from deploysafe.providers.fake import Faults
 
 
@@ -32,6 +32,8 @@ class FakePlatform:
         healthy_urls: Iterable[str] = (),
         caveats: Iterable[str] = (),
         fail_release: bool = False,
+        code: str = "code-0",
+        can_return: bool = True,
     ) -> None:
         self.value = value  # what the variable holds (set_url changes it at once)
         self.live_value = value  # what the running app uses (changes at pick_up)
@@ -40,14 +42,32 @@ class FakePlatform:
         self.healthy_urls: set[str] = set(healthy_urls)
         self._caveats = list(caveats)
         self.fail_release = fail_release  # wait_live sees the new release fail (a crashing build)
-        self.releases: list[Release] = [Release(id="rel-0", status="live", live=True)]
+        self.releases: list[Release] = [Release(id="rel-0", status="live", live=True, code=code)]
+        self.can_return = can_return  # whether it offers the ReleaseRollback capability
+        self.broken_code: set[str] = set()  # code the app is unhealthy on whatever the database
         self.prepared = False
         self.closed = False
         self.faults = Faults(self)
 
     def app_healthy(self) -> bool:
-        """What a probe double asks: is the app healthy on the URL it runs on now?"""
-        return self.live_value is not None and self.live_value in self.healthy_urls
+        """What a probe double asks: is the app healthy on the URL and the code it runs now?"""
+        return (
+            self.live_value is not None and self.live_value in self.healthy_urls and self.live_code not in self.broken_code
+        )
+
+    @property
+    def live_code(self) -> str | None:
+        live = self.describe_quiet()
+        return live.code if live else None
+
+    def describe_quiet(self) -> Release | None:
+        return next((r for r in reversed(self.releases) if r.live), None)
+
+    def ship(self, code: str) -> Release:
+        """What an app deploy does (deploysafe's ``[deploy] app_deploy``, or the platform on its own): new code live."""
+        release = Release(id=f"rel-{len(self.releases)}", status="live", live=True, code=code)
+        self.releases.append(release)
+        return release
 
     # --- Platform ------------------------------------------------------------------------------
 
@@ -68,7 +88,7 @@ class FakePlatform:
 
     def pick_up(self) -> Release:
         self.faults.record("pick_up")
-        release = Release(id=f"rel-{len(self.releases)}", status="building")
+        release = Release(id=f"rel-{len(self.releases)}", status="building", code=self.live_code)
         self.releases.append(release)
         self.live_value = self.value
         return release
@@ -87,7 +107,25 @@ class FakePlatform:
 
     def describe(self) -> Release | None:
         self.faults.record("describe")
-        return next((r for r in reversed(self.releases) if r.live), None)
+        return self.describe_quiet()
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        return self if self.can_return else None
+
+    # --- ReleaseRollback ---------------------------------------------------------------------------
+
+    def how(self) -> str:
+        return "fake: start the recorded release again with the current variable"
+
+    def return_to(self, release: Release, url: str | None) -> Release:
+        self.faults.record("return_to", release, url)
+        if url is not None:
+            self.value = url
+            self.reference = False
+        back = Release(id=f"rel-{len(self.releases)}", status="building", code=release.code)
+        self.releases.append(back)
+        self.live_value = self.value
+        return back
 
     def caveats(self) -> list[str]:
         self.faults.record("caveats")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
 from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
@@ -198,22 +198,31 @@ class FlyPlatform(HttpAdapter):
     def pick_up(self) -> Release:
         """Roll the new secrets version out to every app Machine (as ``fly secrets deploy``), or, when no secret was
         set in this run ([rollback] strategy = "restore": the URL did not change), restart the running ones."""
+        return self._roll(None)
+
+    def _roll(self, image: str | None) -> Release:
+        """Update every app Machine (under its lease) to the secrets version set in this run and, given ``image``,
+        to that image; with neither, restart the running ones."""
         # fresh configs: an update replaces the whole config, so a stale copy would undo a later `fly deploy`
         machines = self._list_machines()
+        plain_restart = self._secrets_version is None and image is None
         self._pending = {}
         touched = 0
         for m in machines:
             mid = str(m["id"])
             start = _starts(m)
-            if self._secrets_version is None and not start:
+            if plain_restart and not start:
                 continue  # a restart only concerns Machines that run; the others boot fresh on the next request
             nonce = self._lease(mid)
             try:
-                if self._secrets_version is None:
+                if plain_restart:
                     self._api("POST", f"/machines/{mid}/restart", f"restart Machine {mid}", headers={LEASE_HEADER: nonce})
                     self._pending[mid] = ""  # a restart keeps the instance id
                 else:
-                    body = {"config": m["config"], "min_secrets_version": self._secrets_version, "skip_launch": not start}
+                    config = {**m["config"], "image": image} if image else m["config"]
+                    body: dict[str, Any] = {"config": config, "skip_launch": not start}
+                    if self._secrets_version is not None:
+                        body["min_secrets_version"] = self._secrets_version
                     new = self._api("POST", f"/machines/{mid}", f"update Machine {mid}", json=body,
                                     headers={LEASE_HEADER: nonce})
                     if start:
@@ -221,11 +230,12 @@ class FlyPlatform(HttpAdapter):
             finally:
                 self._release_lease(mid, nonce)
             touched += 1
-        if self._secrets_version is None:
+        if plain_restart:
             return Release(id=f"restart-{self.app}", status=f"{touched} machines restarted",
                            detail=f"{touched} restarted, {len(machines) - touched} not running")
         return Release(
-            id=f"secrets-v{self._secrets_version}",
+            id=f"image-{image}" if image else f"secrets-v{self._secrets_version}",
+            code=image,
             status=f"{touched} machines updated",
             detail=f"{len(self._pending)} to start, {touched - len(self._pending)} left stopped",
         )
@@ -256,8 +266,33 @@ class FlyPlatform(HttpAdapter):
         )
 
     def describe(self) -> Release | None:
+        """What the app's Machines run: their image (the release id flyctl deploys), when they all run one."""
         machines = self._list_machines()
-        return self._to_release(machines, f"{self.app}")
+        images = {str((m.get("config") or {}).get("image") or "") for m in machines}
+        image = images.pop() if len(images) == 1 else None
+        release = self._to_release(machines, image or self.app)
+        return release.model_copy(update={"code": image or None})
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        return self
+
+    def how(self) -> str:
+        return (
+            "Fly.io: set the secret, then update every app Machine to the recorded image with the new secrets "
+            "version (one update per Machine, under its lease)"
+        )
+
+    def return_to(self, release: Release, url: str | None) -> Release:
+        if not release.code:
+            raise PlatformError(
+                f"Fly.io: the Machines of {self.app} ran more than one image before the deploy; deploysafe cannot "
+                "tell which one to bring back",
+                hint=f"pick the image in `fly releases -a {self.app} --image` and run `fly deploy --image <it>`",
+                platform=self.name,
+            )
+        if url is not None:
+            self.set_url(url)
+        return self._roll(release.code)
 
     def caveats(self) -> list[str]:
         return [

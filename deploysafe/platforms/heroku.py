@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
 from deploysafe.platforms.http_base import HttpAdapter
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def _to_release(body: dict[str, Any]) -> Release:
         live=status == "succeeded" and bool(body.get("current")),
         failed=status in ("failed", "expired"),
         detail=f"v{version}: {body.get('description') or ''}".strip(),
+        code=(body.get("slug") or {}).get("id"),  # the code it runs; None for container (OCI image) releases
     )
 
 
@@ -258,6 +259,35 @@ class HerokuPlatform(HttpAdapter):
     def describe(self) -> Release | None:
         newest = self._newest()
         return _to_release(newest) if newest else None
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        return self
+
+    def how(self) -> str:
+        return (
+            "Heroku: create a release of the recorded slug (the config vars stay as they are now), then set the "
+            "variable (a second release; Heroku cannot do both in one)"
+        )
+
+    def return_to(self, release: Release, url: str | None) -> Release:
+        """A new release of the recorded slug (Platform API "Create" release), not "Rollback": that would also bring
+        back the old release's config vars, undoing any other change. The slug goes first so the release phase that a
+        config change re-runs is the old code's, never the failed deploy's against the snapshot."""
+        if not release.code:
+            raise PlatformError(
+                f"Heroku: release v{release.id} of {self.app} has no slug (a container release) to bring back",
+                hint=f"roll back by hand: heroku releases:rollback v{release.id} --app {self.app}, then set {self.var}",
+                platform=self.name,
+            )
+        created = self._request(
+            "POST", f"/apps/{self.app}/releases", f"release the slug of v{release.id}",
+            json={"slug": release.code, "description": f"deploysafe: back to the code of v{release.id}"},
+        )
+        if url is None:
+            return _to_release(created)
+        self._baseline = int(created.get("version") or 0) or self._baseline
+        self.set_url(url)
+        return self.pick_up()
 
     # --- warnings -------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
 from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
@@ -301,6 +301,22 @@ class RailwayPlatform(HttpAdapter):
             return _to_release(self._serving(instance))
         except PlatformError:
             return None
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        return self
+
+    def how(self) -> str:
+        return (
+            "Railway: set the variable (deploys skipped), then redeploy the recorded deployment "
+            "(deploymentRedeploy: its image with the current variables: one release action)"
+        )
+
+    def return_to(self, release: Release, url: str | None) -> Release:
+        # not deploymentRollback: that also brings back the old deployment's variables (the old URL)
+        if url is not None:
+            self.set_url(url)
+        data = self._call(M_REDEPLOY, {"id": release.id}, f"redeploy {release.id}", mutation=True)
+        return _to_release(data["deploymentRedeploy"])
 
     def caveats(self) -> list[str]:
         out: list[str] = []

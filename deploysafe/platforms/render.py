@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
 from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
@@ -84,6 +84,7 @@ class RenderPlatform(HttpAdapter):
             live=status == "live",
             failed=status in _FAILED,
             detail=f"{status} (commit {commit})" if commit else status,
+            code=commit,
         )
 
     def _to_pre_deploy(self, service: dict[str, Any]) -> str | None:
@@ -241,6 +242,23 @@ class RenderPlatform(HttpAdapter):
     def describe(self) -> Release | None:
         live = self._live_deploy()
         return self._to_release(live) if live else None
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        return self
+
+    def how(self) -> str:
+        return (
+            "Render: set the variable, then roll back to the recorded deploy (its build artifact, started with the "
+            "service's current variables: one release action)"
+        )
+
+    def return_to(self, release: Release, url: str | None) -> Release:
+        if url is not None:
+            self.set_url(url)
+        target: dict[str, Any] = {"id": release.id}
+        if release.code:
+            target["commit"] = {"id": release.code}  # what a queued (202) rollback is recognised by
+        return self._rollback(target)
 
     def caveats(self) -> list[str]:
         notes: list[str] = []

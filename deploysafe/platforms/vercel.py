@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release
+from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
 from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
@@ -107,6 +107,7 @@ class VercelPlatform(HttpAdapter):
             failed=state in _FAILED_STATES or bool(alias_error),
             url=d.get("url"),
             detail=redact(str(detail)) if detail else None,
+            code=(d.get("meta") or {}).get("githubCommitSha") or None,
         )
 
     # -- Platform ----------------------------------------------------------------------------------
@@ -147,9 +148,15 @@ class VercelPlatform(HttpAdapter):
     def pick_up(self) -> Release:
         if self._production_id is None:
             self.prepare()
-        # what `vercel redeploy` sends: a new build of the production deployment with today's variables
+        assert self._production_id is not None
+        return self._redeploy(self._production_id)
+
+    def _redeploy(self, deployment_id: str) -> Release:
+        if self._project_name is None:
+            self.prepare()
+        # what `vercel redeploy` sends: a new build of that deployment's source with today's variables
         body = {
-            "deploymentId": self._production_id,
+            "deploymentId": deployment_id,
             "name": self._project_name,
             "target": "production",
             "meta": {"action": "redeploy"},
@@ -230,6 +237,22 @@ class VercelPlatform(HttpAdapter):
         project = self._call("GET", f"/v9/projects/{self.project}", f"read project {self.project}")
         production = (project.get("targets") or {}).get("production")
         return self._to_release(production) if production else None
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        return self
+
+    def how(self) -> str:
+        return (
+            "Vercel: set the variable, then redeploy the recorded production deployment (a new build of its source "
+            "with the current variables: one release action), promoted if staged"
+        )
+
+    def return_to(self, release: Release, url: str | None) -> Release:
+        # not Instant Rollback: that serves the old build with the variables it was built with (the old URL),
+        # and turns off auto-assignment of production domains afterwards
+        if url is not None:
+            self.set_url(url)
+        return self._redeploy(release.id)
 
     def caveats(self) -> list[str]:
         env = self._entry()

@@ -208,7 +208,8 @@ def test_set_then_pick_up_returns_the_release_the_patch_made(
     platform.set_url(SNAPSHOT_URL)
     assert json.loads(patch.calls[0].request.content) == {"DATABASE_URL": SNAPSHOT_URL}
     release = platform.pick_up()
-    assert release == Release(id="42", status="pending", detail="v42: Set DATABASE_URL config vars")
+    assert release == Release(id="42", status="pending", detail="v42: Set DATABASE_URL config vars",
+                              code=fixture("releases_new")[0]["slug"]["id"])
     assert releases.calls[0].request.headers["range"] == "version ..; order=desc, max=1"
     assert [c.request.method for c in api.calls] == ["GET", "GET", "PATCH", "GET"]
 
@@ -325,7 +326,8 @@ def test_wait_live_deadline(api: respx.Router, make: Callable[[], HerokuPlatform
 def test_describe(api: respx.Router, make: Callable[[], HerokuPlatform]) -> None:
     route(api, "GET", f"/apps/{APP}/releases", ok("releases_baseline"))
     described = make().describe()
-    assert described == Release(id="41", status="succeeded", live=True, detail="v41: Deploy 1a2b3c4d")
+    assert described == Release(id="41", status="succeeded", live=True, detail="v41: Deploy 1a2b3c4d",
+                                code="5d1c9f0e-7a2b-4c3d-9e8f-0a1b2c3d4e5f")  # the slug: what code v41 runs
 
 
 # --- errors ----------------------------------------------------------------------------------------------

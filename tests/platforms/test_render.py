@@ -117,7 +117,7 @@ def test_pick_up_rolls_back_to_the_live_deploy_not_the_last_build(render: Render
     rollback = router.post(f"/services/{SID}/rollback").mock(return_value=fx("deploys_create_ok", 201))
     deploys = router.post(f"/services/{SID}/deploys")
     release = render.pick_up()
-    assert release == Release(id=DEPLOY, status="created", detail="created (commit 9f2c1e7a)")
+    assert release == Release(id=DEPLOY, status="created", detail="created (commit 9f2c1e7a)", code="9f2c1e7a")
     assert json.loads(rollback.calls.last.request.content) == {"deployId": LIVE}
     assert not deploys.called
 
