@@ -299,3 +299,34 @@ def test_no_message_contains_the_token_or_the_url_password(
     for t in (text, out.out, out.err):
         assert TOKEN not in t and "snapPW42" not in t
     assert "****" in text
+
+
+def test_describe_is_the_image_the_machines_run(fly: FlyPlatform, router: respx.MockRouter) -> None:
+    router.get("/machines").mock(return_value=fx("machines_list_ok"))
+    described = fly.describe()
+    assert described is not None and described.code == "registry.fly.io/shop:deployment-01JBX2Q6Z8R5M3"
+
+
+def test_return_to_updates_machines_to_the_recorded_image_with_the_new_secret(
+    fly: FlyPlatform, router: respx.MockRouter
+) -> None:
+    secrets = router.post("/secrets").mock(return_value=fx("secrets_update_ok"))
+    router.get("/machines").mock(return_value=fx("machines_list_ok"))
+    leases(router, WEB1, WEB2)
+    up1 = router.post(f"/machines/{WEB1}").mock(return_value=fx("machines_update_web1"))
+    router.post(f"/machines/{WEB2}").mock(return_value=fx("machines_update_web2"))
+    old = "registry.fly.io/shop:deployment-01JAOLDOLDOLD0"
+    release = fly.return_to(Release(id=old, status="1/1 machines started", live=True, code=old), SNAPSHOT_URL)
+    assert secrets.called
+    sent = json.loads(up1.calls.last.request.content)
+    assert sent["config"]["image"] == old and sent["min_secrets_version"] == 17  # one update: code and secret
+    listed = {m["id"]: m for m in load("machines_list_ok")}
+    assert {k: v for k, v in sent["config"].items() if k != "image"} == {
+        k: v for k, v in listed[WEB1]["config"].items() if k != "image"}
+    assert release.code == old and release.id == f"image-{old}"
+
+
+def test_return_to_refuses_when_the_machines_ran_several_images(fly: FlyPlatform, router: respx.MockRouter) -> None:
+    with pytest.raises(PlatformError, match="more than one image") as e:
+        fly.return_to(Release(id="shop", status="x", live=True), SNAPSHOT_URL)
+    assert e.value.hint and "fly deploy --image" in e.value.hint

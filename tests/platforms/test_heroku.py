@@ -225,6 +225,33 @@ def test_pick_up_restarts_when_no_release_appeared(api: respx.Router, make: Call
     assert release.id == "41" and release.detail and release.detail.endswith("(dynos restarted)")
 
 
+def test_return_to_releases_the_recorded_slug_then_sets_the_variable(
+    api: respx.Router, make: Callable[[], HerokuPlatform]
+) -> None:
+    # the recorded release v41 ran slug 5d1c...; the deploy shipped another. "Create" release with the old slug
+    # (config vars as they are now), then the config var: its release (v43) is the one to wait on
+    recorded = Release(id="41", status="succeeded", live=True, code="5d1c9f0e-7a2b-4c3d-9e8f-0a1b2c3d4e5f")
+    slug_release = {**fixture("releases_new")[0], "version": 42, "description": "deploysafe: back to the code of v41"}
+    config_release = {**fixture("releases_new")[0], "version": 43, "id": "c0a8e1f2-0000-4000-8000-000000000043"}
+    route(api, "GET", f"/apps/{APP}/addon-attachments", ok("addon-attachments_none"))
+    create = route(api, "POST", f"/apps/{APP}/releases", httpx.Response(201, json=slug_release))
+    patch = route(api, "PATCH", f"/apps/{APP}/config-vars", ok("config-vars_patch"))
+    route(api, "GET", f"/apps/{APP}/releases", httpx.Response(200, json=[config_release]))
+    platform = make()
+    release = platform.return_to(recorded, SNAPSHOT_URL)
+    assert json.loads(create.calls.last.request.content) == {
+        "slug": recorded.code, "description": "deploysafe: back to the code of v41"}
+    assert json.loads(patch.calls.last.request.content) == {"DATABASE_URL": SNAPSHOT_URL}
+    assert [c.request.method for c in api.calls if c.request.method != "GET"] == ["POST", "PATCH"]  # slug first
+    assert release.id == "43"
+
+
+def test_return_to_without_a_slug_is_a_clear_error(api: respx.Router, make: Callable[[], HerokuPlatform]) -> None:
+    with pytest.raises(PlatformError, match="no slug") as exc:
+        make().return_to(Release(id="41", status="succeeded"), SNAPSHOT_URL)
+    assert exc.value.hint and "releases:rollback v41" in exc.value.hint and not api.calls
+
+
 def dynos_at(version: int, stamp: str) -> httpx.Response:
     body = fixture("dynos_up")
     for d in body:

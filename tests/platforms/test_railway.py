@@ -236,6 +236,18 @@ def test_pick_up_redeploys_the_deployment_serving_at_prepare(make: Callable[...,
     )
 
 
+def test_return_to_sets_then_redeploys_the_recorded_deployment(make: Callable[..., RailwayPlatform]) -> None:
+    gql = Gql()
+    gql.on("variableUpsert", "variableUpsert_ok")
+    gql.on("deploymentRedeploy", "deploymentRedeploy_ok")
+    recorded = Release(id="0f9e8d7c-6b5a-4493-8271-605f4e3d2c1b", status="SUCCESS", live=True)
+    release = make(gql).return_to(recorded, SNAPSHOT_URL)
+    assert gql.ops() == ["variableUpsert", "deploymentRedeploy"]  # the variable first: the redeploy reads it
+    assert gql.calls[0][1]["input"]["value"] == SNAPSHOT_URL and gql.calls[0][1]["input"]["skipDeploys"] is True
+    assert gql.calls[1][1] == {"id": recorded.id}
+    assert release.id == NEW_DEP
+
+
 def test_pick_up_without_prepare_resolves_first(make: Callable[..., RailwayPlatform]) -> None:
     gql = Gql()
     gql.on("serviceInstance", "serviceInstance_ok")

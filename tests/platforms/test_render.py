@@ -146,6 +146,22 @@ def test_a_queued_rollback_that_cannot_be_told_apart_is_an_error(render: RenderP
         render.pick_up()
 
 
+def test_describe_names_the_live_deploy_and_its_commit(render: RenderPlatform, router: respx.MockRouter) -> None:
+    live_deploy(router)
+    described = render.describe()
+    assert described is not None and described.id == LIVE and described.code == "9f2c1e7a" and described.live
+
+
+def test_return_to_sets_then_rolls_back_to_the_recorded_deploy(render: RenderPlatform, router: respx.MockRouter) -> None:
+    put = router.put(f"/services/{SID}/env-vars/DATABASE_URL").mock(return_value=fx("env-vars_put_ok"))
+    rollback = router.post(f"/services/{SID}/rollback").mock(return_value=fx("deploys_create_ok", 201))
+    recorded = Release(id="dep-recorded00000000000", status="live", live=True, code="1111aaaa")
+    release = render.return_to(recorded, SNAPSHOT_URL)
+    assert put.called and json.loads(rollback.calls.last.request.content) == {"deployId": recorded.id}
+    assert router.calls[0].request.method == "PUT"  # the variable first: the rolled-back deploy starts with it
+    assert release.id == DEPLOY
+
+
 def test_env_groups_are_read_past_the_first_page(render: RenderPlatform, router: respx.MockRouter) -> None:
     service(router)
     router.get(f"/services/{SID}/env-vars/DATABASE_URL").mock(return_value=fx("error_404", 404))

@@ -125,6 +125,27 @@ def test_pick_up_redeploys_current_production_like_vercel_redeploy(
     }
 
 
+def test_return_to_sets_then_redeploys_the_recorded_deployment(vercel: VercelPlatform, router: respx.MockRouter) -> None:
+    env_list(router)
+    router.get(f"/v9/projects/{PROJECT}").mock(return_value=fx("project_get_ok"))
+    patch = router.patch(f"/v9/projects/{PROJECT}/env/{ENV_ID}").mock(return_value=fx("env_patch_ok"))
+    create = router.post("/v13/deployments").mock(return_value=fx("deployments_create_ok"))
+    vercel.prepare()
+    recorded = Release(id="dpl_OldProductionBuild000000000", status="READY", live=True)
+    release = vercel.return_to(recorded, SNAPSHOT_URL)
+    assert json.loads(patch.calls.last.request.content) == {"value": SNAPSHOT_URL}
+    body = json.loads(create.calls.last.request.content)
+    assert body["deploymentId"] == recorded.id and body["target"] == "production"  # its source, today's variables
+    methods = [c.request.method for c in router.calls]
+    assert methods.index("PATCH") < methods.index("POST") and release.id == NEW_DEPLOY
+
+
+def test_describe_is_the_production_deployment(vercel: VercelPlatform, router: respx.MockRouter) -> None:
+    router.get(f"/v9/projects/{PROJECT}").mock(return_value=fx("project_get_ok"))
+    described = vercel.describe()
+    assert described is not None and described.id == "dpl_89qyp1cskzkLrVicDaZoDbjyHuDJ" and described.live
+
+
 def test_prepare_refuses_a_project_without_production(vercel: VercelPlatform, router: respx.MockRouter) -> None:
     env_list(router)
     router.get(f"/v9/projects/{PROJECT}").mock(return_value=fx("project_get_no_production"))
