@@ -119,3 +119,86 @@ def test_dry_run_with_keep(make_rig: Any, capsys: pytest.CaptureFixture[str]) ->
     rig: Rig = make_rig('[rollback]\napp = "keep"\n')
     rig.run(dry_run=True)
     assert 'app code: kept as it is on rollback ([rollback] app = "keep")' in capsys.readouterr().out
+
+
+# --- dotenv and command, with real processes -----------------------------------------------------------------
+
+USER_PLATFORMS = {
+    "dotenv": """
+type = "dotenv"
+env_file = "app.env"
+restart = "true"
+""",
+    "command": """
+type = "command"
+get_command = "cat url.txt"
+set_command = 'printf %s "$DEPLOYSAFE_NEW_URL" > url.txt'
+restart = "true"
+wait_command = "test -s release.txt"
+""",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(USER_PLATFORMS))
+def test_user_commands_bring_the_release_back_with_the_database(
+    kind: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The app's release is the content of release.txt; app_deploy (a real shell command) ships code-1; the
+    probes see code-1 on the new schema fail; the rollback runs rollback_command with $DEPLOYSAFE_RELEASE."""
+    from deploysafe import probes
+    from deploysafe.config import LoadedConfig, parse_config
+    from deploysafe.platforms import make_platform
+    from deploysafe.platforms.fake import FakePlatform
+    from deploysafe.probes import Verdict
+    from deploysafe.providers.fake import FakeProvider
+
+    provider = FakeProvider("production")
+    prod = provider.url_of("production")
+    (tmp_path / "release.txt").write_text("code-0\n")
+    (tmp_path / "app.env").write_text(f"DATABASE_URL={prod}\n")
+    (tmp_path / "url.txt").write_text(prod)
+    text = f"""
+[provider]
+type = "local"
+database_url = "{prod}"
+[platform]
+{USER_PLATFORMS[kind]}
+release_command = "cat release.txt"
+rollback_command = 'printf "%s\\n" "$DEPLOYSAFE_RELEASE" > release.txt'
+[deploy]
+app_deploy = 'printf "code-1\\n" > {tmp_path}/release.txt'
+[[probes.http]]
+name = "health"
+url = "http://127.0.0.1:3000/health"
+"""
+    loaded = LoadedConfig(parse_config(text, env={}), tmp_path / "deploysafe.toml")
+    rig = Rig(loaded, provider, FakePlatform(prod))  # the doubles for generate/push/lint/lock come from the rig
+    install_doubles(rig, monkeypatch)
+    platform = make_platform(loaded)
+
+    def where() -> str:
+        if kind == "dotenv":
+            return (tmp_path / "app.env").read_text().split("=", 1)[1].strip().strip('"')
+        return (tmp_path / "url.txt").read_text().strip()
+
+    def analyse(cfg: Any, url: str | None, *, journal: Any = None, on_attempt: Any = None, phase: str = "probe",
+                **kw: Any) -> Verdict:
+        code = (tmp_path / "release.txt").read_text().strip()
+        ok = code == "code-0" and where() != prod  # the old code runs only on the old schema: the snapshot
+        return Verdict(ok, "all probes passed" if ok else f"health: HTTP 500 on {code}", 0.0)
+
+    monkeypatch.setattr(probes, "analyse", analyse)
+    try:
+        deploy.deploy(loaded, deploy.DeployOptions(sha="0123456789abcdef"), provider=provider, platform=platform)
+    except DeployFailedRolledBack as e:
+        summary = e.context["summary"]
+        assert e.exit_code == 1
+    else:
+        pytest.fail("the deploy should have rolled back")
+    assert (tmp_path / "release.txt").read_text() == "code-0\n"  # the previous release is live
+    assert where() == provider.url_of(summary.snapshot)  # and the database is the snapshot
+    done = {r["step"]: r for r in read_journal(loaded.state_dir) if r.get("ended_at") or r["step"] == REPOINT_STEP}
+    assert done["rollback.app"]["outcome"] == "ok" and done["rollback.app"]["details"]["release_to"] == "code-0"
+    assert done["rollback.app"]["details"]["release_from"] == "code-1"
+    assert done[REPOINT_STEP]["details"]["target"] == summary.snapshot
+    assert summary.rollback["app_release"] == "code-0"
