@@ -109,7 +109,6 @@ class RailwayPlatform(HttpAdapter):
         self.project_id = project_id
         self.environment_id = environment_id
         self.service_id = service_id
-        self._deployment: dict[str, Any] | None = None  # cached by prepare(): what pick_up() redeploys
         self._pre_deploy: str | None = None
         self._prepared = False
 
@@ -210,7 +209,7 @@ class RailwayPlatform(HttpAdapter):
         return dict(latest)
 
     def prepare(self) -> None:
-        self._deployment = self._serving(self._service())
+        self._serving(self._service())  # a service without any deployment fails here, before production changes
         self._prepared = True
 
     def set_url(self, url: str) -> None:
@@ -236,8 +235,9 @@ class RailwayPlatform(HttpAdapter):
             )
 
     def pick_up(self) -> Release:
-        """Redeploy the deployment that served production at prepare() time, with the new variables."""
-        dep = self._deployment if self._prepared and self._deployment else self._serving(self._service())
+        """Redeploy the deployment serving production NOW, with the new variables (the one recorded by prepare() may
+        be older code: bringing that back is the coordinated rollback's decision, [rollback] app)."""
+        dep = self._serving(self._service())
         if not dep.get("canRedeploy", True):
             raise PlatformError(
                 f"Railway cannot redeploy deployment {dep['id']} now (status {dep.get('status')})",

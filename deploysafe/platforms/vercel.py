@@ -146,10 +146,13 @@ class VercelPlatform(HttpAdapter):
         self._call("PATCH", f"/v9/projects/{self.project}/env/{env['id']}", f"update {self.var}", json={"value": url})
 
     def pick_up(self) -> Release:
-        if self._production_id is None:
-            self.prepare()
-        assert self._production_id is not None
-        return self._redeploy(self._production_id)
+        """Redeploy what serves production NOW: the deployment recorded by prepare() may be older code, and bringing
+        that back is the coordinated rollback's decision ([rollback] app), never a side effect."""
+        live = self.describe()
+        if live is None:
+            self.prepare()  # raises: no production deployment
+        assert live is not None
+        return self._redeploy(live.id)
 
     def _redeploy(self, deployment_id: str) -> Release:
         if self._project_name is None:

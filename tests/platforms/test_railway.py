@@ -222,15 +222,16 @@ def test_set_url_unconfirmed_is_an_error(make: Callable[..., RailwayPlatform]) -
         make(gql).set_url(SNAPSHOT_URL)
 
 
-def test_pick_up_redeploys_the_deployment_serving_at_prepare(make: Callable[..., RailwayPlatform]) -> None:
+def test_pick_up_redeploys_the_deployment_serving_now(make: Callable[..., RailwayPlatform]) -> None:
+    # not the one cached at prepare(): that may be older code, which only [rollback] app = "auto" brings back
     gql = Gql()
     gql.on("serviceInstance", "serviceInstance_pre-deploy")  # latest FAILED, active SUCCESS
     gql.on("deploymentRedeploy", "deploymentRedeploy_ok")
     platform = make(gql)
     platform.prepare()
     release = platform.pick_up()
-    assert gql.ops() == ["serviceInstance", "deploymentRedeploy"]  # nothing resolved on the critical path
-    assert [c[1] for c in gql.calls] == [SENT["serviceInstance"], SENT["deploymentRedeploy"]]
+    assert gql.ops() == ["serviceInstance", "serviceInstance", "deploymentRedeploy"]
+    assert [c[1] for c in gql.calls][1:] == [SENT["serviceInstance"], SENT["deploymentRedeploy"]]
     assert release == Release(
         id=NEW_DEP, status="INITIALIZING", url="https://web-production-1a2b.up.railway.app"
     )
