@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
+from deploysafe.platforms.base import CurrentValue, Release
 from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
@@ -272,9 +272,6 @@ class FlyPlatform(HttpAdapter):
         image = images.pop() if len(images) == 1 else None
         release = self._to_release(machines, image or self.app)
         return release.model_copy(update={"code": image or None})
-
-    def release_rollback(self) -> ReleaseRollback | None:
-        return self
 
     def how(self) -> str:
         return (

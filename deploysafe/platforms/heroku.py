@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
+from deploysafe.platforms.base import CurrentValue, Release
 from deploysafe.platforms.http_base import HttpAdapter
 
 if TYPE_CHECKING:
@@ -259,9 +259,6 @@ class HerokuPlatform(HttpAdapter):
     def describe(self) -> Release | None:
         newest = self._newest()
         return _to_release(newest) if newest else None
-
-    def release_rollback(self) -> ReleaseRollback | None:
-        return self
 
     def how(self) -> str:
         return (

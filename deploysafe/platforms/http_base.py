@@ -12,7 +12,7 @@ import httpx
 
 from deploysafe.errors import PlatformError
 from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
-from deploysafe.platforms.base import Release
+from deploysafe.platforms.base import Release, ReleaseRollback
 from deploysafe.redact import redact
 
 if TYPE_CHECKING:
@@ -137,6 +137,19 @@ class HttpAdapter(ABC):
             )
         except TimeoutError as e:
             raise PlatformError(f"{self.label}: {e}", hint=hint, platform=self.name) from None
+
+    # -- bringing back a release (issue 18): every HTTP platform can ----------------------------------
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        return self
+
+    @abstractmethod
+    def how(self) -> str:
+        """One line for the plan: how a previous release is brought back."""
+
+    @abstractmethod
+    def return_to(self, release: Release, url: str | None) -> Release:
+        """Run ``release``'s code again, with ``url`` set when given (see ``ReleaseRollback``)."""
 
     def close(self) -> None:
         self._client.close()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
+from deploysafe.platforms.base import CurrentValue, Release
 from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
@@ -301,9 +301,6 @@ class RailwayPlatform(HttpAdapter):
             return _to_release(self._serving(instance))
         except PlatformError:
             return None
-
-    def release_rollback(self) -> ReleaseRollback | None:
-        return self
 
     def how(self) -> str:
         return (

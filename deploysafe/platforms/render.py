@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
+from deploysafe.platforms.base import CurrentValue, Release
 from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
@@ -242,9 +242,6 @@ class RenderPlatform(HttpAdapter):
     def describe(self) -> Release | None:
         live = self._live_deploy()
         return self._to_release(live) if live else None
-
-    def release_rollback(self) -> ReleaseRollback | None:
-        return self
 
     def how(self) -> str:
         return (

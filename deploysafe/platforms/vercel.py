@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import PlatformError
-from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
+from deploysafe.platforms.base import CurrentValue, Release
 from deploysafe.platforms.http_base import HttpAdapter
 from deploysafe.redact import redact
 
@@ -240,9 +240,6 @@ class VercelPlatform(HttpAdapter):
         project = self._call("GET", f"/v9/projects/{self.project}", f"read project {self.project}")
         production = (project.get("targets") or {}).get("production")
         return self._to_release(production) if production else None
-
-    def release_rollback(self) -> ReleaseRollback | None:
-        return self
 
     def how(self) -> str:
         return (

@@ -295,6 +295,14 @@ class RenderBackend:
                 return httpx.Response(200, json={"key": "DATABASE_URL", "value": self.value})
         if m == "GET" and path == "/env-groups":
             return httpx.Response(200, json=[])
+        if m == "POST" and path == f"/services/{sid}/rollback":
+            # a new deploy of the target's build (render-oss/sdk rollbackDeploy: 201 with the new deploy)
+            target = self.deploys.get(json.loads(request.content).get("deployId", ""))
+            if target is None:
+                return httpx.Response(404, json={"id": "not_found", "message": "deploy not found"})
+            d = self._new_deploy("update_failed" if self.fail_deploys else "update_in_progress")
+            d["commit"] = dict(target["commit"])
+            return httpx.Response(201, json=d)
         if path == f"/services/{sid}/deploys":
             if m == "POST":
                 d = self._new_deploy("update_failed" if self.fail_deploys else "update_in_progress")

@@ -67,7 +67,7 @@ NEON_CALLS = {
 RENDER_CALLS = {
     "platform.read": Call("platform.read", "GET", r"/env-vars/DATABASE_URL$"),
     "platform.set": Call("platform.set", "PUT", r"/env-vars/DATABASE_URL$"),
-    "platform.pick_up": Call("platform.pick_up", "POST", r"/deploys$"),
+    "platform.pick_up": Call("platform.pick_up", "POST", r"/rollback$"),  # Render: roll back to the live deploy
     "platform.wait": Call("platform.wait", "GET", r"/deploys/dep-[^/]+$"),
 }
 # The exit code each call's fault must end in: before production changed 3; a prune that fails never
