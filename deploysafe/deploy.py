@@ -210,6 +210,8 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             h.details["snapshot"] = snap.name
             prepared = rollback.prepare(loaded, provider, platform, snap.name, serve=eager)
             h.details["prepare_s"] = round(prepared.prepare_s, 3)
+            if prepared.app_release is not None:  # what a rollback brings back if the app's release changes
+                h.details["app_release"] = prepared.app_release.id
             return prepared
 
         try:

@@ -55,6 +55,7 @@ def test_a_changed_release_comes_back_with_the_database(make_rig: Any, monkeypat
     assert done["rollback.app"]["details"]["release_from"] == "rel-1"
     assert done["rollback.app"]["details"]["sets"] == "DATABASE_URL"
     assert done[REPOINT_STEP]["details"]["target"] == summary.snapshot  # the database half
+    assert done["snapshot"]["details"]["app_release"] == "rel-0"  # recorded before production changed
     assert summary.rollback and summary.rollback["app_release"] == "rel-0"
     assert "app release brought back: rel-0" in deploy.render_summary(summary)
     assert rig.provider.deleted == [] and "production" in rig.provider.snapshots

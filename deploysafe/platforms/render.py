@@ -51,7 +51,6 @@ class RenderPlatform(HttpAdapter):
         self._now = now  # wall clock, to find a queued deploy by its creation time
         self._service: dict[str, Any] | None = None
         self._current: CurrentValue | None = None
-        self._live: Release | None = None
 
     def _headers(self, token: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -149,7 +148,6 @@ class RenderPlatform(HttpAdapter):
         self._load_service()
         if self._current is None:
             self.read_current()
-        self._live = self.describe()
 
     def set_url(self, url: str) -> None:
         if url.startswith(GROUP_PREFIX):
