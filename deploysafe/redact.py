@@ -173,15 +173,21 @@ def redact(text: str) -> str:
     return text
 
 
+_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::public)?\}")
+
+
+def _masked_whole(key: Any, value: Any) -> bool:
+    # A value that is only a ${VAR} reference (config show) names a variable: it holds no secret.
+    return (isinstance(key, str) and is_secret_key(key) and isinstance(value, str) and value != ""
+            and _REFERENCE.fullmatch(value) is None)
+
+
 def redact_obj(obj: Any) -> Any:
     """Redact every string inside a JSON-like structure; a non-empty string under a secret-naming key is masked whole."""
     if isinstance(obj, str):
         return redact(obj)
     if isinstance(obj, dict):
-        return {
-            k: MASK if isinstance(k, str) and is_secret_key(k) and isinstance(v, str) and v else redact_obj(v)
-            for k, v in obj.items()
-        }
+        return {k: MASK if _masked_whole(k, v) else redact_obj(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [redact_obj(v) for v in obj]
     return obj

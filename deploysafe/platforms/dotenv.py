@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 
 def run_user_command(platform: str, what: str, command: str, *, cwd: Path, env: dict[str, str], timeout: float) -> str:
-    """Run a configured shell command (restart, set, wait...) with a hard timeout; PlatformError on failure."""
+    """Run a configured shell command (restart, set, wait...) with a hard timeout; PlatformError on failure.
+
+    ``env`` is what deploysafe adds; the command also gets the user's environment without deploysafe's
+    own credentials, and the variables it names (``${DEPLOY_HOOK_TOKEN}``): see :mod:`deploysafe.childenv`.
+    """
     from deploysafe.npm import run_step
 
     try:
@@ -84,7 +88,7 @@ class DotenvPlatform:
     def pick_up(self) -> Release:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         if self.restart:
-            env = {**os.environ, "DEPLOYSAFE_NEW_URL": self._last_url or "", "DEPLOYSAFE_ENV_FILE": str(self.env_file)}
+            env = {"DEPLOYSAFE_NEW_URL": self._last_url or "", "DEPLOYSAFE_ENV_FILE": str(self.env_file)}
             run_user_command(self.name, "restart", self.restart, cwd=self.cwd, env=env, timeout=self.timeout)
         return Release(id=f"restart-{stamp}", status="restarted", live=True)
 
