@@ -429,7 +429,9 @@ def _interpolate(obj: Any, env: dict[str, str], loc: tuple[Any, ...], problems: 
                 return ""
             value = env[name]
             if not m.group(2) and not _is_public(key, value):
-                register_secret(value)  # secret by default, before anything can print it (issue 17)
+                # Secret by default, before anything can print it (issue 17). Of a database URL only the
+                # password is: user, host and database name keep messages readable.
+                register_secret(url_password(value) if key == ("provider", "database_url") else value)
                 if key[:2] not in _APP_KEYS:
                     claim(name)  # deploysafe's own: the app's steps do not get it
             return "${" + name + "}" if command else value
