@@ -555,12 +555,10 @@ def _describe(err: Any) -> str:
 
 
 def _register_secrets(cfg: Config, env: dict[str, str]) -> None:
-    names = [cfg.platform.token_var, cfg.notify.webhook_env]
+    # Every platform's default token variable too: whichever platform is configured, none of them is
+    # for the app's steps (a user hands one over on purpose with [app] pass_env).
+    names = [cfg.provider.api_key_env, cfg.platform.token_var, cfg.notify.webhook_env, *_DEFAULT_TOKEN_ENV.values()]
     names += [v for p in cfg.probes.http for v in p.headers_env.values()]
-    if cfg.provider.type == "neon":
-        names.append(cfg.provider.api_key_env)
-    else:
-        register_secret(env.get(cfg.provider.api_key_env))
     for name in names:
         claim(name)  # deploysafe's own credentials: children get them only through [app] pass_env
         if name and env.get(name):

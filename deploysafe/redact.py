@@ -50,11 +50,12 @@ _PASSWORD_PARAM = re.compile(
     r"(?i)(?P<key>(?<![\w.\-])[\w.\-]*" + _SECRET_WORD + r"\s*=\s*)(?!\.\.\.(?:[\s)]|$))(?P<val>'[^']*'|\"[^\"]*\"|[^\s;'\"]+)"
 )
 # Authorization: Bearer xyz / Basic xyz / a bare token (the header form, ':'; `Authorization = "ENV_NAME"` in
-# [probes.http] headers_env names a variable); and a Bearer/Basic credential anywhere.
+# [probes.http] headers_env names a variable); and a Bearer/Basic credential anywhere. A shell reference
+# ($TOKEN, ${TOKEN}) names a variable and is kept.
 _AUTH_HEADER = re.compile(
-    r"(?i)(?P<key>\b(?:proxy-)?authorization\"?\s*:\s*\"?(?:(?:bearer|basic|token|bot|digest)\s+)?)(?P<val>[^\s\"',;]+)"
+    r"(?i)(?P<key>\b(?:proxy-)?authorization\"?\s*:\s*\"?(?:(?:bearer|basic|token|bot|digest)\s+)?+)(?!\$\{?[A-Za-z_])(?P<val>[^\s\"',;]+)"
 )
-_BEARER = re.compile(r"(?i)(?P<key>\b(?:bearer|basic)\s+)(?P<val>[^\s\"',;()<>\[\]{}]{8,})")
+_BEARER = re.compile(r"(?i)(?P<key>\b(?:bearer|basic)\s+)(?!\$\{?[A-Za-z_])(?P<val>[^\s\"',;()<>\[\]{}]{8,})")
 # "key": "value" in JSON text, for any key naming a secret (vendor responses quoted in errors).
 _JSON_SECRET = re.compile(r'(?i)(?P<key>"[\w.\-]*' + _SECRET_WORD + r'"\s*:\s*)"(?:[^"\\]|\\.)*"')
 # key: value at the start of a YAML line (config dumps, CI files quoted in errors).
