@@ -63,7 +63,10 @@ def server_major(conn: psycopg.Connection[Any]) -> int:
 
 def _tool_major(path: str) -> int:
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+        from deploysafe.childenv import libpq_environment
+
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False,
+                             env=libpq_environment(None)).stdout
     except OSError:
         return 0
     m = re.search(r"(\d+)(?:\.\d+)?", out)
