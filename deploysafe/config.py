@@ -25,9 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from deploysafe.childenv import claim
 from deploysafe.durations import parse_duration
 from deploysafe.errors import ConfigError
-from deploysafe.childenv import claim
 from deploysafe.redact import register_secret, url_password
 
 CONFIG_NAME = "deploysafe.toml"
