@@ -30,7 +30,10 @@ class Ctx:
         if self._loaded is None:
             from deploysafe.config import load_config
 
+            from deploysafe.files import remember_state_dir
+
             self._loaded = load_config(self.config_path)
+            remember_state_dir(self._loaded.state_dir)  # where a crash log goes
         return self._loaded
 
 
@@ -89,14 +92,15 @@ def config_check(ctx: Ctx) -> None:
 @config_group.command("show")
 @pass_ctx
 def config_show(ctx: Ctx) -> None:
-    """Print the resolved config (defaults filled in, ${VAR} expanded, secrets redacted).
+    """Print the resolved config (defaults filled in, ${VAR} references as written, secrets redacted).
 
     Example: deploysafe config show --json
     """
+    from deploysafe.config import shown
     from deploysafe.console import console
 
     loaded = ctx.load()
-    data = loaded.config.model_dump(mode="json")
+    data = shown(loaded)
     if ctx.json:
         console.result(data)
     else:
@@ -1065,16 +1069,14 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _internal_error(e: BaseException) -> int:
-    import tempfile
     import traceback
-    from pathlib import Path
 
     from deploysafe.errors import EXIT_INTERNAL
+    from deploysafe.files import write_crash_log
     from deploysafe.redact import redact
 
-    log = Path(tempfile.gettempdir()) / "deploysafe-crash.log"
     try:
-        log.write_text(redact("".join(traceback.format_exception(e))), encoding="utf-8")
+        log = write_crash_log("".join(traceback.format_exception(e)))  # 0600, state folder, unique name
         where = f"the traceback is in {log}"
     except OSError:
         where = "the traceback could not be saved"

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from deploysafe.childenv import claim
 from deploysafe.durations import parse_duration
 from deploysafe.errors import ConfigError
 from deploysafe.redact import register_secret, url_password
@@ -65,6 +66,10 @@ class AppConfig(_Model):
         default=None, description="Drizzle `out` folder, relative to app.dir (default: read from drizzle.config.*, else 'drizzle')."
     )
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment for the steps.")
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="Variables the steps get even though deploysafe keeps them from children (e.g. NEON_API_KEY).",
+    )
 
 
 ProviderType = Literal["neon", "local"]
@@ -362,7 +367,27 @@ class LoadedConfig:
         return self.resolve(self.config.state.dir)
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:public)?\}")
+
+# Shell commands: ``${VAR}`` stays a reference the shell expands from the child's environment,
+# so a token never sits on a command line (issue 17); the command's child gets VAR.
+_COMMAND_KEYS = frozenset({
+    ("app", "generate"), ("app", "push"), ("deploy", "app_deploy"),
+    ("platform", "restart"), ("platform", "get_command"), ("platform", "set_command"), ("platform", "wait_command"),
+})
+# Interpolated values for the app's own steps: secret, but the app's, so its steps get them.
+_APP_KEYS = frozenset({("app", "env"), ("app", "generate"), ("app", "push"), ("deploy", "app_deploy")})
+# Keys whose values are public by nature (ids, names, folders, variable names): never registered as secrets.
+_PUBLIC_KEYS = frozenset({
+    ("app", "dir"), ("app", "migrations_dir"), ("state", "dir"),
+    ("provider", "project_id"), ("provider", "production_branch"), ("provider", "database"), ("provider", "role"),
+    ("platform", "project"), ("platform", "team_id"), ("platform", "service_id"), ("platform", "environment_id"),
+    ("platform", "app"), ("platform", "var"), ("platform", "env_file"),
+    ("probes", "http", "name"), ("probes", "sql", "name"), ("drill", "checks", "name"),
+})
+# URL keys: an interpolated scheme://host[:port] (a URL host) is public; anything more may carry a token.
+_URL_KEYS = frozenset({("provider", "api_url"), ("platform", "api_url"), ("probes", "http", "url")})
+_ORIGIN = re.compile(r"https?://[^/@?#\s:]+(?::\d+)?/?")
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -375,27 +400,111 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+def _is_public(key: tuple[str, ...], value: str) -> bool:
+    if key in _PUBLIC_KEYS or key[-1].endswith("_env") or key[-1] == "type":
+        return True
+    return key in _URL_KEYS and _ORIGIN.fullmatch(value) is not None
+
+
+def _single_quoted_refs(command: str) -> list[str]:
+    """``${VAR}`` references inside single quotes, where the shell does not expand them."""
+    found: list[str] = []
+    i, single, double = 0, False, False
+    while i < len(command):
+        c = command[i]
+        if single:
+            m = _VAR.match(command, i)
+            if m:
+                found.append(m.group(0))
+                i = m.end()
+                continue
+            single = c != "'"
+        elif c == "\\":
+            i += 1
+        elif c == "'" and not double:
+            single = True
+        elif c == '"':
+            double = not double
+        i += 1
+    return found
+
+
 def _interpolate(obj: Any, env: dict[str, str], loc: tuple[Any, ...], problems: list[str]) -> Any:
     if isinstance(obj, str):
+        key = tuple(p for p in loc if not isinstance(p, int))
+        command = key in _COMMAND_KEYS
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in env:
                 problems.append(f"{_loc(loc)}: environment variable {name} is not set; export it or edit the file")
                 return ""
-            return env[name]
+            value = env[name]
+            if not m.group(2) and not _is_public(key, value):
+                # Secret by default, before anything can print it (issue 17). Of a database URL only the
+                # password is: user, host and database name keep messages readable.
+                register_secret(url_password(value) if key == ("provider", "database_url") else value)
+                if key[:2] not in _APP_KEYS:
+                    claim(name)  # deploysafe's own: the app's steps do not get it
+            return "${" + name + "}" if command else value
 
         if loc[:2] == ("provider", "database_url") and not _VAR.search(obj) and url_password(obj):
             problems.append(
                 f"{_loc(loc)}: the file holds a password; secrets come only from the environment: "
                 'write database_url = "${DATABASE_URL}"'
             )
+        if command:
+            for ref in _single_quoted_refs(obj):
+                problems.append(
+                    f"{_loc(loc)}: {ref} is inside single quotes, where the shell does not expand it; "
+                    f"""close the quotes around it: '...'"{ref}"'...'"""
+                )
         return _VAR.sub(sub, obj)
     if isinstance(obj, dict):
         return {k: _interpolate(v, env, loc + (k,), problems) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_interpolate(v, env, loc + (i,), problems) for i, v in enumerate(obj)]
     return obj
+
+
+def references(path: Path) -> dict[tuple[Any, ...], str]:
+    """Every string of the config file that interpolates ``${VAR}``, by key path, as written."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    found: dict[tuple[Any, ...], str] = {}
+
+    def walk(obj: Any, loc: tuple[Any, ...]) -> None:
+        if isinstance(obj, str) and _VAR.search(obj):
+            found[loc] = obj
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, loc + (k,))
+        elif isinstance(obj, list):
+            for i, v in enumerate(obj):
+                walk(v, loc + (i,))
+
+    walk(raw, ())
+    return found
+
+
+def shown(loaded: LoadedConfig) -> dict[str, Any]:
+    """The resolved config as `config show` prints it: defaults filled in, ``${VAR}`` as written (not its value)."""
+    from deploysafe.redact import redact, redact_obj
+
+    data: dict[str, Any] = redact_obj(loaded.config.model_dump(mode="json"))
+    for loc, text in references(loaded.path).items():
+        node: Any = data
+        for part in loc[:-1]:
+            node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+        if isinstance(node, (dict, list)) and _has(node, loc[-1]):
+            node[loc[-1]] = redact(text)  # a reference names a variable; redact() still hides a literal password
+    return data
+
+
+def _has(node: dict[Any, Any] | list[Any], part: Any) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and 0 <= part < len(node)
 
 
 def find_config(explicit: str | None = None, cwd: Path | None = None) -> Path:
@@ -458,9 +567,12 @@ def _describe(err: Any) -> str:
 
 
 def _register_secrets(cfg: Config, env: dict[str, str]) -> None:
-    names = [cfg.provider.api_key_env, cfg.platform.token_var, cfg.notify.webhook_env]
+    # Every platform's default token variable too: whichever platform is configured, none of them is
+    # for the app's steps (a user hands one over on purpose with [app] pass_env).
+    names = [cfg.provider.api_key_env, cfg.platform.token_var, cfg.notify.webhook_env, *_DEFAULT_TOKEN_ENV.values()]
     names += [v for p in cfg.probes.http for v in p.headers_env.values()]
     for name in names:
+        claim(name)  # deploysafe's own credentials: children get them only through [app] pass_env
         if name and env.get(name):
             register_secret(env[name])
     for url in (cfg.provider.database_url,):

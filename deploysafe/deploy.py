@@ -248,7 +248,7 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             journal.event("production_changed", "ok", snapshot=plan.snapshot)
             checkpoint()
             if cfg.deploy.app_deploy:
-                _timed(summary, journal, "app", lambda h: _app_deploy(loaded))
+                _timed(summary, journal, "app", lambda h: _app_deploy(loaded, prod.url))
                 checkpoint()
             verdict = _timed(summary, journal, "probes", lambda h: _judged(h, _probe(loaded, prod.url, journal)))
             if verdict.healthy and opts.watch:
@@ -317,13 +317,14 @@ def _watch(loaded: LoadedConfig, url: str, journal: Journal, seconds: float) -> 
     return watch_window(loaded, url, journal, seconds)
 
 
-def _app_deploy(loaded: LoadedConfig) -> None:
+def _app_deploy(loaded: LoadedConfig, database_url: str) -> None:
     from deploysafe.npm import run_step
 
     cmd = loaded.config.deploy.app_deploy
     assert cmd is not None
-    result = run_step("app_deploy", cmd, cwd=loaded.app_dir, env=dict(os.environ),
-                      timeout=loaded.config.deploy.app_deploy_timeout, on_line=console.detail)
+    result = run_step("app_deploy", cmd, cwd=loaded.app_dir, env={"DATABASE_URL": database_url},
+                      timeout=loaded.config.deploy.app_deploy_timeout, on_line=console.detail,
+                      pass_env=loaded.config.app.pass_env)
     if result.exit_code != 0:
         raise StepError(f"[deploy] app_deploy exited {result.exit_code}", step="app_deploy", production_changed=True)
 

@@ -38,8 +38,11 @@ class HookResult:
 
 def hooks_dir(cwd: Path) -> Path:
     """The folder git runs hooks from (core.hooksPath and worktrees respected)."""
+    from deploysafe.childenv import user_environment
+
     proc = subprocess.run(
-        ["git", "rev-parse", "--git-path", "hooks"], cwd=cwd, capture_output=True, text=True, check=False
+        ["git", "rev-parse", "--git-path", "hooks"], cwd=cwd, capture_output=True, text=True, check=False,
+        env=user_environment(),
     )
     if proc.returncode != 0:
         raise PreconditionError(f"{cwd} is not inside a git repository", hint="cd into your app's repository and run it again")

@@ -227,7 +227,10 @@ def _run_squawk(text: str, file: str) -> list[dict[str, Any]]:
     argv = [squawk_binary(), "--reporter", "json", "--stdin-filepath", file]
     argv += [f"--exclude={','.join(EXCLUDED_SQUAWK_RULES)}"]
     try:
-        proc = subprocess.run(argv, input=text.encode("utf-8"), capture_output=True, timeout=60, check=False)
+        from deploysafe.childenv import user_environment
+
+        proc = subprocess.run(argv, input=text.encode("utf-8"), capture_output=True, timeout=60, check=False,
+                              env=user_environment())  # a linter needs none of deploysafe's credentials
     except (OSError, subprocess.TimeoutExpired) as e:
         raise PreconditionError(f"squawk failed to run: {e}", hint="reinstall squawk-cli") from None
     try:

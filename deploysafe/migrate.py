@@ -161,7 +161,7 @@ def generate(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None)
     before = _sql_files(folder)
     step = run_step(
         "generate", app.generate, cwd=loaded.app_dir, env=_step_env(loaded, database_url),
-        timeout=app.step_timeout, on_line=on_line,
+        timeout=app.step_timeout, on_line=on_line, pass_env=app.pass_env,
     )
     _fail_on_patterns(step, what="generation stopped at a question or an error")
     after = _sql_files(folder)
@@ -200,7 +200,8 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> 
     env = _step_env(loaded, database_url)
     before = schema_fingerprint(database_url)
     try:
-        step = run_step("push", app.push, cwd=loaded.app_dir, env=env, timeout=app.step_timeout, on_line=on_line)
+        step = run_step("push", app.push, cwd=loaded.app_dir, env=env, timeout=app.step_timeout, on_line=on_line,
+                        pass_env=app.pass_env)
     except StepError as e:  # killed at its timeout, perhaps half-way through its statements
         raise _rethrow(e, _fingerprint_after(database_url, step="push") != before) from None
     after = _fingerprint_after(database_url, step="push")
@@ -218,6 +219,7 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> 
         check = run_step(
             "push-verify", dry_check_command(app.push), cwd=loaded.app_dir,
             env={**env, "PGOPTIONS": READ_ONLY_PGOPTIONS}, timeout=app.step_timeout, on_line=on_line,
+            pass_env=app.pass_env,
         )
     except StepError as e:
         raise _rethrow(e, changed) from None

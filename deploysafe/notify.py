@@ -11,7 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
-from deploysafe.redact import register_secret
+from deploysafe.redact import redact_obj, register_secret
 
 if TYPE_CHECKING:
     import httpx
@@ -53,7 +53,8 @@ def notify(
     try:
         with httpx.Client(transport=transport, timeout=httpx.Timeout(TIMEOUT), follow_redirects=False) as client:
             # POST is not idempotent: retry only statuses that say "nothing happened" (429/503...), not network errors.
-            resp = send(client, "POST", url, json=payload(cfg, text, data), policy=RetryPolicy(attempts=2, cap=2.0))
+            body = redact_obj(payload(cfg, text, data))  # the same redaction as every other sink
+            resp = send(client, "POST", url, json=body, policy=RetryPolicy(attempts=2, cap=2.0))
     except httpx.HTTPError as e:
         # the exception text can hold the URL: say only what kind of failure it was
         console.warn(f"notify: the webhook in ${cfg.webhook_env} could not be reached ({type(e).__name__}); outcome unchanged")

@@ -22,10 +22,11 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploysafe.childenv import user_environment
 from deploysafe.drizzle_patterns import clean
 from deploysafe.errors import StepError, StepTimeout
 from deploysafe.redact import redact, register_secret, url_password
@@ -43,13 +44,14 @@ class StepResult:
     duration: float
 
 
-def step_environment(env: dict[str, str]) -> dict[str, str]:
-    """The process environment plus ``env``; registers URL passwords found in ``env`` for redaction."""
+def step_environment(command: str, env: dict[str, str], pass_env: Iterable[str] = ()) -> dict[str, str]:
+    """The environment built for one step (:func:`deploysafe.childenv.user_environment`) plus ``env``.
+
+    URL passwords found in ``env`` are registered for redaction.
+    """
     for value in env.values():
         register_secret(url_password(value))
-    merged = dict(os.environ)
-    merged.update(env)
-    return merged
+    return user_environment(command, pass_env=pass_env, extra=env)
 
 
 def check_runnable(command: str, cwd: Path, env: dict[str, str]) -> None:
@@ -130,9 +132,14 @@ def run_step(
     env: dict[str, str],
     timeout: float,
     on_line: Callable[[str], None] | None = None,
+    pass_env: Iterable[str] = (),
 ) -> StepResult:
-    """Run ``command`` in ``cwd`` with ``env`` added to the environment; see the module docstring."""
-    full_env = step_environment(env)
+    """Run ``command`` in ``cwd`` with ``env`` added to the environment built for it; see the module docstring.
+
+    The child gets the user's environment without deploysafe's own credentials (plus the
+    variables ``command`` names and ``pass_env``): see :mod:`deploysafe.childenv`.
+    """
+    full_env = step_environment(command, env, pass_env)
     check_runnable(command, cwd, full_env)
     lines: list[str] = []
 

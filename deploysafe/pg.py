@@ -63,7 +63,10 @@ def server_major(conn: psycopg.Connection[Any]) -> int:
 
 def _tool_major(path: str) -> int:
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
+        from deploysafe.childenv import libpq_environment
+
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False,
+                             env=libpq_environment(None)).stdout
     except OSError:
         return 0
     m = re.search(r"(\d+)(?:\.\d+)?", out)
@@ -99,22 +102,24 @@ def find_tool(name: str, min_major: int) -> str:
 
 
 def libpq_env(url: str) -> dict[str, str]:
-    """Environment for pg_dump & co: the password travels in PGPASSWORD, never on a command line."""
-    parts = urlsplit(url)
-    env = dict(os.environ)
-    env.pop("PGDATABASE", None)
-    if parts.password is not None:
-        env["PGPASSWORD"] = unquote(parts.password)
-    return env
+    """Environment for pg_dump & co: the password (``user:PASSWORD@`` or ``?password=``) travels in
+    PGPASSWORD, never on a command line; nothing else of deploysafe's environment goes along
+    (:func:`deploysafe.childenv.libpq_environment`)."""
+    from deploysafe.childenv import libpq_environment
+    from deploysafe.redact import url_password
+
+    return libpq_environment(url_password(url))
 
 
 def without_password(url: str) -> str:
+    """The URL without its password, whether in the userinfo or a ``password=`` query parameter."""
     parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    if len(netloc) == 2:
-        user = netloc[0].split(":", 1)[0]
-        return urlunsplit((parts.scheme, f"{user}@{netloc[1]}", parts.path, parts.query, parts.fragment))
-    return url
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at:
+        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith("password="))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def dbname_arg(url: str) -> str:

@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from deploysafe import embedded
+from deploysafe.childenv import clear_claims
 from deploysafe.redact import clear_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +34,7 @@ def _unavailable(reason: str) -> None:
 def _forget_secrets() -> Iterator[None]:
     yield
     clear_secrets()
+    clear_claims()
 
 
 @pytest.fixture(scope="session")

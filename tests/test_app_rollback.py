@@ -24,7 +24,7 @@ APP_DEPLOY = '[deploy]\napp_deploy = "ship-it"\n'
 def ships_new_code(rig: Rig, monkeypatch: pytest.MonkeyPatch, *, broken: bool) -> None:
     """``[deploy] app_deploy`` puts code-1 live; ``broken``: code-1 cannot run on the old schema (the snapshot)."""
 
-    def app_deploy(loaded: Any) -> None:
+    def app_deploy(loaded: Any, url: str) -> None:
         rig.platform.ship("code-1")
         rig.platform.healthy_urls.discard(rig.prod_url)  # the new code + its migration fail the probes
 

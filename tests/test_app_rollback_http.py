@@ -288,7 +288,7 @@ url = "http://127.0.0.1:3000/health"
     loaded = LoadedConfig(parse_config(text, env={}), tmp_path / "deploysafe.toml")
     rig = Rig(loaded, provider, FakePlatform(prod))
     install_doubles(rig, monkeypatch)
-    monkeypatch.setattr(deploy, "_app_deploy", lambda loaded: world.ship("code-1"))
+    monkeypatch.setattr(deploy, "_app_deploy", lambda loaded, url: world.ship("code-1"))
 
     def analyse(cfg: Any, url: str | None, *, journal: Any = None, on_attempt: Any = None, phase: str = "probe",
                 **kw: Any) -> Verdict:

@@ -112,14 +112,20 @@ def test_a_bug_exits_70_with_the_log_path_and_no_secret(
     monkeypatch.setattr("deploysafe.journal.read_journal", boom)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     code, out, err = _cli(capsys, "history")
-    log = tmp_path / "deploysafe-crash.log"
     assert code == 70 and out == ""
-    assert err == (
-        "internal error (a bug in deploysafe): RuntimeError: cannot talk to postgres://app:****@db.internal:5432/prod; "
-        f"the traceback is in {log}\n"
-    )
+    # Issue 17: the crash log is in the state folder, owner-only, under a unique name (no fixed /tmp file).
+    m = re.fullmatch(
+        r"internal error \(a bug in deploysafe\): RuntimeError: cannot talk to postgres://app:\*\*\*\*@db\.internal:5432/prod; "
+        r"the traceback is in (\S+)\n", err)
+    assert m, err
+    log = Path(m.group(1))
+    assert log.parent == project / ".deploysafe" and re.fullmatch(r"crash-\d{8}T\d{6}Z-\w+\.log", log.name)
+    assert log.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "deploysafe-crash.log").exists()
     trace = log.read_text()
     assert "Traceback" in trace and "boom" in trace and PASSWORD not in trace
+    code, _, err2 = _cli(capsys, "history")  # a second crash does not overwrite the first
+    assert code == 70 and f"traceback is in {log}\n" not in err2 and "traceback is in " in err2
 
 
 def test_ctrl_c_exits_130(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

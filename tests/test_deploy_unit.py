@@ -249,7 +249,7 @@ def test_healthy_deploy_exits_0_with_the_timeline_in_order(rig: Rig) -> None:
 
 def test_rehearse_app_deploy_and_watch_appear_in_the_timeline(make_rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     rig: Rig = make_rig('[deploy]\napp_deploy = "deploy-app"\n')
-    monkeypatch.setattr(deploy, "_app_deploy", lambda loaded: None)
+    monkeypatch.setattr(deploy, "_app_deploy", lambda loaded, url: None)
     summary, err = rig.run(rehearse=True, watch=5.0)
     assert err is None, err
     assert [s for s, _ in steps(summary)] == ["preflight", "snapshot", "generate", "lint", "rehearse", "push", "app",

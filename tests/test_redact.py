@@ -146,3 +146,128 @@ def test_secret_keys_in_objects_are_masked_but_their_env_names_are_not() -> None
     assert redact_obj(obj) == {
         "password": MASK, "Token": MASK, "token_env": "NEON_API_KEY", "nested": [{"secret": MASK}], "token": ""
     }
+
+
+# --- issue 17: every pattern of the issue, and registered secrets in every encoding ---------------------
+
+# Values as tokens look: no whitespace or quotes (those end a token in any log line).
+token_values = st.text(
+    alphabet=st.sampled_from(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/=!$%*@:")),
+    min_size=8, max_size=40,
+).filter(lambda v: len(set(v)) > 3 and v != MASK and not v.startswith("$"))  # "$X": a shell reference
+
+
+@given(token_values, st.sampled_from(["PGPASSWORD", "access_token", "NEON_API_KEY", "db_password", "client_secret",
+                                      "RENDER_API_KEY", "secret_key", "token", "apikey"]),
+       st.sampled_from(["{k}={v}", "export {k}={v}", "env: {k}={v} HOME=/root", "{k}='{v}'", '{k}="{v}"',
+                        "https://api.example.com/cb?state=1&{k}={v}", "https://x.test/?{k}={v}#frag"]))
+@settings(max_examples=300, deadline=None)
+def test_secret_assignments_never_escape(value: str, key: str, form: str) -> None:
+    out = redact(form.format(k=key, v=value))
+    assert value not in out
+    assert f"{key}=" in out  # the key stays readable
+
+
+def test_secret_assignment_keeps_neighbours_and_placeholders() -> None:
+    assert redact("PGPASSWORD=hunter22 pg_dump -d x") == f"PGPASSWORD={MASK} pg_dump -d x"
+    assert redact("https://x.test/cb?access_token=abc123456&state=ok") == f"https://x.test/cb?access_token={MASK}&state=ok"
+    assert redact('token_env = "RENDER_API_KEY"') == 'token_env = "RENDER_API_KEY"'  # a variable *name* is no secret
+    assert redact("export NEON_API_KEY=... (in CI)") == "export NEON_API_KEY=... (in CI)"
+
+
+@given(token_values.filter(lambda v: not v.startswith("=")), st.sampled_from(["Bearer", "bearer", "Basic"]),
+       st.sampled_from(["Authorization: {s} {v}", "authorization:{s} {v}", "Authorization = \"{s} {v}\"", '{{"Authorization": "{s} {v}"}}',
+                        "curl -H 'Authorization: {s} {v}' https://api.render.com"]))
+@settings(max_examples=300, deadline=None)
+def test_authorization_header_never_escapes(value: str, scheme: str, form: str) -> None:
+    out = redact(form.format(s=scheme, v=value))
+    assert value not in out and MASK in out
+
+
+@given(token_values)
+@settings(max_examples=100, deadline=None)
+def test_bare_bearer_credential_never_escapes(value: str) -> None:
+    assert value not in redact(f"request failed (Bearer {value}) 401")
+
+
+@given(st.text(max_size=40), st.sampled_from(["db_password", "secret_key", "api_key", "token", "DB_PASSWORD", "access_token",
+                                             "stripeSecretKey", "github-token", "private_key", "credentials"]))
+@settings(max_examples=300, deadline=None)
+def test_json_secret_keys_never_escape(value: str, key: str) -> None:
+    body = json.dumps({"name": "app", key: value, "n": 1})
+    out = redact(f"answered 400: {body}")
+    assert json.loads(out.split(": ", 1)[1]) == {"name": "app", key: MASK, "n": 1}
+    assert redact_obj({"name": "app", key: value}) == {"name": "app", key: MASK if value else ""}
+
+
+def test_non_secret_keys_are_kept() -> None:
+    obj = {"token_env": "RENDER_API_KEY", "api_key_env": "NEON_API_KEY", "webhook_env": "HOOK", "keys": "a", "monkey": "b"}
+    assert redact_obj(obj) == obj
+    assert redact(json.dumps(obj)) == json.dumps(obj)
+
+
+@given(token_values.filter(lambda v: v.strip("-") != "" and not v.startswith(("-", "*"))),
+       st.sampled_from(["password", "db_password", "secret_key", "api_token", "DATABASE_PASSWORD"]),
+       st.sampled_from(["{k}: {v}", "  {k}: {v}", "- {k}: {v}", "{k}: '{v}'", '  "{k}": {v}', "{k}:   {v}  "]))
+@settings(max_examples=300, deadline=None)
+def test_yaml_secret_values_never_escape(value: str, key: str, form: str) -> None:
+    text = "services:\n  db:\n" + form.format(k=key, v=value) + "\n  image: postgres:16\n"
+    out = redact(text).split("\n")
+    assert value not in out[2] and key in out[2] and MASK in out[2]
+    assert out[3] == "  image: postgres:16"
+
+
+@given(schemes, users, passwords, hosts, tails)
+@settings(max_examples=200, deadline=None)
+def test_slash_escaped_url_password_never_escapes(scheme: str, user: str, pw: str, host: str, tail: str) -> None:
+    url = f"{scheme}://{user}:{quote(pw, safe='')}@{host}{tail}"
+    escaped = json.dumps({"url": url}).replace("/", "\\/")  # PHP's and some loggers' JSON
+    out = redact(escaped)
+    assert quote(pw, safe="") not in out
+    assert json.loads(out)["url"] == f"{scheme}://{user}:{MASK}@{host}{tail}"
+
+
+def _forms(secret: str) -> dict[str, str]:
+    from urllib.parse import quote_plus
+
+    return {
+        "plain": secret,
+        "json": json.dumps(secret)[1:-1],
+        "json ascii": json.dumps(secret, ensure_ascii=True)[1:-1],
+        "json in json": json.dumps(json.dumps(secret))[1:-1],
+        "json slash-escaped": json.dumps(secret)[1:-1].replace("/", "\\/"),
+        "every char as \\u": "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else c for c in secret),
+        "url-encoded": quote(secret, safe=""),
+        "url-encoded, upper-case hex": quote(secret, safe="").upper() if secret.isascii() and secret.upper() == secret else quote(secret, safe=""),
+        "form-encoded": quote_plus(secret, safe=""),
+        "repr": repr(secret)[1:-1],
+        "ascii()": ascii(secret)[1:-1],
+    }
+
+
+secrets_any = st.text(min_size=4, max_size=30).filter(lambda s: len(set(s)) > 2 and s.strip() != "")
+
+
+@given(secrets_any, st.text(max_size=20), st.text(max_size=20))
+@settings(max_examples=300, deadline=None)
+def test_registered_secret_hidden_in_every_encoding(secret: str, before: str, after: str) -> None:
+    clear_secrets()
+    register_secret(secret)
+    try:
+        for name, form in _forms(secret).items():
+            out = redact(before + form + after)
+            assert form not in out, f"{name} form survived: {out!r}"
+    finally:
+        clear_secrets()
+
+
+def test_registered_secret_forms_exact() -> None:
+    register_secret('tok"en/é\\x1')
+    assert redact('{"text": "hook tok\\"en\\/\\u00e9\\\\x1 failed"}') == '{"text": "hook **** failed"}'
+    assert redact("restart: 'tok\"en/\\xe9\\\\x1'") == "restart: '****'"
+    assert redact("q=tok%22en%2F%C3%A9%5Cx1&x=1") == "q=****&x=1"
+
+
+def test_shell_references_are_not_credentials() -> None:
+    text = 'curl -H "Authorization: Bearer ${DEPLOY_HOOK_TOKEN}" -H "Authorization: Basic $BASIC" x'
+    assert redact(text) == text

@@ -268,10 +268,11 @@ def report_path(state_dir: Path, report: DrillReport, ext: str) -> Path:
 
 
 def write_report(state_dir: Path, report: DrillReport) -> None:
-    folder = state_dir / DRILLS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    report_path(state_dir, report, "json").write_text(json.dumps(report.as_dict(), indent=2) + "\n", encoding="utf-8")
-    report_path(state_dir, report, "md").write_text(render_markdown(report), encoding="utf-8")
+    from deploysafe.files import write_private
+    from deploysafe.redact import redact_obj
+
+    write_private(report_path(state_dir, report, "json"), json.dumps(redact_obj(report.as_dict()), indent=2) + "\n")
+    write_private(report_path(state_dir, report, "md"), render_markdown(report))
 
 
 def _target(p: Phase) -> str:

@@ -7,12 +7,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploysafe.childenv import user_environment
 from deploysafe.errors import PlatformError
 from deploysafe.platforms.base import CurrentValue, Release
 from deploysafe.platforms.dotenv import UserReleases, run_user_command
@@ -66,7 +66,8 @@ class CommandPlatform(UserReleases):
         )
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "DEPLOYSAFE_NEW_URL": self._new_url, "DEPLOYSAFE_VAR": self.var}
+        """What deploysafe adds for the commands (each also gets the variables it names: deploysafe.childenv)."""
+        return {"DEPLOYSAFE_NEW_URL": self._new_url, "DEPLOYSAFE_VAR": self.var}
 
     def read_current(self) -> CurrentValue:
         if not self.get_command:
@@ -74,7 +75,8 @@ class CommandPlatform(UserReleases):
         # The value itself is needed (to tell which snapshot it names), so stdout is read raw here;
         # step output elsewhere is redacted. It is registered as a secret at once.
         try:
-            r = subprocess.run(self.get_command, shell=True, cwd=self.cwd, env=self._env(), capture_output=True,
+            r = subprocess.run(self.get_command, shell=True, cwd=self.cwd, capture_output=True,
+                               env=user_environment(self.get_command, extra=self._env()),
                                text=True, timeout=60, stdin=subprocess.DEVNULL, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise PlatformError("command: get command ran past 60s", platform=self.name,

@@ -23,7 +23,11 @@ if TYPE_CHECKING:
 
 
 def run_user_command(platform: str, what: str, command: str, *, cwd: Path, env: dict[str, str], timeout: float) -> str:
-    """Run a configured shell command (restart, set, wait...) with a hard timeout; PlatformError on failure."""
+    """Run a configured shell command (restart, set, wait...) with a hard timeout; PlatformError on failure.
+
+    ``env`` is what deploysafe adds; the command also gets the user's environment without deploysafe's
+    own credentials, and the variables it names (``${DEPLOY_HOOK_TOKEN}``): see :mod:`deploysafe.childenv`.
+    """
     from deploysafe.npm import run_step
 
     try:
@@ -108,7 +112,7 @@ class DotenvPlatform(UserReleases):
                    release_command=p.release_command, rollback_command=p.rollback_command)
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "DEPLOYSAFE_NEW_URL": self._last_url or "", "DEPLOYSAFE_ENV_FILE": str(self.env_file)}
+        return {"DEPLOYSAFE_NEW_URL": self._last_url or "", "DEPLOYSAFE_ENV_FILE": str(self.env_file)}
 
     def read_current(self) -> CurrentValue:
         if not self.env_file.exists():

@@ -29,6 +29,18 @@ def test_a_failing_webhook_only_warns_and_never_shows_its_url(hook: Hook, capsys
     assert "SECRETTOKEN" not in text and "127.0.0.1" not in text
 
 
+def test_the_body_passes_through_redaction(hook: Hook) -> None:
+    # Issue 17: the webhook is one more sink; a registered secret or a URL password in the text never reaches it.
+    from deploysafe.redact import register_secret
+
+    register_secret("dht_notifytoken0123456789")
+    text = 'restart failed: curl -H "Authorization: Bearer dht_notifytoken0123456789" postgres://app:pw-12345678@db/x'
+    assert notify(NotifyConfig(webhook_env="OPS_WEBHOOK", format="json"), text, {"db_password": "pw-12345678"}) is True
+    body = hook.bodies[-1]
+    assert "dht_notifytoken0123456789" not in str(body) and "pw-12345678" not in str(body)
+    assert body["db_password"] == "****" and "postgres://app:****@db/x" in body["text"]
+
+
 def test_not_configured_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPS_WEBHOOK", raising=False)
     assert notify(NotifyConfig(), "x") is False

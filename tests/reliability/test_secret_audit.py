@@ -158,6 +158,144 @@ def test_no_secret_in_any_output_journal_report_or_summary(
             if p.suffix == ".jsonl":
                 json.loads(line)  # every journal line parses
             scan(markers, f"{p.relative_to(app.root)} line {n}", line)
-    crash = Path("/tmp/deploysafe-crash.log")
-    if crash.exists():
-        scan(markers, "the crash log", crash.read_text(errors="replace"))
+    # a crash log, if any, is a state file (issue 17): scanned above
+
+
+# --- issue 17: interpolated tokens, a failing restart during a rollback, and what every child process got ---
+
+AUDIT_SH = r"""#!/bin/sh
+# Stand-in wrapper (issue 17): records the environ and argv of its own process and of the `sh -c` deploysafe
+# started for it (as the kernel shows them in /proc), says the hook token aloud the way a chatty tool would,
+# then runs the reliability stand-in.
+d="$AUDIT_DIR"
+n="$1.$(date +%s%N).$$"
+cat /proc/$$/environ > "$d/$n.env"; cat /proc/$$/cmdline > "$d/$n.argv"
+case "$(tr '\0' ' ' < /proc/$PPID/cmdline)" in
+  *python*) ;;
+  *) cat /proc/$PPID/environ > "$d/$n.parent.env"; cat /proc/$PPID/cmdline > "$d/$n.parent.argv" ;;
+esac
+if [ "$1" = restart ]; then
+  echo "calling the deploy hook with token $2"
+  set -- restart
+fi
+exec sh "$(dirname "$0")/tool.sh" "$@"
+"""
+
+PG_WRAPPER = """#!/bin/sh
+[ "$1" = --version ] || {{ n="{tool}.$(date +%s%N).$$"; cat /proc/$$/environ > "{dir}/$n.env"; cat /proc/$$/cmdline > "{dir}/$n.argv"; }}
+exec {real} "$@"
+"""
+
+
+def _records(folder: Path) -> list[tuple[str, dict[str, str], str]]:
+    """(what, environment, argv) of every recorded child process."""
+    out = []
+    for argv_file in sorted(folder.glob("*.argv")):
+        env = dict(i.split("=", 1) for i in argv_file.with_suffix(".env").read_text().split("\0") if "=" in i)
+        what = argv_file.name.split(".")[0] + (" (sh -c)" if argv_file.name.endswith(".parent.argv") else "")
+        out.append((what, env, argv_file.read_text().replace("\0", " ")))
+    return out
+
+
+def test_rollback_with_failing_restart_leaks_no_interpolated_token_and_children_get_least_privilege(
+    audited: tuple[DemoApp, dict[str, str], dict[str, str], Webhook], tmp_path: Path,
+) -> None:
+    import shlex
+
+    from deploysafe import pg
+    from reliability_kit import set_faults
+
+    app, env, markers, hook = audited
+    records = tmp_path / "children"
+    records.mkdir()
+    hook_token = f"dht_{secrets.token_hex(12)}"
+    stripe = f"sk_live_{secrets.token_hex(12)}"
+    env = {**env, "DEPLOY_HOOK_TOKEN": hook_token, "STRIPE_KEY": stripe, "AUDIT_DIR": str(records)}
+    markers = {**markers, "hook token interpolated into [platform] restart": hook_token,
+               "STRIPE_KEY interpolated into [app] env": stripe}
+    # pg_dump/pg_restore wrappers: what deploysafe's snapshot and restore children got
+    wrappers = tmp_path / "pgbin"
+    wrappers.mkdir()
+    for tool in ("pg_dump", "pg_restore"):
+        (wrappers / tool).write_text(PG_WRAPPER.format(tool=tool, dir=records, real=shlex.quote(pg.find_tool(tool, 14))))
+        (wrappers / tool).chmod(0o755)
+    env["DEPLOYSAFE_PG_BIN"] = str(wrappers)
+    (app.root / "audit.sh").write_text(AUDIT_SH)
+    cfg = prepare_app(app, restart="sh audit.sh restart ${DEPLOY_HOOK_TOKEN}",
+                      extra='\n[notify]\nwebhook_env = "AUDIT_WEBHOOK"\non_success = true\n')
+    text = cfg.read_text()
+    text = text.replace("sh tool.sh generate", "sh audit.sh generate").replace("sh tool.sh push", "sh audit.sh push")
+    text = text.replace("env = { PSQL = ", 'pass_env = ["NEON_API_KEY"]\nenv = { STRIPE_KEY = "${STRIPE_KEY}", PSQL = ')
+    cfg.write_text(text)
+    outputs: list[tuple[str, str, str]] = []
+
+    def run(*args: str) -> tuple[int, str]:
+        code, out, err = _cli(app, env, *args)
+        outputs.append((" ".join(args), out, err))
+        assert "Traceback" not in err, err
+        return code, out
+
+    set_change(app.root, SAFE)
+    code, _ = run("--json", "deploy")
+    assert code == 0, outputs[-1]
+    set_change(app.root, BREAKING)
+    set_faults(app.root, restart="exit")  # the restart fails during the rollback
+    code, out = run("--json", "deploy")
+    assert code not in (0, 70), outputs[-1]
+    summary = json.loads(out[out.index("{"):])
+    assert summary["outcome"] in ("rolled back", "needs a person"), summary
+    code, _ = run("rollback", "--yes", "--to", summary["snapshot"])  # by hand: the restart fails again
+    assert code not in (0, 70), outputs[-1]
+    for args in (["config", "show"], ["--json", "config", "show"], ["--json", "status"], ["history"], ["drill"]):
+        run(*args)
+    restart_said = [o for o in outputs if "calling the deploy hook with token" in o[1] + o[2]]
+    assert any("calling the deploy hook with token ****" in o[1] + o[2] for o in outputs), \
+        "the restart's output (which names its token) was never shown: the audit proves nothing"
+    assert restart_said
+    shown = json.loads(next(o[1] for o in outputs if o[0] == "--json config show"))
+    assert shown["platform"]["restart"] == "sh audit.sh restart ${DEPLOY_HOOK_TOKEN}"
+    assert shown["app"]["env"]["STRIPE_KEY"] == "${STRIPE_KEY}"
+
+    # every sink: stdout/stderr (with GitHub annotations), JSON, step summary, journal, state files, webhook
+    for cmd, out, err in outputs:
+        scan(markers, f"stdout of `{cmd}`", out)
+        scan(markers, f"stderr of `{cmd}`", err)
+    assert hook.bodies, "the webhook was never called"
+    for i, body in enumerate(hook.bodies):
+        scan(markers, f"webhook post {i}", body)
+    scan(markers, "the GitHub step summary", Path(env["GITHUB_STEP_SUMMARY"]).read_text())
+    for p in (app.root / ".deploysafe").rglob("*"):
+        if p.is_file():
+            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
+                scan(markers, f"{p.relative_to(app.root)} line {n}", line)
+    assert any("${DEPLOY_HOOK_TOKEN}" in line for line in (app.root / ".deploysafe" / "journal.jsonl").read_text().splitlines())
+
+    # every child process: no password or token on argv; deploysafe's credentials in no environment but
+    # through [app] pass_env; the restart gets its own token from its environment
+    children = _records(records)
+    kinds = {what for what, _, _ in children}
+    assert {"generate", "push", "restart", "pg_dump", "pg_restore"} <= kinds, kinds
+    for what, _, argv in children:
+        if what == "restart (sh -c)":
+            assert "${DEPLOY_HOOK_TOKEN}" in argv  # the shell expands the reference from its environment
+    on_argv = {k: v for k, v in markers.items() if k != "webhook URL"} | {"webhook URL": hook.url}
+    for what, child_env, argv in children:
+        # The user's restart command hands its token to its own program as an argument (its choice, like
+        # `curl -H "Authorization: Bearer ${TOKEN}"`); the `sh -c` deploysafe starts holds only the reference.
+        own_argument = {"hook token interpolated into [platform] restart"} if what == "restart" else set()
+        scan({k: v for k, v in on_argv.items() if k not in own_argument}, f"the argv of a {what} child ({argv[:60]})", argv)
+        for own in ("RENDER_API_KEY", "AUDIT_WEBHOOK"):
+            assert own not in child_env, f"{own} reached a {what} child"
+        values = "\n".join(child_env.values())
+        assert env["RENDER_API_KEY"] not in values and hook.url not in values
+        if what in ("generate", "push", "generate (sh -c)", "push (sh -c)"):
+            assert child_env["NEON_API_KEY"] == env["NEON_API_KEY"]  # handed over on purpose: [app] pass_env
+            assert child_env["STRIPE_KEY"] == stripe and child_env["DATABASE_URL"]
+            assert "DEPLOY_HOOK_TOKEN" not in child_env
+        else:
+            assert "NEON_API_KEY" not in child_env and env["NEON_API_KEY"] not in values, what
+        if what.startswith("restart"):
+            assert child_env["DEPLOY_HOOK_TOKEN"] == hook_token
+        if what in ("pg_dump", "pg_restore"):
+            assert child_env["PGPASSWORD"] and "DATABASE_URL" not in child_env and "STRIPE_KEY" not in child_env
+            assert "DEPLOY_HOOK_TOKEN" not in child_env and "AUDIT_DIR" not in child_env
