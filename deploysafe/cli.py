@@ -514,8 +514,11 @@ def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allo
             if step_summary and console.github:
                 from deploysafe.redact import redact
 
-                with Path(step_summary).open("a", encoding="utf-8") as f:
-                    f.write(redact(github_summary(summary)))
+                try:  # a full disk never turns the deploy's outcome into an internal error (issue 15)
+                    with Path(step_summary).open("a", encoding="utf-8") as f:
+                        f.write(redact(github_summary(summary)))
+                except OSError as e:
+                    console.warn(f"cannot write the GitHub step summary: {e.strerror or type(e).__name__}")
             _notify(loaded, summary)
 
 

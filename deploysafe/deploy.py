@@ -235,6 +235,8 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             if opts.rehearse:
                 _timed(summary, journal, "rehearse", lambda h: _rehearse(loaded, provider, plan.snapshot))
                 checkpoint()
+            # production may change from here: a journal that cannot be written no longer stops the run (issue 15)
+            journal.strict = False
             try:
                 _timed(summary, journal, "push", lambda h: migrate.push(loaded, prod.url, on_line=console.detail))
             except StepError as e:

@@ -54,11 +54,31 @@ def _describe(h: dict[str, Any]) -> str:
     )
 
 
+def _open_lock_file(path: Path) -> int | None:
+    """The lock file, read-write; read-only when the state dir is (flock works on either); None when neither."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        pass
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+
+
 @contextmanager
 def _file_lock(state_dir: Path, holder: dict[str, Any]) -> Iterator[None]:
-    state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / "deploy.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _open_lock_file(path)
+    if fd is None:
+        # a full or read-only state dir never blocks a rollback (issue 15): the advisory lock on the
+        # production server still keeps runs apart, across machines and on this one
+        from deploysafe.console import console
+
+        console.warn(f"cannot open {path}; relying on the production server's lock alone")
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -72,8 +92,11 @@ def _file_lock(state_dir: Path, holder: dict[str, Any]) -> Iterator[None]:
                 hint="wait for it to finish; a crashed run releases the lock by itself",
                 holder=other,
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        try:  # who holds it, for the next run's message; best effort on a full disk
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+        except OSError:
+            pass
         yield
     finally:
         os.close(fd)  # closing releases the flock

@@ -54,8 +54,8 @@ def notify(
         with httpx.Client(transport=transport, timeout=httpx.Timeout(TIMEOUT), follow_redirects=False) as client:
             # POST is not idempotent: retry only statuses that say "nothing happened" (429/503...), not network errors.
             resp = send(client, "POST", url, json=payload(cfg, text, data), policy=RetryPolicy(attempts=2, cap=2.0))
-    except httpx.HTTPError as e:
-        # the exception text can hold the URL: say only what kind of failure it was
+    except Exception as e:  # noqa: BLE001 - a notification never changes a command's outcome (issue 15)
+        # HTTP errors, an invalid URL, a socket error: the text can hold the URL, so say only what kind it was
         console.warn(f"notify: the webhook in ${cfg.webhook_env} could not be reached ({type(e).__name__}); outcome unchanged")
         return False
     if resp.status_code >= 300:

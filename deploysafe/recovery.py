@@ -79,6 +79,7 @@ def manual_rollback(
             if not confirm("\n".join(["Rollback plan:", *[f"  - {s}" for s in plan], "Proceed?"])):
                 raise UsageError("rollback not confirmed", hint="pass --yes to run without asking")
         journal = Journal(loaded.state_dir, "rollback")
+        journal.strict = False  # a full disk never stops a rollback: journal lines fall back to stderr (issue 15)
         with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
                          run_id=journal.run_id, command="rollback"):
             if when is not None:
@@ -281,6 +282,7 @@ def watch(loaded: LoadedConfig, seconds: float) -> dict[str, Any]:
             journal.event("result", "ok", outcome="healthy")
             return {"healthy": True, "reason": verdict.reason}
         t_verdict = time.monotonic()
+        journal.strict = False  # the rollback below must not be stopped by a full disk (issue 15)
         console.error(verdict.reason)
         with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
                          run_id=journal.run_id, command="watch"):
