@@ -470,9 +470,11 @@ def _confirm(question: str) -> bool:
 @click.option("--allow-destructive", is_flag=True, help="Let destructive SQL through for this run (overrides lint block).")
 @click.option("--rehearse", is_flag=True, help="Run push against a throwaway copy of production first.")
 @click.option("--watch", "watch_for", metavar="DURATION", help="After a healthy deploy, keep probing this long (e.g. 10m).")
+@click.option("--assume-production", is_flag=True,
+              help="When nothing can tell where DATABASE_URL points (write-only platform, no record), take it as production and record that.")
 @pass_ctx
 def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allow_destructive: bool, rehearse: bool,
-               watch_for: str | None) -> int:
+               watch_for: str | None, assume_production: bool) -> int:
     """Guarded deploy: snapshot, generate, lint, push, probe; roll back on failure.
 
     Example: deploysafe deploy --sha "$GITHUB_SHA"
@@ -495,7 +497,7 @@ def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allo
         raise UsageError(f"--watch: {e}") from None
     loaded = ctx.load()
     opts = DeployOptions(sha=sha, dry_run=dry_run, no_rollback=no_rollback, allow_destructive=allow_destructive,
-                         rehearse=rehearse, watch=watch_s)
+                         rehearse=rehearse, watch=watch_s, assume_production=assume_production)
     summary = None
     try:
         summary = deploy(loaded, opts)

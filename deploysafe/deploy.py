@@ -45,6 +45,7 @@ class DeployOptions:
     allow_destructive: bool = False
     rehearse: bool = False
     watch: float | None = None
+    assume_production: bool = False  # the app runs on production, though nothing can tell (issue 15)
 
 
 @dataclass
@@ -157,7 +158,7 @@ def _preflight(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, pl
     from deploysafe.retention import plan_prune
 
     pp = plan_prune(provider.list_snapshots(), now=datetime.now(UTC), retention=loaded.config.retention,
-                    in_use=where.name, production=prod.name)
+                    in_use=where.name, production=prod.name, in_use_unknown=where.name is None)
     prune_names = [s.name for s, _ in pp.delete]
     plan = plan_deploy(
         loaded.config, snapshot=name, production=prod.name, app_points_at=where.name, caveats=caveats,
@@ -190,6 +191,7 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             "the app does not use",
             hint="run `deploysafe promote` to make it production (or repoint the app), then deploy again",
         )
+    _confirm_target(provider, prod.name, where, opts, journal)
 
     production_changed = False
     verdict_at: float | None = None
@@ -283,6 +285,30 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
     summary.outcome = "deployed"
     journal.event("result", "ok", outcome=summary.outcome, exit_code=0, snapshot=plan.snapshot)
     return summary
+
+
+def _confirm_target(provider: Provider, production: str, where: Any, opts: DeployOptions, journal: Journal) -> None:
+    """Fail closed when nobody can tell where the app points (issue 15); record production once it is known
+    from this runner alone (journal) or from the user (--assume-production), so the next runner knows too."""
+    from deploysafe.inuse import record_target
+
+    if where.name is None and opts.assume_production:
+        console.warn(f"cannot tell where the app points ({where.detail}); assuming production {production!r} "
+                     "as --assume-production says")
+    if where.name is None and not opts.assume_production:
+        raise PreconditionError(
+            f"cannot tell where the app's DATABASE_URL points ({where.detail}); after a rollback it may run on a "
+            f"snapshot, and migrating production {production!r} would then change a database the app does not use",
+            hint=f"if the app runs on production {production!r}, run `deploysafe deploy --assume-production` once "
+                 "(deploysafe then records it with the provider, for every runner); if it runs on a snapshot, "
+                 "point it back or promote that snapshot first",
+        )
+    if where.source in ("unknown", "journal"):
+        why = record_target(provider, production)
+        journal.event("record-target", "failed" if why else "ok", target=production, source=where.source,
+                      assumed=where.name is None, error=why)
+        if why:
+            console.warn(f"could not record with the provider that the app points at {production!r}: {why}")
 
 
 class _Unhealthy(Exception):

@@ -131,6 +131,9 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
             with journal.step("rename_snapshot", old=where.name, new=prod.name):
                 _promote_snapshot(provider, platform, where.name, prod.name)
             journal.event(REPOINT_STEP, "ok", target=prod.name, previous=failed_name)
+            from deploysafe.rollback import record_repoint
+
+            record_repoint(provider, prod.name, journal)
             journal.event("result", "ok", outcome="promoted")
         return {"production": prod.name, "was": where.name, "failed_state": failed_name}
     finally:
@@ -229,6 +232,11 @@ def status(loaded: LoadedConfig) -> dict[str, Any]:
             out["advice"].append(
                 f"the last {lr['command']} was cut off before production changed; production is as it was"
             )
+    if not out["app_points_at"]["name"]:
+        out["advice"].append(
+            f"cannot tell where the app points ({out['app_points_at']['detail']}): prune keeps every snapshot and deploy "
+            "refuses; if the app runs on production, `deploysafe deploy --assume-production` records it"
+        )
     if out["app_points_at"]["name"] and out["app_points_at"]["name"] != out["production"]:
         out["advice"].append(
             f"the app runs on {out['app_points_at']['name']!r}, not production: run `deploysafe promote` once you are satisfied"
