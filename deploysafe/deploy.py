@@ -69,24 +69,48 @@ class Summary:
 
 
 class _Interrupt:
-    """Ctrl-C during a deploy: finish the current step, then stop (rolling back if production changed)."""
+    """Signals during a deploy (issues 4, 15).
+
+    Ctrl-C (SIGINT): finish the current step, then stop; a second Ctrl-C stops now.
+    SIGTERM and SIGHUP (a cancelled CI job, a closed terminal): stop now. Stopping raises in the
+    main thread, so the running step's whole process group is ended at once (``npm.run_step``);
+    the deploy then rolls back if production changed. Once stopping has begun, further signals
+    only warn: the rollback they would cut short is what keeps production up. GitHub Actions
+    cancels with SIGINT, SIGTERM about 7.5 s later, then SIGKILL; if that comes first, the
+    journal's ``running`` lines say where the rollback stopped and ``deploysafe status`` says
+    what to run.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.requested = False
-        self._old: Any = None
+        self.stopping = False  # stop-now raised (or the rollback began): later signals only warn
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupt:
-        self._old = signal.signal(signal.SIGINT, self._handle)
+        for sig in self.SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:  # a second Ctrl-C means now
+        name = signal.Signals(signum).name
+        if self.stopping:
+            console.warn(f"{name} received: finishing what production needs first (the rollback, if any)")
+            return
+        if signum == signal.SIGINT and not self.requested:
+            self.requested = True
+            console.warn("interrupt received: stopping after the current step (Ctrl-C again to stop now)")
+            return
+        self.requested = self.stopping = True
+        if signum == signal.SIGINT:  # a second Ctrl-C means now
             raise KeyboardInterrupt
-        self.requested = True
-        console.warn("interrupt received: stopping after the current step (Ctrl-C again to stop now)")
+        console.warn(f"{name} received: stopping now")
+        raise Interrupted(f"deploy stopped by {name}")
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def git_sha(explicit: str | None, cwd: Path) -> str | None:
@@ -245,6 +269,10 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 if e.production_changed:
                     production_changed = True
                 raise
+            except Interrupted as e:  # stopped mid-push: migrate.push compared the schema after ending it
+                if e.context.get("production_changed", True):
+                    production_changed = True
+                raise
             production_changed = True
             journal.event("production_changed", "ok", snapshot=plan.snapshot)
             checkpoint()
@@ -260,6 +288,7 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 raise _Unhealthy(verdict.reason)
             checkpoint()
         except (_Unhealthy, StepError, DeploysafeError, KeyboardInterrupt) as e:
+            intr.stopping = True  # from here a signal never cuts the rollback or the result line short
             if not production_changed:
                 summary.outcome = "failed before production changed"
                 summary.error = str(e)
@@ -270,7 +299,7 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 if stopped:
                     raise Interrupted("deploy interrupted before production changed; nothing was changed") from None
                 raise
-            reason = str(e) if not isinstance(e, KeyboardInterrupt) else "interrupted"
+            reason = str(e).split("\n")[0] if not isinstance(e, KeyboardInterrupt) else "interrupted"
             console.error(f"deploy failed after production changed: {reason}")
             if opts.no_rollback:
                 summary.outcome = "needs a person"

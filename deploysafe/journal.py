@@ -116,7 +116,10 @@ class Journal:
         except BaseException as e:
             handle.details.setdefault("error", str(e) or type(e).__name__)
             ended = started + _td(time.monotonic() - t0)
-            self.write(name, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed", started, ended, handle.details)
+            from deploysafe.errors import Interrupted
+
+            stopped = isinstance(e, (KeyboardInterrupt, Interrupted))  # Ctrl-C, SIGTERM, SIGHUP
+            self.write(name, "interrupted" if stopped else "failed", started, ended, handle.details)
             raise
         ended = started + _td(time.monotonic() - t0)
         self.write(name, handle.outcome, started, ended, handle.details)

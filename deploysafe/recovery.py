@@ -222,11 +222,23 @@ def status(loaded: LoadedConfig) -> dict[str, Any]:
         provider.close()
         platform.close()
     lr = out["last_run"]
-    if lr and lr["outcome"] == "cut off":
+    in_rollback = [s for s in (lr or {}).get("cut_off_in", []) if s.startswith("rollback")]
+    if lr and lr["outcome"] == "cut off" and in_rollback and lr["snapshot"]:
+        # killed mid-rollback (e.g. SIGKILL after a cancelled job's SIGTERM): the steps left are the rollback's
+        out["advice"].append(
+            f"the last {lr['command']} was cut off during its rollback to {lr['snapshot']!r} "
+            f"({', '.join(in_rollback)}); finish it: `deploysafe rollback --to {lr['snapshot']} --yes`"
+        )
+    elif lr and lr["outcome"] == "cut off":
         if lr["production_may_have_changed"] and out["app_points_at"]["name"] == out["production"]:
             out["advice"].append(
                 f"the last {lr['command']} was cut off during {', '.join(lr['cut_off_in']) or 'a step'} after production "
                 f"may have changed; run `deploysafe probe`, and if unhealthy `deploysafe rollback --to {lr['snapshot']}`"
+            )
+        elif lr["production_may_have_changed"]:
+            out["advice"].append(
+                f"the last {lr['command']} was cut off during {', '.join(lr['cut_off_in']) or 'a step'} after production "
+                "may have changed; run `deploysafe probe` to see whether the app is healthy"
             )
         else:
             out["advice"].append(
