@@ -36,10 +36,30 @@ class RollbackResult:
     divergence: list[dict[str, Any]] = field(default_factory=list)
 
 
+def release_dead_lock(loaded: LoadedConfig, provider: Provider, *, yes: bool, confirm: Any) -> str:
+    """``deploysafe unlock``: end the session of a dead holder of the production lock (see lock.py)."""
+    from deploysafe.lock import Holder, break_lock, lock_target
+
+    prod = provider.production()
+
+    def ask(h: Holder, why: str) -> bool:
+        console.warn(f"the production lock is held by {h.describe()}; it looks dead: {why}")
+        return yes or bool(confirm(f"End its database session (backend {h.backend_pid}) to release the lock?"))
+
+    gone = break_lock(lock_target(provider.name, prod.url), prod.id, confirm=ask)
+    if gone is None:
+        return "nobody holds the production lock"
+    Journal(loaded.state_dir, "unlock").event("result", "ok", outcome="lock released", holder=gone.info,
+                                              backend=gone.backend_pid)
+    return f"released the production lock held by {gone.describe()}"
+
+
 def manual_rollback(
-    loaded: LoadedConfig, *, to: str | None, at: str | None, yes: bool, dry_run: bool, confirm: Any
+    loaded: LoadedConfig, *, to: str | None, at: str | None, yes: bool, dry_run: bool, confirm: Any,
+    break_lock: bool = False,
 ) -> RollbackResult:
-    """Roll the app back to a snapshot (or a point in time), under the deploy lock."""
+    """Roll the app back to a snapshot (or a point in time), under the deploy lock (``break_lock``: first
+    release a lock whose holder is dead, as ``deploysafe unlock`` does)."""
     from deploysafe import rollback
     from deploysafe.lock import deploy_lock, lock_target
     from deploysafe.providers.base import SnapshotKind
@@ -80,6 +100,8 @@ def manual_rollback(
                 raise UsageError("rollback not confirmed", hint="pass --yes to run without asking")
         journal = Journal(loaded.state_dir, "rollback")
         journal.strict = False  # a full disk never stops a rollback: journal lines fall back to stderr (issue 15)
+        if break_lock:
+            console.info(release_dead_lock(loaded, provider, yes=yes, confirm=confirm))
         with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
                          run_id=journal.run_id, command="rollback"):
             if when is not None:
