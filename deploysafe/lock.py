@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
 from deploysafe import pg
+from deploysafe.pg import direct_url
 from deploysafe.errors import LockHeld, PreconditionError, ProviderError
 
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 20, 5, 4
@@ -123,17 +123,6 @@ def _file_lock(state_dir: Path, holder: dict[str, Any]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the flock
-
-
-def direct_url(url: str) -> str:
-    """The URL with a Neon pooler host (``ep-x-pooler.region...``) replaced by its direct host."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    first, dot, rest = host.partition(".")
-    if not first.endswith("-pooler"):
-        return url
-    netloc = parts.netloc.replace(host, first[: -len("-pooler")] + dot + rest, 1)
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _session_options(url: str) -> str:
