@@ -53,6 +53,9 @@ def app_points_at(loaded: LoadedConfig, provider: Provider, platform: Platform |
                 name = provider.identify(cur.value)
                 if name:
                     return InUse(name, "platform")
+                prod = provider.production()
+                if same_database(cur.value, prod.url):  # the provider could not say, but it is production's URL
+                    return InUse(prod.name, "platform")
                 detail = "the platform's value matches no known branch or database"
             elif cur.reference:
                 # a reference (Railway ${{...}}, Heroku add-on) points at production by construction
@@ -68,6 +71,19 @@ def app_points_at(loaded: LoadedConfig, provider: Provider, platform: Platform |
     if journal:
         return InUse(journal, "journal", detail)
     return InUse(None, "unknown", detail or "nothing recorded where the app points")
+
+
+def same_database(a: str, b: str) -> bool:
+    """Do two connection URLs name the same database as the same user on the same host and port?"""
+    from urllib.parse import urlsplit
+
+    from deploysafe import pg
+
+    try:
+        return (pg.server_of(a), pg.dbname_of(a), urlsplit(a).username) == (pg.server_of(b), pg.dbname_of(b),
+                                                                           urlsplit(b).username)
+    except ValueError:
+        return False
 
 
 def record_target(provider: Provider, name: str) -> str | None:

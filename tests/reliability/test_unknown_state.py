@@ -161,3 +161,14 @@ def test_a_foreign_comment_on_production_is_never_overwritten(pg_url: str) -> No
     assert row is not None
     meta = json.loads(row[0])
     assert meta["team"] == "ops" and meta[RECORD_KEY]["name"] == "snap-a"
+
+
+def test_same_database_compares_host_port_database_and_user() -> None:
+    from deploysafe.inuse import same_database
+
+    a = "postgresql://app:pw1@db.example:5432/prod?sslmode=require"
+    assert same_database(a, "postgresql://app:other@db.example:5432/prod")  # the password does not matter
+    assert not same_database(a, "postgresql://app:pw1@db.example:5432/pre-deploy-x")
+    assert not same_database(a, "postgresql://admin:pw1@db.example:5432/prod")
+    assert not same_database(a, "postgresql://app:pw1@db.example:6543/prod")
+    assert not same_database(a, "postgresql://app:pw1@db.example:99999/prod")  # unreadable port: not the same
