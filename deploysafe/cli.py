@@ -474,9 +474,11 @@ def _confirm(question: str) -> bool:
 @click.option("--allow-destructive", is_flag=True, help="Let destructive SQL through for this run (overrides lint block).")
 @click.option("--rehearse", is_flag=True, help="Run push against a throwaway copy of production first.")
 @click.option("--watch", "watch_for", metavar="DURATION", help="After a healthy deploy, keep probing this long (e.g. 10m).")
+@click.option("--assume-production", is_flag=True,
+              help="When nothing can tell where DATABASE_URL points (write-only platform, no record), take it as production and record that.")
 @pass_ctx
 def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allow_destructive: bool, rehearse: bool,
-               watch_for: str | None) -> int:
+               watch_for: str | None, assume_production: bool) -> int:
     """Guarded deploy: snapshot, generate, lint, push, probe; roll back on failure.
 
     Example: deploysafe deploy --sha "$GITHUB_SHA"
@@ -499,7 +501,7 @@ def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allo
         raise UsageError(f"--watch: {e}") from None
     loaded = ctx.load()
     opts = DeployOptions(sha=sha, dry_run=dry_run, no_rollback=no_rollback, allow_destructive=allow_destructive,
-                         rehearse=rehearse, watch=watch_s)
+                         rehearse=rehearse, watch=watch_s, assume_production=assume_production)
     summary = None
     try:
         summary = deploy(loaded, opts)
@@ -518,8 +520,11 @@ def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allo
             if step_summary and console.github:
                 from deploysafe.redact import redact
 
-                with Path(step_summary).open("a", encoding="utf-8") as f:
-                    f.write(redact(github_summary(summary)))
+                try:  # a full disk never turns the deploy's outcome into an internal error (issue 15)
+                    with Path(step_summary).open("a", encoding="utf-8") as f:
+                        f.write(redact(github_summary(summary)))
+                except OSError as e:
+                    console.warn(f"cannot write the GitHub step summary: {e.strerror or type(e).__name__}")
             _notify(loaded, summary)
 
 
@@ -544,8 +549,9 @@ def _notify(loaded: LoadedConfig, summary: Any) -> None:
 @click.option("--at", "at", metavar="TIMESTAMP", help="Roll back to production as it was then (Neon point in time).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--break-lock", is_flag=True, help="First release the production lock if its holder is dead (as `deploysafe unlock`).")
 @pass_ctx
-def rollback_cmd(ctx: Ctx, to: str | None, at: str | None, yes: bool, dry_run: bool) -> int:
+def rollback_cmd(ctx: Ctx, to: str | None, at: str | None, yes: bool, dry_run: bool, break_lock: bool) -> int:
     """Emergency rollback: point the app at a snapshot, restart it, prove it is healthy.
 
     Example: deploysafe rollback --to pre-deploy-20261125T093000Z-3f2a1b9 --yes
@@ -557,7 +563,7 @@ def rollback_cmd(ctx: Ctx, to: str | None, at: str | None, yes: bool, dry_run: b
     from deploysafe.recovery import manual_rollback
 
     loaded = ctx.load()
-    result = manual_rollback(loaded, to=to, at=at, yes=yes, dry_run=dry_run, confirm=_confirm)
+    result = manual_rollback(loaded, to=to, at=at, yes=yes, dry_run=dry_run, confirm=_confirm, break_lock=break_lock)
     if ctx.json:
         console.result(result.__dict__)
     elif result.dry_run:
@@ -567,6 +573,35 @@ def rollback_cmd(ctx: Ctx, to: str | None, at: str | None, yes: bool, dry_run: b
                    f"{format_duration(result.repoint_seconds)}")
         for d in result.divergence:
             console.plain(f"  {d['table']}: {d.get('only_in_failed')} row(s) only in the failed state")
+    return 0
+
+
+@cli.command("unlock")
+@click.option("--yes", is_flag=True, help="Do not ask (required without a terminal).")
+@pass_ctx
+def unlock_cmd(ctx: Ctx, yes: bool) -> int:
+    """Release the production lock when its holder is dead (its machine vanished, its process was killed).
+
+    Example: deploysafe unlock --yes
+
+    Shows the holder and ends its database session only when it is a deploysafe lock holder that is
+    dead: its process is gone from this machine, or it has sent no heartbeat for 30s. Refuses (exit 5)
+    while the holder is alive.
+    """
+    from deploysafe.console import console
+    from deploysafe.providers import make_provider
+    from deploysafe.recovery import release_dead_lock
+
+    loaded = ctx.load()
+    provider = make_provider(loaded)
+    try:
+        message = release_dead_lock(loaded, provider, yes=yes, confirm=_confirm)
+    finally:
+        provider.close()
+    if ctx.json:
+        console.result({"message": message})
+    else:
+        console.ok(message)
     return 0
 
 

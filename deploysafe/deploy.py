@@ -45,6 +45,7 @@ class DeployOptions:
     allow_destructive: bool = False
     rehearse: bool = False
     watch: float | None = None
+    assume_production: bool = False  # the app runs on production, though nothing can tell (issue 15)
 
 
 @dataclass
@@ -68,24 +69,48 @@ class Summary:
 
 
 class _Interrupt:
-    """Ctrl-C during a deploy: finish the current step, then stop (rolling back if production changed)."""
+    """Signals during a deploy (issues 4, 15).
+
+    Ctrl-C (SIGINT): finish the current step, then stop; a second Ctrl-C stops now.
+    SIGTERM and SIGHUP (a cancelled CI job, a closed terminal): stop now. Stopping raises in the
+    main thread, so the running step's whole process group is ended at once (``npm.run_step``);
+    the deploy then rolls back if production changed. Once stopping has begun, further signals
+    only warn: the rollback they would cut short is what keeps production up. GitHub Actions
+    cancels with SIGINT, SIGTERM about 7.5 s later, then SIGKILL; if that comes first, the
+    journal's ``running`` lines say where the rollback stopped and ``deploysafe status`` says
+    what to run.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.requested = False
-        self._old: Any = None
+        self.stopping = False  # stop-now raised (or the rollback began): later signals only warn
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _Interrupt:
-        self._old = signal.signal(signal.SIGINT, self._handle)
+        for sig in self.SIGNALS:
+            self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested:  # a second Ctrl-C means now
+        name = signal.Signals(signum).name
+        if self.stopping:
+            console.warn(f"{name} received: finishing what production needs first (the rollback, if any)")
+            return
+        if signum == signal.SIGINT and not self.requested:
+            self.requested = True
+            console.warn("interrupt received: stopping after the current step (Ctrl-C again to stop now)")
+            return
+        self.requested = self.stopping = True
+        if signum == signal.SIGINT:  # a second Ctrl-C means now
             raise KeyboardInterrupt
-        self.requested = True
-        console.warn("interrupt received: stopping after the current step (Ctrl-C again to stop now)")
+        console.warn(f"{name} received: stopping now")
+        raise Interrupted(f"deploy stopped by {name}")
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def git_sha(explicit: str | None, cwd: Path) -> str | None:
@@ -158,7 +183,7 @@ def _preflight(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, pl
     from deploysafe.retention import plan_prune
 
     pp = plan_prune(provider.list_snapshots(), now=datetime.now(UTC), retention=loaded.config.retention,
-                    in_use=where.name, production=prod.name)
+                    in_use=where.name, production=prod.name, in_use_unknown=where.name is None)
     prune_names = [s.name for s, _ in pp.delete]
     plan = plan_deploy(
         loaded.config, snapshot=name, production=prod.name, app_points_at=where.name, caveats=caveats,
@@ -191,6 +216,7 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             "the app does not use",
             hint="run `deploysafe promote` to make it production (or repoint the app), then deploy again",
         )
+    _confirm_target(provider, prod.name, where, opts, journal)
 
     production_changed = False
     verdict_at: float | None = None
@@ -238,10 +264,16 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             if opts.rehearse:
                 _timed(summary, journal, "rehearse", lambda h: _rehearse(loaded, provider, plan.snapshot))
                 checkpoint()
+            # production may change from here: a journal that cannot be written no longer stops the run (issue 15)
+            journal.strict = False
             try:
                 _timed(summary, journal, "push", lambda h: migrate.push(loaded, prod.url, on_line=console.detail))
             except StepError as e:
                 if e.production_changed:
+                    production_changed = True
+                raise
+            except Interrupted as e:  # stopped mid-push: migrate.push compared the schema after ending it
+                if e.context.get("production_changed", True):
                     production_changed = True
                 raise
             production_changed = True
@@ -259,6 +291,7 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 raise _Unhealthy(verdict.reason)
             checkpoint()
         except (_Unhealthy, StepError, DeploysafeError, KeyboardInterrupt) as e:
+            intr.stopping = True  # from here a signal never cuts the rollback or the result line short
             if not production_changed:
                 summary.outcome = "failed before production changed"
                 summary.error = str(e)
@@ -269,7 +302,7 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 if stopped:
                     raise Interrupted("deploy interrupted before production changed; nothing was changed") from None
                 raise
-            reason = str(e) if not isinstance(e, KeyboardInterrupt) else "interrupted"
+            reason = str(e).split("\n")[0] if not isinstance(e, KeyboardInterrupt) else "interrupted"
             console.error(f"deploy failed after production changed: {reason}")
             if opts.no_rollback:
                 summary.outcome = "needs a person"
@@ -284,6 +317,30 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
     summary.outcome = "deployed"
     journal.event("result", "ok", outcome=summary.outcome, exit_code=0, snapshot=plan.snapshot)
     return summary
+
+
+def _confirm_target(provider: Provider, production: str, where: Any, opts: DeployOptions, journal: Journal) -> None:
+    """Fail closed when nobody can tell where the app points (issue 15); record production once it is known
+    from this runner alone (journal) or from the user (--assume-production), so the next runner knows too."""
+    from deploysafe.inuse import record_target
+
+    if where.name is None and opts.assume_production:
+        console.warn(f"cannot tell where the app points ({where.detail}); assuming production {production!r} "
+                     "as --assume-production says")
+    if where.name is None and not opts.assume_production:
+        raise PreconditionError(
+            f"cannot tell where the app's DATABASE_URL points ({where.detail}); after a rollback it may run on a "
+            f"snapshot, and migrating production {production!r} would then change a database the app does not use",
+            hint=f"if the app runs on production {production!r}, run `deploysafe deploy --assume-production` once "
+                 "(deploysafe then records it with the provider, for every runner); if it runs on a snapshot, "
+                 "point it back or promote that snapshot first",
+        )
+    if where.source in ("unknown", "journal"):
+        why = record_target(provider, production)
+        journal.event("record-target", "failed" if why else "ok", target=production, source=where.source,
+                      assumed=where.name is None, error=why)
+        if why:
+            console.warn(f"could not record with the provider that the app points at {production!r}: {why}")
 
 
 class _Unhealthy(Exception):

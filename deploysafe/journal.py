@@ -3,6 +3,12 @@
 A step writes a ``running`` line when it starts and a final line (``ok``, ``failed``,
 ``skipped``) when it ends; both are fsynced, so a run killed mid-step leaves a record
 that says which step it was in. Every line passes through :func:`redact_obj`.
+
+A journal that cannot be written (disk full, read-only state dir) never stops a rollback
+(issue 15): once production may have changed the caller sets ``strict = False`` and every
+line that cannot reach the file goes to stderr instead, after one warning. While ``strict``
+(the default), a write failure is a :class:`~deploysafe.errors.PreconditionError` (exit 3)
+naming the file, never an internal error.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -52,7 +59,12 @@ class Journal:
         self.run_id = run_id or new_run_id()
         self.host = socket.gethostname()
         self.pid = os.getpid()
-        state_dir.mkdir(parents=True, exist_ok=True)
+        self.strict = True  # False once production may have changed: a write failure then falls back to stderr
+        self.failed: str | None = None  # why the file could not be written, once it could not
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self._cannot_write(e, None)
 
     def write(self, step: str, outcome: str, started: datetime, ended: datetime | None, details: dict[str, Any]) -> None:
         rec: dict[str, Any] = {
@@ -66,12 +78,28 @@ class Journal:
             "details": redact_obj(details),
         }
         line = json.dumps(rec, default=str, ensure_ascii=False) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            _append(self.path, line.encode("utf-8"))
+        except OSError as e:
+            self._cannot_write(e, line)
+
+    def _cannot_write(self, e: OSError, line: str | None) -> None:
+        """Strict: a clear exit-3 error. Otherwise: warn once, then carry the line on stderr."""
+        why = e.strerror or type(e).__name__
+        if self.strict:
+            from deploysafe.errors import PreconditionError
+
+            self.strict = False  # stop this run once; its last lines (the failure, the result) go to stderr
+            raise PreconditionError(
+                f"cannot write the journal {self.path}: {why}; nothing was changed",
+                hint="free disk space or make the state dir writable (it is [state] dir in deploysafe.toml)",
+            ) from None
+        if self.failed is None:
+            self.failed = why
+            print(f"deploysafe: WARNING: cannot write the journal {self.path} ({why}); the run goes on and its "
+                  "journal lines follow on stderr, prefixed 'deploysafe journal:'", file=sys.stderr, flush=True)
+        if line is not None:
+            print("deploysafe journal: " + line, end="", file=sys.stderr, flush=True)
 
     def event(self, step: str, outcome: str = "ok", /, **details: Any) -> None:
         now = utcnow()
@@ -88,10 +116,24 @@ class Journal:
         except BaseException as e:
             handle.details.setdefault("error", str(e) or type(e).__name__)
             ended = started + _td(time.monotonic() - t0)
-            self.write(name, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed", started, ended, handle.details)
+            from deploysafe.errors import Interrupted
+
+            stopped = isinstance(e, (KeyboardInterrupt, Interrupted))  # Ctrl-C, SIGTERM, SIGHUP
+            self.write(name, "interrupted" if stopped else "failed", started, ended, handle.details)
             raise
         ended = started + _td(time.monotonic() - t0)
         self.write(name, handle.outcome, started, ended, handle.details)
+
+
+def _append(path: Path, data: bytes) -> None:
+    """Append and fsync one whole line (the single file-write boundary of the journal)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(28, "short write (No space left on device?)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _td(seconds: float) -> Any:

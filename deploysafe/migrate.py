@@ -33,7 +33,7 @@ from pathlib import Path
 from deploysafe import drizzle_patterns
 from deploysafe.config import LoadedConfig
 from deploysafe.drizzle import normalise, read_app
-from deploysafe.errors import StepError
+from deploysafe.errors import Interrupted, StepError
 from deploysafe.npm import StepResult, run_step
 from deploysafe.redact import register_secret, url_password
 
@@ -189,6 +189,14 @@ def _fingerprint_after(database_url: str, *, step: str) -> str:
         ) from None
 
 
+def _changed_since(database_url: str, before: str) -> bool:
+    """After a stopped push: did the schema change? Unreadable counts as changed (roll back to be safe)."""
+    try:
+        return _fingerprint_after(database_url, step="push") != before
+    except StepError:
+        return True
+
+
 def _rethrow(e: StepError, production_changed: bool) -> StepError:
     """The same error (e.g. a StepTimeout) marked with whether production changed."""
     return type(e)(e.message, hint=e.hint, step=e.step, production_changed=production_changed, **e.context)
@@ -204,6 +212,8 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> 
                         pass_env=app.pass_env)
     except StepError as e:  # killed at its timeout, perhaps half-way through its statements
         raise _rethrow(e, _fingerprint_after(database_url, step="push") != before) from None
+    except (KeyboardInterrupt, Interrupted) as e:  # a signal: run_step has ended the push's process group
+        raise Interrupted(f"push stopped: {e or 'interrupted'}", production_changed=_changed_since(database_url, before)) from None
     after = _fingerprint_after(database_url, step="push")
     changed = before != after
     what = (
@@ -223,6 +233,8 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> 
         )
     except StepError as e:
         raise _rethrow(e, changed) from None
+    except (KeyboardInterrupt, Interrupted) as e:
+        raise Interrupted(f"push-verify stopped: {e or 'interrupted'}", production_changed=changed) from None
     if _fingerprint_after(database_url, step="push-verify") != after:  # impossible read-only; prove it
         raise StepError(
             "push-verify: the read-only dry check changed the database schema",

@@ -55,8 +55,8 @@ def notify(
             # POST is not idempotent: retry only statuses that say "nothing happened" (429/503...), not network errors.
             body = redact_obj(payload(cfg, text, data))  # the same redaction as every other sink
             resp = send(client, "POST", url, json=body, policy=RetryPolicy(attempts=2, cap=2.0))
-    except httpx.HTTPError as e:
-        # the exception text can hold the URL: say only what kind of failure it was
+    except Exception as e:  # noqa: BLE001 - a notification never changes a command's outcome
+        # HTTP errors, an invalid URL, a socket error: the text can hold the URL, so say only what kind it was
         console.warn(f"notify: the webhook in ${cfg.webhook_env} could not be reached ({type(e).__name__}); outcome unchanged")
         return False
     if resp.status_code >= 300:

@@ -10,6 +10,14 @@ group gets SIGTERM, then SIGKILL after a short grace, and :class:`StepTimeout` i
 Output is read with a selector, not a blocking read, so a grandchild that keeps the pipe
 open after the step exited cannot hold us either: after a short drain the group is
 killed and we stop reading.
+
+No step outlives deploysafe (issue 15), even after SIGKILL: each step gets a watchdog, a tiny
+``sh`` in its own session that waits on a pipe only deploysafe holds. When the step ends,
+deploysafe writes ``done`` and the watchdog exits; when deploysafe dies in any way the kernel
+closes the pipe, the watchdog reads end-of-file and kills the step's whole process group
+(``PR_SET_PDEATHSIG`` would reach only the direct child, not npm's grandchildren). A signal that
+stops deploysafe (Ctrl-C, SIGTERM) raises in the main thread; ``run_step`` then kills the group
+at once and re-raises.
 """
 
 from __future__ import annotations
@@ -83,6 +91,40 @@ def check_runnable(command: str, cwd: Path, env: dict[str, str]) -> None:
             )
     if not (cwd / "node_modules").is_dir():
         raise StepError(f"node_modules is missing in {cwd}", hint=f"run `npm ci` in {cwd}")
+
+
+# $1 is the step's process group id; dash's kill takes "-KILL -<pgid>" (not "-s KILL" or "--")
+WATCHDOG_SCRIPT = 'read -r word; [ "$word" = done ] || kill -KILL "-$1"'
+
+
+class Watchdog:
+    """Ends a process group when deploysafe dies, however it dies (see the module docstring)."""
+
+    def __init__(self, pgid: int) -> None:
+        read_end, self._write_end = os.pipe()  # not inheritable: no step gets the write end
+        try:
+            self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
+                ["/bin/sh", "-c", WATCHDOG_SCRIPT, "deploysafe-watchdog", str(pgid)],
+                stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            )
+        except OSError:
+            self.proc = None  # no /bin/sh: the step still runs; only the SIGKILL guarantee is lost
+        finally:
+            os.close(read_end)
+
+    def release(self) -> None:
+        """The step is over: the watchdog leaves the group alone (its id may be reused) and exits."""
+        try:
+            os.write(self._write_end, b"done\n")
+        except OSError:
+            pass
+        os.close(self._write_end)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=KILL_GRACE)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def _kill_group(pgid: int, sig: int) -> None:
@@ -164,16 +206,26 @@ def run_step(
         )
     except OSError as e:
         raise StepError(f"{name}: cannot start `{redact(command)}`: {e}", step=name, hint="check [app] dir and the command") from e
+    pgid = proc.pid  # start_new_session: the child leads its own group
+    watchdog = Watchdog(pgid)
+    try:
+        return _supervise(name, command, proc, pgid, started, timeout, emit, lines)
+    finally:
+        watchdog.release()
+
+
+def _supervise(name: str, command: str, proc: subprocess.Popen[bytes], pgid: int, started: float, timeout: float,
+               emit: Callable[[bytes], None], lines: list[str]) -> StepResult:
+    """Read the step's output until it ends or its deadline passes; end its group on timeout or interrupt."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
-    pgid = proc.pid  # start_new_session: the child leads its own group
     deadline = started + timeout
     try:
         timed_out, tail = _pump(proc, fd, deadline, emit)
     except BaseException:
-        # on_line raised, or Ctrl-C: the step runs in its own session and would not see the
-        # terminal's SIGINT, so stop it here rather than leave it running (issue 4).
+        # on_line raised, Ctrl-C or SIGTERM: the step runs in its own session and would not see the
+        # terminal's signal, so end its whole group at once rather than leave it running (issues 4, 15).
         _kill_group(pgid, signal.SIGKILL)
         proc.wait()
         raise

@@ -52,6 +52,19 @@ def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+def direct_url(url: str) -> str:
+    """The same URL on the direct (unpooled) host: Neon's ``ep-x-pooler.region`` -> ``ep-x.region``."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    first, dot, rest = host.partition(".")
+    if not first.endswith("-pooler"):
+        return url
+    new_host = first[: -len("-pooler")] + dot + rest
+    netloc = parts.netloc.rsplit("@", 1)
+    hostport = netloc[-1].replace(host, new_host, 1)
+    return urlunsplit(parts._replace(netloc=(netloc[0] + "@" + hostport) if len(netloc) == 2 else hostport))
+
+
 def maintenance_url(url: str) -> str:
     """A URL on the same server not connected to the database we copy (template copies need that)."""
     return with_dbname(url, "postgres")

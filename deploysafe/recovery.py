@@ -36,10 +36,30 @@ class RollbackResult:
     divergence: list[dict[str, Any]] = field(default_factory=list)
 
 
+def release_dead_lock(loaded: LoadedConfig, provider: Provider, *, yes: bool, confirm: Any) -> str:
+    """``deploysafe unlock``: end the session of a dead holder of the production lock (see lock.py)."""
+    from deploysafe.lock import Holder, break_lock, lock_target
+
+    prod = provider.production()
+
+    def ask(h: Holder, why: str) -> bool:
+        console.warn(f"the production lock is held by {h.describe()}; it looks dead: {why}")
+        return yes or bool(confirm(f"End its database session (backend {h.backend_pid}) to release the lock?"))
+
+    gone = break_lock(lock_target(provider.name, prod.url), prod.id, confirm=ask)
+    if gone is None:
+        return "nobody holds the production lock"
+    Journal(loaded.state_dir, "unlock").event("result", "ok", outcome="lock released", holder=gone.info,
+                                              backend=gone.backend_pid)
+    return f"released the production lock held by {gone.describe()}"
+
+
 def manual_rollback(
-    loaded: LoadedConfig, *, to: str | None, at: str | None, yes: bool, dry_run: bool, confirm: Any
+    loaded: LoadedConfig, *, to: str | None, at: str | None, yes: bool, dry_run: bool, confirm: Any,
+    break_lock: bool = False,
 ) -> RollbackResult:
-    """Roll the app back to a snapshot (or a point in time), under the deploy lock."""
+    """Roll the app back to a snapshot (or a point in time), under the deploy lock (``break_lock``: first
+    release a lock whose holder is dead, as ``deploysafe unlock`` does)."""
     from deploysafe import rollback
     from deploysafe.lock import deploy_lock, lock_target
     from deploysafe.providers.base import SnapshotKind
@@ -79,6 +99,9 @@ def manual_rollback(
             if not confirm("\n".join(["Rollback plan:", *[f"  - {s}" for s in plan], "Proceed?"])):
                 raise UsageError("rollback not confirmed", hint="pass --yes to run without asking")
         journal = Journal(loaded.state_dir, "rollback")
+        journal.strict = False  # a full disk never stops a rollback: journal lines fall back to stderr (issue 15)
+        if break_lock:
+            console.info(release_dead_lock(loaded, provider, yes=yes, confirm=confirm))
         with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
                          run_id=journal.run_id, command="rollback"):
             if when is not None:
@@ -130,6 +153,9 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
             with journal.step("rename_snapshot", old=where.name, new=prod.name):
                 _promote_snapshot(provider, platform, where.name, prod.name)
             journal.event(REPOINT_STEP, "ok", target=prod.name, previous=failed_name)
+            from deploysafe.rollback import record_repoint
+
+            record_repoint(provider, prod.name, journal)
             journal.event("result", "ok", outcome="promoted")
         return {"production": prod.name, "was": where.name, "failed_state": failed_name}
     finally:
@@ -218,16 +244,33 @@ def status(loaded: LoadedConfig) -> dict[str, Any]:
         provider.close()
         platform.close()
     lr = out["last_run"]
-    if lr and lr["outcome"] == "cut off":
+    in_rollback = [s for s in (lr or {}).get("cut_off_in", []) if s.startswith("rollback")]
+    if lr and lr["outcome"] == "cut off" and in_rollback and lr["snapshot"]:
+        # killed mid-rollback (e.g. SIGKILL after a cancelled job's SIGTERM): the steps left are the rollback's
+        out["advice"].append(
+            f"the last {lr['command']} was cut off during its rollback to {lr['snapshot']!r} "
+            f"({', '.join(in_rollback)}); finish it: `deploysafe rollback --to {lr['snapshot']} --yes`"
+        )
+    elif lr and lr["outcome"] == "cut off":
         if lr["production_may_have_changed"] and out["app_points_at"]["name"] == out["production"]:
             out["advice"].append(
                 f"the last {lr['command']} was cut off during {', '.join(lr['cut_off_in']) or 'a step'} after production "
                 f"may have changed; run `deploysafe probe`, and if unhealthy `deploysafe rollback --to {lr['snapshot']}`"
             )
+        elif lr["production_may_have_changed"]:
+            out["advice"].append(
+                f"the last {lr['command']} was cut off during {', '.join(lr['cut_off_in']) or 'a step'} after production "
+                "may have changed; run `deploysafe probe` to see whether the app is healthy"
+            )
         else:
             out["advice"].append(
                 f"the last {lr['command']} was cut off before production changed; production is as it was"
             )
+    if not out["app_points_at"]["name"]:
+        out["advice"].append(
+            f"cannot tell where the app points ({out['app_points_at']['detail']}): prune keeps every snapshot and deploy "
+            "refuses; if the app runs on production, `deploysafe deploy --assume-production` records it"
+        )
     if out["app_points_at"]["name"] and out["app_points_at"]["name"] != out["production"]:
         out["advice"].append(
             f"the app runs on {out['app_points_at']['name']!r}, not production: run `deploysafe promote` once you are satisfied"
@@ -281,6 +324,7 @@ def watch(loaded: LoadedConfig, seconds: float) -> dict[str, Any]:
             journal.event("result", "ok", outcome="healthy")
             return {"healthy": True, "reason": verdict.reason}
         t_verdict = time.monotonic()
+        journal.strict = False  # the rollback below must not be stopped by a full disk (issue 15)
         console.error(verdict.reason)
         with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
                          run_id=journal.run_id, command="watch"):

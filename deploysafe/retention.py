@@ -4,7 +4,8 @@ Snapshots plus the clock, the ``[retention]`` ages and where the app points go i
 :class:`PrunePlan` comes out. No I/O here, so the same rules can be tested exhaustively.
 
 Never deleted, whatever its age (the first matching reason is the one reported):
-production, the default branch, the one the app's DATABASE_URL points at now, not created
+production, the default branch, the one the app's DATABASE_URL points at now (every one of
+this production's snapshots when nobody can tell where it points: ``in_use_unknown``), not created
 by deploysafe, a snapshot of another production (apps sharing one server), protected, a branch with children, the newest snapshot of its kind, and a
 kind with no retention set (manual snapshots by default).
 
@@ -28,6 +29,7 @@ from deploysafe.durations import format_duration
 from deploysafe.providers.base import Snapshot, SnapshotKind
 
 Decision = tuple[Snapshot, str]
+UNKNOWN_IN_USE = "deploysafe cannot tell where the app's DATABASE_URL points: it may be this one"
 
 
 @dataclass
@@ -97,6 +99,7 @@ def _keep_reason(
     production: str,
     parents: set[str],
     newest: set[str],
+    in_use_unknown: bool = False,
 ) -> str | None:
     """Why ``s`` must stay, or None when the policy lets it go."""
     if s.is_production or matches(s, production):
@@ -110,6 +113,8 @@ def _keep_reason(
     if not of_this_production(s, production):
         # Another app's snapshot on a shared server/project: its in-use answer is not ours to know.
         return f"a snapshot of another production ({s.source})"
+    if in_use_unknown:
+        return UNKNOWN_IN_USE
     if s.kind is None:
         return "a kind this deploysafe does not know (made by a newer version?)"
     if s.protected:
@@ -143,14 +148,19 @@ def plan_prune(
     retention: RetentionConfig,
     in_use: str | None,
     production: str,
+    in_use_unknown: bool = False,
 ) -> PrunePlan:
-    """Split ``snapshots`` into what the retention policy deletes and what it keeps, each with its reason."""
+    """Split ``snapshots`` into what the retention policy deletes and what it keeps, each with its reason.
+
+    ``in_use_unknown``: nobody can tell where the app points, so every snapshot it could be using is kept.
+    """
     parents = {s.parent_id for s in snapshots if s.parent_id}
     newest = newest_of_each_kind(snapshots, production)
     plan = PrunePlan()
     for s in snapshots:
         reason = _keep_reason(
-            s, now=now, retention=retention, in_use=in_use, production=production, parents=parents, newest=newest
+            s, now=now, retention=retention, in_use=in_use, production=production, parents=parents, newest=newest,
+            in_use_unknown=in_use_unknown,
         )
         if reason is not None:
             plan.keep.append((s, reason))
@@ -177,6 +187,7 @@ def plan_headroom(
     retention: RetentionConfig,
     in_use: str | None,
     production: str,
+    in_use_unknown: bool = False,
 ) -> PrunePlan:
     """Delete the fewest expired snapshots (oldest first) so ``needed`` more fit under ``allowance``.
 
@@ -184,7 +195,8 @@ def plan_headroom(
     Only snapshots :func:`plan_prune` would delete are candidates; ``shortfall`` > 0 means even
     all of them are not enough.
     """
-    full = plan_prune(snapshots, now=now, retention=retention, in_use=in_use, production=production)
+    full = plan_prune(snapshots, now=now, retention=retention, in_use=in_use, production=production,
+                      in_use_unknown=in_use_unknown)
     missing = len(snapshots) + needed - allowance
     if missing <= 0:
         spare = allowance - len(snapshots)

@@ -210,14 +210,18 @@ def execute(
             )
         preserved = f"{prepared.failed_state}-failed-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
         timed("restore", lambda: restore(prepared.snapshot, preserved), preserved_as=preserved)
+        production_name = prepared.failed_state
         prepared.failed_state = preserved  # production's name now holds the snapshot's data
         done += ["set"]
+        record_repoint(provider, production_name, journal)
         release = app_half(None)  # the URL did not change
     else:
         if back_to is None:
             timed("set", lambda: platform.set_url(url), var=loaded.config.platform.var)
             done.append("set")
             journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
+        # recorded before the code half sets the variable too: if it stops halfway, the snapshot is kept as in use
+        record_repoint(provider, prepared.snapshot, journal)
         release = app_half(url)
     done.append("pick_up")
     timed("wait_live", lambda: platform.wait_live(release, loaded.config.platform.ready_timeout), release=release.id)
@@ -248,6 +252,17 @@ def _release_to_bring_back(
     if now is not None and now.runs == recorded.runs:
         return None, now.id  # same code as before the deploy: the database half is all there is to do
     return recorded, now.id if now else None
+
+
+def record_repoint(provider: Provider, target: str, journal: Journal) -> None:
+    """Record the new target with the provider, for runners without this journal; a failure only warns."""
+    from deploysafe.console import console
+    from deploysafe.inuse import record_target
+
+    why = record_target(provider, target)
+    if why:
+        console.warn(f"the app now points at {target!r}, but that could not be recorded with the provider: {why}")
+        journal.event("record-target", "failed", target=target, error=why)
 
 
 def resolve_target(provider: Provider, to: str | None) -> str:

@@ -131,6 +131,11 @@ class Facts:
     in_use: str | None
     in_use_source: str
 
+    @property
+    def in_use_unknown(self) -> bool:
+        """Nobody can tell where the app points: everything it could be using is kept (issue 15)."""
+        return self.in_use is None
+
 
 def gather(loaded: LoadedConfig, provider: Provider, platform: Platform | None) -> Facts:
     """Everything the planner needs: the list, production's name, and where the app points now."""
@@ -138,12 +143,10 @@ def gather(loaded: LoadedConfig, provider: Provider, platform: Platform | None) 
 
     production = provider.production().name
     where = app_points_at(loaded, provider, platform)
-    in_use = where.name
-    if in_use is None:
-        # Nothing recorded a repoint, so the app was never moved off production by deploysafe.
-        console.warn(f"cannot tell where the app points ({where.detail or 'no record'}); assuming production")
-        in_use = production
-    return Facts(provider.list_snapshots(), production, in_use, where.source)
+    if where.name is None:
+        # A fresh runner knows no repoint: the app may run on any snapshot a rollback chose. Fail closed.
+        console.warn(f"cannot tell where the app points ({where.detail}); keeping every snapshot it could be using")
+    return Facts(provider.list_snapshots(), production, where.name, where.source)
 
 
 # --- list -------------------------------------------------------------------------------------
@@ -218,6 +221,10 @@ def refuse_reason(snap: Snapshot, facts: Facts) -> str | None:
         return "deploysafe did not create it"
     if not of_this_production(snap, facts.production):
         return f"it is a snapshot of another production ({snap.source})"
+    if facts.in_use_unknown:
+        from deploysafe.retention import UNKNOWN_IN_USE
+
+        return UNKNOWN_IN_USE
     if snap.protected:
         return "it is protected"
     if snap.has_children or any(s.parent_id == snap.id for s in facts.snapshots):
@@ -272,6 +279,7 @@ def prune(
         retention=loaded.config.retention,
         in_use=facts.in_use,
         production=facts.production,
+        in_use_unknown=facts.in_use_unknown,
     )
     journal.event(
         "prune-plan",
@@ -312,6 +320,7 @@ def ensure_headroom(
         retention=loaded.config.retention,
         in_use=facts.in_use,
         production=facts.production,
+        in_use_unknown=facts.in_use_unknown,
     )
     count = len(facts.snapshots)
     if plan.shortfall:

@@ -95,6 +95,13 @@ def test_deploy_template_runs_one_deploy_at_a_time_on_push_to_main() -> None:
     report = job["steps"][-1]
     assert "steps.deploysafe.outputs.rolled-back" in json.dumps(report)
     assert any(s.get("run") == "npm ci" for s in job["steps"])  # drizzle-kit must be installed
+    # the state dir survives between runners, also after a failed or cancelled run (issue 15)
+    uses = [s.get("uses", "") for s in job["steps"]]
+    restore = uses.index("actions/cache/restore@v4")
+    save = uses.index("actions/cache/save@v4")
+    assert restore < uses.index("./.github/actions/deploysafe") < save
+    assert job["steps"][save]["if"] == "${{ always() }}"
+    assert job["steps"][restore]["with"]["path"] == job["steps"][save]["with"]["path"] == ".deploysafe"
 
 
 def test_backup_template_runs_daily_at_2_utc() -> None:

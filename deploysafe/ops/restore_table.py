@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from deploysafe import pg
+from deploysafe.pg import direct_url  # used here for the source and production copies
 from deploysafe.errors import PreconditionError, ProviderError, UsageError
 from deploysafe.ops import utcnow
 from deploysafe.providers.base import SnapshotKind
@@ -80,19 +80,6 @@ class RestoreResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def direct_url(url: str) -> str:
-    """The same URL on the direct (unpooled) host: Neon's ``ep-x-pooler.region`` -> ``ep-x.region``."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    first, dot, rest = host.partition(".")
-    if not first.endswith("-pooler"):
-        return url
-    new_host = first[: -len("-pooler")] + dot + rest
-    netloc = parts.netloc.rsplit("@", 1)
-    hostport = netloc[-1].replace(host, new_host, 1)
-    return urlunsplit(parts._replace(netloc=(netloc[0] + "@" + hostport) if len(netloc) == 2 else hostport))
 
 
 def dump_pattern(schema: str, table: str) -> str:

@@ -122,6 +122,15 @@ class Provider(Protocol):
         """Name of the branch/database a connection URL points at, if this provider knows it."""
         ...
 
+    def record_app_target(self, name: str) -> None:
+        """Record, where every runner sees it, that the app's DATABASE_URL now points at ``name``
+        (production's name or a snapshot's); ProviderError when it cannot."""
+        ...
+
+    def recorded_app_target(self) -> str | None:
+        """The last recorded target (see ``record_app_target``), or None when nothing was recorded."""
+        ...
+
     def branch_allowance(self) -> int | None:
         """How many branches the plan allows (None: no limit known)."""
         ...

@@ -90,6 +90,7 @@ class FakeProvider:
                                  is_default=True)
         }
         self.serving: set[str] = {production}  # names with a compute: only those have a connection URL
+        self.app_target: str | None = None  # what record_app_target stored (the provider-side record)
 
     # --- helpers for tests -------------------------------------------------------------------
 
@@ -178,6 +179,14 @@ class FakeProvider:
     def identify(self, url: str) -> str | None:
         self.faults.record("identify", url)
         return next((n for n in self.snapshots if self.url_of(n) == url), None)
+
+    def record_app_target(self, name: str) -> None:
+        self.faults.record("record_app_target", name)
+        self.app_target = name
+
+    def recorded_app_target(self) -> str | None:
+        self.faults.record("recorded_app_target")
+        return self.app_target
 
     def branch_allowance(self) -> int | None:
         self.faults.record("branch_allowance")

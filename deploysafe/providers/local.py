@@ -300,6 +300,18 @@ class LocalProvider:
                     sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target), sql.Literal(json.dumps(meta)))
                 )
 
+    # --- where the app points (issue 15) ---------------------------------------------------------
+
+    def record_app_target(self, name: str) -> None:
+        from deploysafe.providers import record
+
+        record.write(self.url, name, now=self.now())
+
+    def recorded_app_target(self) -> str | None:
+        from deploysafe.providers import record
+
+        return record.read(self.url)
+
     # --- plan facts ------------------------------------------------------------------------------
 
     def branch_allowance(self) -> int | None:

@@ -769,6 +769,16 @@ class NeonProvider:
             store_passwords=p.get("store_passwords"),
         )
 
+    def record_app_target(self, name: str) -> None:
+        from deploysafe.providers import record  # the production branch's catalog: see record.py
+
+        record.write(self.production().url, name)
+
+    def recorded_app_target(self) -> str | None:
+        from deploysafe.providers import record
+
+        return record.read(self.production().url)
+
     def branch_allowance(self) -> int | None:
         return self.project_info().branches_limit
 

@@ -49,6 +49,8 @@ def test_backup_prunes_expired_backups_but_keeps_the_newest(local_setup: Callabl
     clock = [WED]
     loaded, prov = local_setup('[retention]\ndaily = "1s"\n', now=lambda: clock[0])
     journal = Journal(loaded.state_dir, "backup")
+    # no platform here: where the app points comes from the provider's record (without one, prune keeps all)
+    prov.record_app_target(prov.production().name)
     run_backup(loaded, prov, None, journal, now=WED, prune=False)
     later = clock[0] = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
     # the next day's run prunes with its own clock: the first backup is then older than 1s

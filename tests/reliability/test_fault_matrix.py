@@ -77,7 +77,9 @@ HTTP_EXPECTED = {
     "platform.read": 3, "platform.set": 4, "platform.pick_up": 4, "platform.wait": 4,
 }
 # A failure reported in a 200 body is not an unreadable platform: reading "no value" is an answer.
-HTTP_EXPECTED_OVERRIDES = {("platform.read", "failure_body"): 1}
+# A 200 read that says the value is unknown used to be "assumed production" (deploy, then roll back: 1); since
+# issue 15 nothing that cannot tell where the app points is migrated: it fails closed with 3, like the others.
+HTTP_EXPECTED_OVERRIDES: dict[tuple[str, str], int] = {}
 
 HTTP_CASES = [(c, f) for c in [*NEON_CALLS, *RENDER_CALLS] for f in HTTP_FAULTS]
 
