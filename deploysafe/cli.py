@@ -139,7 +139,7 @@ def _toml_dump(data: dict[str, Any]) -> str:
         for k, v in scalars.items():
             lines.append(f"{k} = {val(v)}")
         for k, v in d.items():
-            if isinstance(v, dict) and k not in ("env", "headers_env"):
+            if isinstance(v, dict) and k not in ("env", "headers_env", "database_env_parts"):
                 table(f"{prefix}.{k}", v)
             elif isinstance(v, dict):
                 lines.append(f"{k} = {val(v)}")

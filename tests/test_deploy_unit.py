@@ -144,6 +144,8 @@ def install_doubles(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lock, "deploy_lock", _no_lock)
     monkeypatch.setattr(migrate, "generate", generate)
     monkeypatch.setattr(migrate, "push", push)
+    # a database's schema changes with each push it receives: what proves generate/rehearse left production alone
+    monkeypatch.setattr(migrate, "schema_fingerprint", lambda url: f"{url}#{rig.pushed.count(url)}")
     monkeypatch.setattr(lint, "lint_files", lambda paths: lint.LintReport(list(rig.findings)))
     monkeypatch.setattr(probes, "analyse", analyse)
     monkeypatch.setattr(watch, "watch_window", watch_window)
