@@ -17,6 +17,7 @@ change during the steps that must not touch it (see :mod:`deploysafe.deploy`).
 from __future__ import annotations
 
 import shlex
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from deploysafe.config import LoadedConfig
@@ -114,6 +115,17 @@ def problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
                 "remove -o/--override (dotenv-cli, dotenvx --overload) or add --no-override (env-cmd)",
             ))
     return found
+
+
+def describe(loaded: LoadedConfig) -> dict[str, Any]:
+    """What the steps run and which variables point them: for `config check` and the plan."""
+    app = loaded.config.app
+    return {
+        "workflow": app.workflow,
+        "commands": dict(commands(loaded)),
+        "database_env": [*app.database_env, *app.database_env_parts.values()],
+        "env_files": list(dict.fromkeys([*app.env_files, *read_app(loaded.app_dir).env_files])),
+    }
 
 
 def check(loaded: LoadedConfig) -> None:
