@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,24 +122,31 @@ def detect(app_dir: Path) -> Detected:
     pm = pkgmanager.detect(app_dir)
     scripts = app.scripts
 
-    def cmd(script: str, kit: str) -> str:
-        return pm.run(script) if script in scripts else pm.exec(f"drizzle-kit {kit}")
+    def script_for(kit: str) -> str | None:
+        """db:<kit>, else a script that runs `drizzle-kit <kit>` (e.g. create-t3-turbo's "push")."""
+        if f"db:{kit}" in scripts:
+            return f"db:{kit}"
+        return next((n for n, c in scripts.items() if re.search(rf"\bdrizzle-kit\s+{kit}\b", c)), None)
 
-    if "db:push" in scripts:
-        workflow, why = "push", "a db:push script"
-    elif "db:migrate" in scripts:
-        workflow, why = "migrate", "a db:migrate script and no db:push"
+    def cmd(kit: str) -> str:
+        script = script_for(kit)
+        return pm.run(script) if script else pm.exec(f"drizzle-kit {kit}")
+
+    if script_for("push"):
+        workflow, why = "push", f"a {script_for('push')} script"
+    elif "db:migrate" in scripts or script_for("migrate"):
+        workflow, why = "migrate", f"a {script_for('migrate') or 'db:migrate'} script and no push script"
     elif _committed_journal(app):
         workflow, why = "migrate", f"committed migrations ({normalise(app.out)}/meta/_journal.json)"
     elif _calls_migrator(app_dir):
         workflow, why = "migrate", "a call to drizzle-orm's migrator"
     else:
         workflow, why = "push", "no db:migrate script, journal or migrator call"
-    push, migrate = cmd("db:push", "push"), cmd("db:migrate", "migrate")
+    push, migrate = cmd("push"), cmd("migrate")
     files: list[str] = []
-    for script in ("db:push" if workflow == "push" else "db:migrate", "db:generate"):
-        if script in scripts:
-            files += script_env(scripts[script], scripts).files
+    for name in (script_for("push") if workflow == "push" else script_for("migrate"), script_for("generate")):
+        if name:
+            files += script_env(scripts[name], scripts).files
     files += app.env_files
     files = list(dict.fromkeys(normalise(f) if f.startswith("./") else f for f in files))
     database_env = app.url_vars or ([] if app.part_vars else ["DATABASE_URL"])
@@ -148,7 +156,7 @@ def detect(app_dir: Path) -> Detected:
     env_file = (holding or existing or files or [".env"])[0]
     paths = [_rel(p, app_dir) for p in schema_files(app)] or [normalise(p) for p in app.schema]
     return Detected(
-        pm=pm, workflow=workflow, why=why, generate=cmd("db:generate", "generate"), push=push, migrate=migrate,
+        pm=pm, workflow=workflow, why=why, generate=cmd("generate"), push=push, migrate=migrate,
         database_env=database_env, database_env_parts=dict(app.part_vars), env_files=files, env_file=env_file,
         hook_paths=list(dict.fromkeys([*paths, normalise(app.out)])),
     )
