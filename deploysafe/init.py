@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploysafe import pkgmanager
 from deploysafe.config import CONFIG_NAME
-from deploysafe.drizzle import DrizzleApp, normalise, read_app, schema_files, script_env
+from deploysafe.drizzle import CONFIG_NAMES, DrizzleApp, find_config_file, normalise, read_app, schema_files, script_env
 from deploysafe.envfile import read_var
 from deploysafe.pkgmanager import PackageManager
 from deploysafe.errors import PreconditionError, UsageError
@@ -169,15 +170,32 @@ def _rel(p: Path, base: Path) -> str:
         return p.as_posix()
 
 
-def render_starter(app_dir: Path, *, provider: str, platform: str) -> str:
-    app = read_app(app_dir)
-    if not (app_dir / "package.json").is_file():
+def workspace_app(root: Path) -> Path | None:
+    """The one workspace package below ``root`` holding a drizzle.config.* (None: none, or several)."""
+    found = {c.parent for pattern in ("*/drizzle.config.*", "*/*/drizzle.config.*", "*/*/*/drizzle.config.*")
+             for c in root.glob(pattern) if "node_modules" not in c.parts and c.name in CONFIG_NAMES}
+    return found.pop() if len(found) == 1 else None
+
+
+def render_starter(root: Path, *, provider: str, platform: str) -> str:
+    if not (root / "package.json").is_file():
         raise PreconditionError(
-            f"no package.json in {app_dir}", hint="run `deploysafe init` in your Node app's folder, or pass --dir"
+            f"no package.json in {root}", hint="run `deploysafe init` in your Node app's folder, or pass --dir"
         )
+    app_dir = root
+    if find_config_file(root) is None:  # a workspace root: deploysafe runs the package's own scripts ([app] dir)
+        app_dir = workspace_app(root) or root
+    rel = _rel(app_dir, root) if app_dir != root else "."
+    app = read_app(app_dir)
     d = detect(app_dir)
+
+    def from_root(p: str) -> str:  # paths in deploysafe.toml outside [app] are relative to the file itself
+        return normalise(os.path.relpath(app_dir / p, root)) if rel != "." else p
     var = (d.database_env or ["DATABASE_URL"])[0]
     found = [f"# Package manager: {d.pm.name} ({d.pm.source}). Workflow: {d.workflow} ({d.why})."]
+    if rel != ".":
+        found.append(f"# The Drizzle app is the workspace package in {rel}: its scripts run there directly, not "
+                     "through turbo (which refuses interactive tasks without a terminal and may replay a cached run).")
     if app.config_file:
         found.append(f"# Read {app.config_file.name}: schema = {', '.join(app.schema) or '?'}, out = {app.out}"
                      + (f", casing = {app.casing}" if app.casing else "")
@@ -199,7 +217,7 @@ def render_starter(app_dir: Path, *, provider: str, platform: str) -> str:
              if d.database_env_parts else None)
     platform_text = _PLATFORM[platform].replace("DATABASE_URL", var)
     if platform == "dotenv":
-        platform_text = platform_text.replace('env_file = ".env"', f"env_file = {_q(d.env_file)}")
+        platform_text = platform_text.replace('env_file = ".env"', f"env_file = {_q(from_root(d.env_file))}")
     if var != "DATABASE_URL":
         platform_text += f"var = {_q(var)}\n"
     return "\n".join(
@@ -208,7 +226,7 @@ def render_starter(app_dir: Path, *, provider: str, platform: str) -> str:
             *found,
             "",
             "[app]",
-            'dir = "."',
+            f"dir = {_q(rel)}",
             f"workflow = {_q(d.workflow)}                # \"push\" (drizzle-kit push) or \"migrate\" (committed migrations)",
             f"generate = {_q(d.generate)}",
             f"push = {_q(d.push)}",
@@ -239,7 +257,7 @@ def render_starter(app_dir: Path, *, provider: str, platform: str) -> str:
             'destructive = "block"              # "block" | "warn" | "allow"',
             "",
             "[hook]",
-            "paths = [" + ", ".join(_q(p) for p in d.hook_paths) + "]",
+            "paths = [" + ", ".join(_q(from_root(p)) for p in d.hook_paths) + "]",
             "",
         ]
     )

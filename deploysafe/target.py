@@ -16,6 +16,7 @@ change during the steps that must not touch it (see :mod:`deploysafe.deploy`).
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -107,6 +108,14 @@ def problems(loaded: LoadedConfig) -> list[tuple[str, str]]:
         run = script_of(argv)
         if run and run[1] in app.scripts:
             text = app.scripts[run[1]]
+        if re.search(r"(?:^|[\s;&|])turbo\s", text + " "):
+            found.append((
+                f"[app] {key} runs turbo (`{text}`): turbo refuses interactive tasks without a terminal and may "
+                "replay a cached run instead of running the step",
+                "call the package's script directly: set [app] dir to the workspace package that holds "
+                "drizzle.config.* and the command to its own script (e.g. `pnpm run push`); `deploysafe init` "
+                "at the workspace root writes that",
+            ))
         senv = script_env(text, app.scripts)
         if senv.override:
             found.append((

@@ -53,6 +53,10 @@ CASES = [
     ("t3-turbo", "packages/db", {"workflow": "push", "generate": "pnpm exec drizzle-kit generate", "push": "pnpm run push",
                                  "database_env": ["POSTGRES_URL"], "env_files": ["../../.env"], "migrations_dir": "drizzle"},
      "../../.env", "POSTGRES_URL"),
+    # the same, with init run at the workspace root: deploysafe.toml there, [app] dir names the package
+    ("t3-turbo", ".", {"dir": "packages/db", "workflow": "push", "push": "pnpm run push",
+                       "database_env": ["POSTGRES_URL"], "env_files": ["../../.env"]},
+     ".env", "POSTGRES_URL"),
     ("yarn-app", ".", {"workflow": "push", "generate": "yarn db:generate", "push": "yarn db:push",
                        "database_env": ["DATABASE_URL"], "env_files": [".env"], "migrations_table": "my_migrations",
                        "migrations_schema": "public"},
@@ -60,7 +64,8 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "app", "expected", "env_file", "var"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(("name", "app", "expected", "env_file", "var"), CASES,
+                         ids=[f"{c[0]}@{c[1]}" for c in CASES])
 def test_init_writes_what_the_app_uses_and_it_checks_and_plans(
     tree: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, pg_url: str,
     name: str, app: str, expected: dict[str, Any], env_file: str, var: str,
@@ -149,3 +154,19 @@ def test_a_hard_coded_url_is_refused_before_the_deploy(
     assert "drizzle.config.ts writes dbCredentials.url as a literal" in err
     assert "fix: read it from the environment, e.g. `url: process.env.DATABASE_URL!`" in err
     assert "pw@" not in out + err
+
+
+def test_a_step_run_through_turbo_is_refused_with_the_direct_script_as_the_fix(
+    tree: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root: Path = tree("t3-turbo")
+    monkeypatch.setenv("POSTGRES_URL", "postgres://app:pw@127.0.0.1:5432/acme")
+    assert _cli(capsys, "init", "--provider", "local")[0] == 0
+    assert "# The Drizzle app is the workspace package in packages/db" in (root / "deploysafe.toml").read_text()
+    cfg = root / "deploysafe.toml"
+    cfg.write_text(cfg.read_text().replace('dir = "packages/db"', 'dir = "."').replace(
+        'push = "pnpm run push"', 'push = "pnpm run db:push"'))
+    code, out, err = _cli(capsys, "config", "check")
+    assert code == 2
+    assert "[app] push runs turbo (`turbo -F @acme/db push`): turbo refuses interactive tasks without a terminal" in err
+    assert "fix: call the package's script directly: set [app] dir to the workspace package" in err
