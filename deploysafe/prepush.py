@@ -319,7 +319,8 @@ def _bool(value: Any) -> bool:
 
 
 def _generate_command(settings: HookSettings) -> str:
-    cmd = str(settings.section("app").get("generate", "npm run db:generate"))
+    cmd = settings.section("app").get("generate", "npm run db:generate")
+    cmd = str(cmd) if cmd else "drizzle-kit generate"  # [app] generate = "" / false: the app has no generate script
     return f"cd {settings.app_dir} && {cmd}" if settings.app_dir else cmd
 
 
