@@ -227,7 +227,7 @@ def render_starter(root: Path, *, provider: str, platform: str) -> str:
             "",
             "[app]",
             f"dir = {_q(rel)}",
-            f"workflow = {_q(d.workflow)}                # \"push\" (drizzle-kit push) or \"migrate\" (committed migrations)",
+            f"{'workflow = ' + _q(d.workflow):<36}# \"push\" (drizzle-kit push) or \"migrate\" (committed migrations)",
             f"generate = {_q(d.generate)}",
             f"push = {_q(d.push)}",
             f"migrate = {_q(d.migrate)}",

@@ -9,6 +9,7 @@ lockfile). Commands and hints are then written in that manager's terms.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ def detect(app_dir: Path) -> PackageManager:
         if pkg.is_file():
             name = _package_manager_field(pkg)
             if name:
-                return PackageManager(name, d, f"packageManager in {pkg}")
+                return PackageManager(name, d, f"packageManager in {os.path.relpath(pkg, here)}")
         for lock, name in LOCKFILES:
             if (d / lock).is_file():
                 return PackageManager(name, d, lock)

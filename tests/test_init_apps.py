@@ -125,16 +125,25 @@ def test_an_env_file_loaded_with_override_is_refused_naming_the_flag(
     assert "fix: remove -o/--override" in err
 
 
+def _init_edit_check(root: Path, capsys: pytest.CaptureFixture[str], edits: dict[str, str]) -> tuple[str, str]:
+    """init, then edit what it wrote: `config check` must refuse (exit 2). Returns (what init wrote, stderr)."""
+    assert _cli(capsys, "init", "--provider", "local")[0] == 0
+    cfg = root / "deploysafe.toml"
+    written = text = cfg.read_text()
+    for old, new in edits.items():
+        assert old in text
+        text = text.replace(old, new)
+    cfg.write_text(text)
+    code, _, err = _cli(capsys, "config", "check")
+    assert code == 2, err
+    return written, err
+
+
 def test_a_variable_the_config_reads_but_deploysafe_does_not_set_is_refused_with_the_fix(
     tree: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app_dir: Path = tree("saas-starter")
     monkeypatch.setenv("POSTGRES_URL", "postgres://app:pw@127.0.0.1:5432/saas")
-    assert _cli(capsys, "init", "--provider", "local")[0] == 0
-    cfg = app_dir / "deploysafe.toml"
-    cfg.write_text(cfg.read_text().replace('database_env = ["POSTGRES_URL"]', 'database_env = ["DATABASE_URL"]'))
-    code, out, err = _cli(capsys, "config", "check")
-    assert code == 2
+    _, err = _init_edit_check(tree("saas-starter"), capsys, {'database_env = ["POSTGRES_URL"]': 'database_env = ["DATABASE_URL"]'})
     assert "drizzle.config.ts reads POSTGRES_URL for its connection, which deploysafe does not set" in err
     assert 'fix: in deploysafe.toml [app]: database_env = ["DATABASE_URL", "POSTGRES_URL"]' in err
 
@@ -159,14 +168,9 @@ def test_a_hard_coded_url_is_refused_before_the_deploy(
 def test_a_step_run_through_turbo_is_refused_with_the_direct_script_as_the_fix(
     tree: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root: Path = tree("t3-turbo")
     monkeypatch.setenv("POSTGRES_URL", "postgres://app:pw@127.0.0.1:5432/acme")
-    assert _cli(capsys, "init", "--provider", "local")[0] == 0
-    assert "# The Drizzle app is the workspace package in packages/db" in (root / "deploysafe.toml").read_text()
-    cfg = root / "deploysafe.toml"
-    cfg.write_text(cfg.read_text().replace('dir = "packages/db"', 'dir = "."').replace(
-        'push = "pnpm run push"', 'push = "pnpm run db:push"'))
-    code, out, err = _cli(capsys, "config", "check")
-    assert code == 2
+    written, err = _init_edit_check(tree("t3-turbo"), capsys, {'dir = "packages/db"': 'dir = "."',
+                                                               'push = "pnpm run push"': 'push = "pnpm run db:push"'})
+    assert "# The Drizzle app is the workspace package in packages/db" in written
     assert "[app] push runs turbo (`turbo -F @acme/db push`): turbo refuses interactive tasks without a terminal" in err
     assert "fix: call the package's script directly: set [app] dir to the workspace package" in err
