@@ -69,7 +69,8 @@ def plan_deploy(
         Step("lint", f"classify the new SQL; destructive = {config.lint.destructive!r}"
              + (" (overridden by --allow-destructive)" if allow_destructive else "")),
     ]
-    target = f"with {', '.join([*app.database_env, *app.database_env_parts.values()])} set to it"
+    target = f"with {', '.join([*app.database_env, *app.database_env_parts.values()])} set to it" + (
+        f", which {', '.join(app.env_files)} cannot override" if app.env_files else "")
     if app.workflow == "migrate":
         apply, verify = app.migrate, "verify the migrations table matches the journal"
     else:

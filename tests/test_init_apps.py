@@ -91,7 +91,8 @@ def test_init_writes_what_the_app_uses_and_it_checks_and_plans(
     write_var(app_dir / env_file, var, pg_url)  # the app's env file points at the same, real production
     code, out, err = _cli(capsys, "deploy", "--dry-run")
     assert code == 0, err
-    assert f"run `{apply}` against production (with {var} set to it)" in out
+    loads = f", which {', '.join(expected['env_files'])} cannot override" if expected["env_files"] else ""
+    assert f"run `{apply}` against production (with {var} set to it{loads})" in out
     assert ("verify the migrations table matches the journal" in out) == (expected["workflow"] == "migrate")
 
 
