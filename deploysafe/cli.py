@@ -82,11 +82,21 @@ def config_check(ctx: Ctx) -> None:
     """
     from deploysafe.console import console
 
+    from deploysafe.errors import ConfigError
+    from deploysafe.target import describe, problems
+
     loaded = ctx.load()
+    found = problems(loaded)
+    if found:
+        raise ConfigError(f"{loaded.path}: " + "; ".join(p for p, _ in found), hint="; ".join(dict.fromkeys(f for _, f in found)))
+    app = describe(loaded)
     if ctx.json:
-        console.result({"ok": True, "path": str(loaded.path)})
+        console.result({"ok": True, "path": str(loaded.path), "app": app})
     else:
         console.ok(f"{loaded.path} is valid")
+        console.plain(f"  workflow {app['workflow']}: " + ", ".join(f"{k} `{c}`" for k, c in app["commands"].items()))
+        console.plain(f"  each step gets {', '.join(app['database_env'])} set to its target database"
+                      + (f"; env files the app loads: {', '.join(app['env_files'])}" if app["env_files"] else ""))
 
 
 @config_group.command("show")
@@ -143,7 +153,7 @@ def _toml_dump(data: dict[str, Any]) -> str:
         for k, v in scalars.items():
             lines.append(f"{k} = {val(v)}")
         for k, v in d.items():
-            if isinstance(v, dict) and k not in ("env", "headers_env"):
+            if isinstance(v, dict) and k not in ("env", "headers_env", "database_env_parts"):
                 table(f"{prefix}.{k}", v)
             elif isinstance(v, dict):
                 lines.append(f"{k} = {val(v)}")

@@ -55,12 +55,52 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _no_step(value: Any) -> Any:
+    """``generate = false`` means the app has no generate step, as ``generate = ""`` does."""
+    if value is False:
+        return ""
+    if value is True:
+        raise ValueError('write the command, or "" / false when there is no generate step')
+    return value
+
+
 class AppConfig(_Model):
     """How to run the user's migration scripts."""
 
     dir: str = Field(default=".", description="Where package.json lives, relative to deploysafe.toml.")
-    generate: str = Field(default="npm run db:generate", description="Command that generates migration SQL.")
-    push: str = Field(default="npm run db:push", description="Command that applies the schema to the database.")
+    workflow: Literal["push", "migrate"] = Field(
+        default="push",
+        description="push: apply the schema with [app] push; migrate: apply the committed migrations with [app] migrate.",
+    )
+    generate: Annotated[str, BeforeValidator(_no_step)] = Field(
+        default="npm run db:generate",
+        description='Command that generates migration SQL; "" or false when the app has no generate step.',
+    )
+    push: str = Field(default="npm run db:push", description="workflow = push: command that applies the schema.")
+    migrate: str = Field(
+        default="npm run db:migrate",
+        description="workflow = migrate: command that applies pending migrations (drizzle-kit migrate or the app's migrator).",
+    )
+    database_env: list[str] = Field(
+        default_factory=lambda: ["DATABASE_URL"],
+        description="Variables the app's tooling (drizzle.config.*) reads the connection URL from; each step gets "
+        "them set to the database it must target.",
+    )
+    database_env_parts: dict[Literal["host", "port", "user", "password", "database"], str] = Field(
+        default_factory=dict,
+        description="When dbCredentials takes host/user/password/database fields: field -> variable, "
+        "set from the target URL's parts.",
+    )
+    env_files: list[str] = Field(
+        default_factory=list,
+        description="Env files the app's tooling loads, relative to app.dir (checked: none may override the target).",
+    )
+    migrations_table: str | None = Field(
+        default=None, description="Drizzle's migrations table (default: drizzle.config migrations.table, else __drizzle_migrations)."
+    )
+    migrations_schema: str | None = Field(
+        default=None, description="Its schema (default: drizzle.config migrations.schema, else drizzle)."
+    )
     step_timeout: Duration = Field(default=900.0, description="Hard timeout for each step; the process group is killed.")
     migrations_dir: str | None = Field(
         default=None, description="Drizzle `out` folder, relative to app.dir (default: read from drizzle.config.*, else 'drizzle')."
@@ -70,6 +110,14 @@ class AppConfig(_Model):
         default_factory=list,
         description="Variables the steps get even though deploysafe keeps them from children (e.g. NEON_API_KEY).",
     )
+
+    @field_validator("database_env")
+    @classmethod
+    def _variable_names(cls, v: list[str]) -> list[str]:
+        bad = [n for n in v if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n)]
+        if bad:
+            raise ValueError(f"not a variable name: {', '.join(bad)} (write the name, e.g. \"POSTGRES_URL\", not ${{...}})")
+        return v
 
 
 ProviderType = Literal["neon", "local"]

@@ -173,6 +173,9 @@ def _preflight(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, pl
     from deploysafe.inuse import app_points_at
     from deploysafe.rollback import app_plan
 
+    from deploysafe.target import check
+
+    check(loaded)  # every step can be pointed at the database deploysafe chooses, or nothing runs
     prod = provider.production()
     caveats = platform.caveats()
     where = app_points_at(loaded, provider, platform)
@@ -243,8 +246,9 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
         try:
             prepared = _timed(summary, journal, "snapshot", snapshot_step)
             checkpoint()
-            gen = _timed(summary, journal, "generate",
-                         lambda h: migrate.generate(loaded, prod.url, on_line=console.detail))
+            # generate needs no database; it gets production's URL (drizzle-kit may insist on one) and must not change it
+            gen = _timed(summary, journal, "generate", lambda h: migrate.untouched(
+                loaded, prod.url, "generate", lambda: migrate.generate(loaded, prod.url, on_line=console.detail)))
             summary.new_files = [str(p) for p in gen.new_files]
             for f in gen.new_files:
                 console.info(f"new migration: {f.name}")
@@ -262,12 +266,13 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             _timed(summary, journal, "lint", lint_step)
             checkpoint()
             if opts.rehearse:
-                _timed(summary, journal, "rehearse", lambda h: _rehearse(loaded, provider, plan.snapshot))
+                _timed(summary, journal, "rehearse", lambda h: migrate.untouched(
+                    loaded, prod.url, "rehearse", lambda: _rehearse(loaded, provider, plan.snapshot)))
                 checkpoint()
             # production may change from here: a journal that cannot be written no longer stops the run (issue 15)
             journal.strict = False
             try:
-                _timed(summary, journal, "push", lambda h: migrate.push(loaded, prod.url, on_line=console.detail))
+                _timed(summary, journal, "push", lambda h: migrate.apply(loaded, prod.url, on_line=console.detail))
             except StepError as e:
                 if e.production_changed:
                     production_changed = True
@@ -292,6 +297,9 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
             checkpoint()
         except (_Unhealthy, StepError, DeploysafeError, KeyboardInterrupt) as e:
             intr.stopping = True  # from here a signal never cuts the rollback or the result line short
+            if isinstance(e, StepError) and e.production_changed and not production_changed:
+                production_changed = True  # e.g. generate or the rehearsal reached production
+                journal.event("production_changed", "ok", snapshot=plan.snapshot, step=e.step)
             if not production_changed:
                 summary.outcome = "failed before production changed"
                 summary.error = str(e)
@@ -394,7 +402,7 @@ def _rehearse(loaded: LoadedConfig, provider: Provider, snapshot: str) -> None:
     name = f"rehearse-{snapshot}"[:200]
     provider.create_snapshot(name, SnapshotKind.DRILL, serve=True)
     try:
-        migrate.push(loaded, provider.connection_url(name), on_line=console.detail)
+        migrate.apply(loaded, provider.connection_url(name), on_line=console.detail)
     except StepError as e:
         raise StepError(f"rehearsal failed on a copy of production: {e.message}", step="rehearse",
                         hint=e.hint or "fix the migration; production was not touched") from None

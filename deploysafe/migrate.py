@@ -25,10 +25,10 @@ How push is verified
 from __future__ import annotations
 
 import hashlib
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from deploysafe import drizzle_patterns
 from deploysafe.config import LoadedConfig
@@ -38,6 +38,7 @@ from deploysafe.npm import StepResult, run_step
 from deploysafe.redact import register_secret, url_password
 
 OnLine = Callable[[str], None] | None
+T = TypeVar("T")
 
 READ_ONLY_PGOPTIONS = "-c default_transaction_read_only=on"
 
@@ -120,10 +121,9 @@ def migrations_dir(loaded: LoadedConfig) -> Path:
 
 
 def _step_env(loaded: LoadedConfig, database_url: str) -> dict[str, str]:
-    register_secret(url_password(database_url))
-    env = dict(loaded.config.app.env)
-    env["DATABASE_URL"] = database_url
-    return env
+    from deploysafe.target import step_env
+
+    return step_env(loaded, database_url)
 
 
 def _sql_files(folder: Path) -> dict[Path, bytes]:
@@ -159,6 +159,8 @@ def generate(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None)
     app = loaded.config.app
     folder = migrations_dir(loaded)
     before = _sql_files(folder)
+    if not app.generate:  # the app has no generate step ([app] generate = "")
+        return GenerateResult(step=StepResult("generate", "", 0, "", 0.0), new_files=[], sql="")
     step = run_step(
         "generate", app.generate, cwd=loaded.app_dir, env=_step_env(loaded, database_url),
         timeout=app.step_timeout, on_line=on_line, pass_env=app.pass_env,
@@ -171,11 +173,10 @@ def generate(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None)
 
 
 def dry_check_command(push_command: str) -> str:
-    """The push command with ``--strict --verbose`` passed through to drizzle-kit."""
-    argv = shlex.split(push_command)
-    if len(argv) >= 3 and argv[0] == "npm" and argv[1] in ("run", "run-script") and "--" not in argv:
-        return f"{push_command} -- --strict --verbose"
-    return f"{push_command} --strict --verbose"
+    """The push command with ``--strict --verbose`` passed through to drizzle-kit (npm needs ``--``)."""
+    from deploysafe.pkgmanager import pass_args
+
+    return pass_args(push_command, "--strict --verbose")
 
 
 def _fingerprint_after(database_url: str, *, step: str) -> str:
@@ -268,3 +269,79 @@ def _pending_statements(output: str) -> str:
             text = " ".join(s for s in sql if s)
             return text if len(text) <= 500 else text[:499] + "…"
     return ""
+
+
+def run_migrations(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> PushResult:
+    """workflow = migrate: run ``[app] migrate`` and prove the migrations table now matches the journal.
+
+    Proof: every journal entry is recorded with its file's hash (:mod:`deploysafe.migrator`),
+    and the schema fingerprint tells whether anything changed. Nothing pending is success.
+    """
+    from deploysafe import migrator
+
+    app = loaded.config.app
+    folder = migrations_dir(loaded)
+    before_state = migrator.state(loaded, database_url, folder)
+    migrator.refuse_unappliable(before_state, "this database")
+    before = schema_fingerprint(database_url)
+    env = _step_env(loaded, database_url)
+    try:
+        step = run_step("migrate", app.migrate, cwd=loaded.app_dir, env=env, timeout=app.step_timeout, on_line=on_line)
+    except StepError as e:
+        raise _rethrow(e, _fingerprint_after(database_url, step="migrate") != before) from None
+    after = _fingerprint_after(database_url, step="migrate")
+    changed = before != after
+    what = ("migrate changed the schema and then stopped; production changed" if changed
+            else "migrate applied nothing")
+    _fail_on_patterns(step, what=what, production_changed=changed)
+    try:
+        after_state = migrator.state(loaded, database_url, folder)
+    except StepError as e:
+        raise _rethrow(e, changed) from None
+    wrong = after_state.mismatches()
+    if wrong:
+        schema, table = migrator.table_name(loaded)
+        raise StepError(
+            f"migrate exited 0 but {schema}.{table} does not match {folder / 'meta' / '_journal.json'}: "
+            + "; ".join(wrong[:5]) + (f" (and {len(wrong) - 5} more)" if len(wrong) > 5 else ""),
+            step="migrate", production_changed=changed or after_state.applied != before_state.applied,
+            hint=f"check that `{app.migrate}` runs drizzle's migrator on {folder} and records into {schema}.{table} "
+            "([app] migrations_schema / migrations_table, or migrations.schema/table in drizzle.config)",
+            output=step.output,
+        )
+    return PushResult(step=step, statements_applied=changed or after_state.applied != before_state.applied,
+                      verified=True)
+
+
+def untouched(loaded: LoadedConfig, production_url: str, step: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` (a step that must not touch production) and prove by fingerprint that it did not.
+
+    A change means the app's tooling reached production although deploysafe pointed it
+    elsewhere: the error names the variables the app's config reads and those deploysafe set.
+    """
+    before = schema_fingerprint(production_url)
+    try:
+        result = fn()
+    finally:
+        now = _fingerprint_after(production_url, step=step)
+        if now != before:
+            app = read_app(loaded.app_dir)
+            reads = [*app.url_vars, *app.part_vars.values()]
+            cfg = app.config_file.name if app.config_file else "the app's drizzle config"
+            raise StepError(
+                f"{step}: production's schema changed during a step that must not touch it; the app's tooling "
+                f"reached production instead of the database deploysafe chose ("
+                + (f"{cfg} reads {', '.join(reads)}" if reads else f"{cfg} does not say which variable it reads")
+                + f"; deploysafe set {', '.join(loaded.config.app.database_env + list(loaded.config.app.database_env_parts.values()))})",
+                step=step, production_changed=True,
+                hint="set [app] database_env (and database_env_parts) to the variables the app really reads, and check "
+                "that no env file it loads overrides them",
+            )
+    return result
+
+
+def apply(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> PushResult:
+    """Apply the change the configured workflow's way: ``[app] push``, or ``[app] migrate``."""
+    if loaded.config.app.workflow == "migrate":
+        return run_migrations(loaded, database_url, on_line=on_line)
+    return push(loaded, database_url, on_line=on_line)

@@ -70,15 +70,20 @@ def check_runnable(command: str, cwd: Path, env: dict[str, str]) -> None:
         raise StepError(f"cannot parse the command {command!r}: {e}", hint="fix [app] generate/push in deploysafe.toml") from None
     if not cwd.is_dir():
         raise StepError(f"app folder {cwd} does not exist", hint="set [app] dir in deploysafe.toml to the folder with package.json")
-    if not argv or argv[0] not in ("npm", "npx"):
+    from deploysafe import pkgmanager
+
+    if not argv or argv[0] not in (*pkgmanager.MANAGERS, "npx", "bunx"):
         return
+    pm = pkgmanager.detect(cwd)
     if shutil.which(argv[0], path=env.get("PATH")) is None:
         raise StepError(
             f"`{argv[0]}` is not installed or not on PATH (needed for `{command}`)",
-            hint="install Node.js (it ships npm), e.g. actions/setup-node in CI",
+            hint="install Node.js (it ships npm), e.g. actions/setup-node in CI" if argv[0] in ("npm", "npx")
+            else f"install {argv[0]} (`corepack enable` provides pnpm and yarn; bun from bun.sh)",
         )
-    if argv[0] == "npm" and len(argv) >= 3 and argv[1] in ("run", "run-script"):
-        script = argv[2]
+    run = pkgmanager.script_of(argv)
+    if run:
+        script = run[1]
         pkg = cwd / "package.json"
         try:
             scripts = json.loads(pkg.read_text(encoding="utf-8")).get("scripts") or {}
@@ -89,8 +94,10 @@ def check_runnable(command: str, cwd: Path, env: dict[str, str]) -> None:
                 f"package.json in {cwd} has no script {script!r} (needed for `{command}`)",
                 hint=f'add "{script}": "drizzle-kit ..." to "scripts" in {pkg}, or change the command in deploysafe.toml',
             )
-    if not (cwd / "node_modules").is_dir():
-        raise StepError(f"node_modules is missing in {cwd}", hint=f"run `npm ci` in {cwd}")
+    # a workspace installs into the app's folder or hoists to the root: either has node_modules
+    folders = [cwd.resolve(), *[d for d in cwd.resolve().parents if d.is_relative_to(pm.root)]]
+    if not any((d / "node_modules").is_dir() for d in folders) and not (pm.root / ".pnp.cjs").is_file():
+        raise StepError(f"node_modules is missing in {cwd}", hint=f"run `{pm.install()}` in {pm.root}")
 
 
 # $1 is the step's process group id; dash's kill takes "-KILL -<pgid>" (not "-s KILL" or "--")

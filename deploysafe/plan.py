@@ -68,13 +68,21 @@ def plan_deploy(
              + ("ready to serve, and resolve its URL" if config.provider.snapshot_endpoint == "eager"
                 else "without a compute (it gets one at rollback: [provider] snapshot_endpoint = \"lazy\")"),
              undo="nothing to undo; the snapshot is kept"),
-        Step("generate", f"run `{app.generate}` in {app.dir}; record the new migration files"),
+        Step("generate", f"run `{app.generate}` in {app.dir}; record the new migration files"
+             if app.generate else "no generate step ([app] generate is empty)"),
         Step("lint", f"classify the new SQL; destructive = {config.lint.destructive!r}"
              + (" (overridden by --allow-destructive)" if allow_destructive else "")),
     ]
+    target = f"with {', '.join([*app.database_env, *app.database_env_parts.values()])} set to it" + (
+        f", which {', '.join(app.env_files)} cannot override" if app.env_files else "")
+    if app.workflow == "migrate":
+        apply, verify = app.migrate, "verify the migrations table matches the journal"
+    else:
+        apply, verify = app.push, "verify the schema matches"
     if rehearse:
-        steps.append(Step("rehearse", f"run `{app.push}` against a throwaway copy first; delete it after"))
-    steps.append(Step("push", f"run `{app.push}` against production and verify the schema matches",
+        steps.append(Step("rehearse", f"run `{apply}` against a throwaway copy first ({target}); delete it after; "
+                          "production must not change"))
+    steps.append(Step("push", f"run `{apply}` against production ({target}) and {verify}",
                       undo=rollback_undo, changes_production=True))
     if config.deploy.app_deploy:
         steps.append(Step("app", f"run `{config.deploy.app_deploy}` and wait for the app", undo=rollback_undo))

@@ -176,14 +176,21 @@ def read_settings(repo_root: Path, config_path: Path | None) -> HookSettings:
     paths = hook.get("paths", [])
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
         raise ConfigError('hook.paths: must be a list of paths, e.g. ["src/db/schema.ts"]', hint=f"fix {config_path}")
-    from deploysafe.drizzle import normalise, read_app  # no pydantic: fine on the no-op path
+    from deploysafe.drizzle import normalise, read_app, schema_files  # no pydantic: fine on the no-op path
 
     drizzle = read_app(app_abs)
     out = app.get("migrations_dir") or drizzle.out
     s.migrations_dir = _join(s.app_dir, normalise(str(out)))
     # [hook] paths are relative to deploysafe.toml, like every path in the file.
     config_rel = _relative(config_root.resolve(), repo_root.resolve())
-    wanted = [_join(config_rel, normalise(p)) for p in paths] if paths else [_join(s.app_dir, normalise(p)) for p in drizzle.schema]
+    if paths:
+        wanted = [_join(config_rel, normalise(p)) for p in paths]
+    else:  # the schema drizzle.config names, and the files its entry files re-export (`export * from "./users"`)
+        wanted = [_join(s.app_dir, normalise(p)) for p in drizzle.schema]
+        for f in schema_files(drizzle):
+            if f.is_relative_to(repo_root.resolve()):
+                wanted.append(f.relative_to(repo_root.resolve()).as_posix())
+        wanted = list(dict.fromkeys(wanted))
     s.schema_specs = [_spec(p) for p in wanted if not _under(p, s.migrations_dir)]
     return s
 
@@ -319,7 +326,8 @@ def _bool(value: Any) -> bool:
 
 
 def _generate_command(settings: HookSettings) -> str:
-    cmd = str(settings.section("app").get("generate", "npm run db:generate"))
+    cmd = settings.section("app").get("generate", "npm run db:generate")
+    cmd = str(cmd) if cmd else "drizzle-kit generate"  # [app] generate = "" / false: the app has no generate script
     return f"cd {settings.app_dir} && {cmd}" if settings.app_dir else cmd
 
 

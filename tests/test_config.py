@@ -230,9 +230,12 @@ def test_config_check_ok_and_json(project: Path, capsys: pytest.CaptureFixture[s
     (project / CONFIG_NAME).write_text(LOCAL)
     code, out, err = _cli(capsys, "config", "check")
     assert code == 0 and err == ""
-    assert _STAMP.sub("", out) == f"✓ {project.resolve() / CONFIG_NAME} is valid\n"
+    assert _STAMP.sub("", out) == (f"✓ {project.resolve() / CONFIG_NAME} is valid\n"
+                                   "  workflow push: generate `npm run db:generate`, push `npm run db:push`\n"
+                                   "  each step gets DATABASE_URL set to its target database\n")
     code, out, err = _cli(capsys, "--json", "config", "check")
-    assert code == 0 and json.loads(out) == {"ok": True, "path": str(project.resolve() / CONFIG_NAME)}
+    assert code == 0 and {k: v for k, v in json.loads(out).items() if k != "app"} == {
+        "ok": True, "path": str(project.resolve() / CONFIG_NAME)}
 
 
 def test_deploysafe_config_env_is_used_by_the_cli(project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:

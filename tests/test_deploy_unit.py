@@ -64,6 +64,7 @@ class Rig:
     provider: FakeProvider
     platform: FakePlatform
     generate_error: DeploysafeError | None = None
+    generate_reaches: str | None = None  # the URL the app's tooling really reaches during generate
     push_error: DeploysafeError | None = None
     push_breaks_app: bool = False  # the migration leaves the app unhealthy on production
     healthy_on_snapshot: bool = True
@@ -110,6 +111,8 @@ def install_doubles(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
 
     def generate(loaded: LoadedConfig, url: str, *, on_line: Any = None) -> migrate.GenerateResult:
         assert url == rig.prod_url
+        if rig.generate_reaches:
+            rig.pushed.append(rig.generate_reaches)  # its schema changes: what the fingerprint sees
         if rig.generate_error:
             raise rig.generate_error
         # the snapshot exists by now: whether the app would be healthy on it is the rig's choice
@@ -144,6 +147,8 @@ def install_doubles(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lock, "deploy_lock", _no_lock)
     monkeypatch.setattr(migrate, "generate", generate)
     monkeypatch.setattr(migrate, "push", push)
+    # a database's schema changes with each push it receives: what proves generate/rehearse left production alone
+    monkeypatch.setattr(migrate, "schema_fingerprint", lambda url: f"{url}#{rig.pushed.count(url)}")
     monkeypatch.setattr(lint, "lint_files", lambda paths: lint.LintReport(list(rig.findings)))
     monkeypatch.setattr(probes, "analyse", analyse)
     monkeypatch.setattr(watch, "watch_window", watch_window)
@@ -508,3 +513,24 @@ def test_ctrl_c_after_push_rolls_back(rig: Rig, monkeypatch: pytest.MonkeyPatch)
     assert isinstance(err, DeployFailedRolledBack) and summary.exit_code == 1
     assert summary.rollback and summary.rollback["reason"] == "interrupted"
     assert rig.platform.value == rig.provider.url_of(summary.snapshot or "")
+
+
+def test_generate_that_reaches_production_is_caught_by_the_fingerprint_and_rolled_back(rig: Rig) -> None:
+    (rig.loaded.app_dir / "drizzle.config.ts").write_text(
+        'export default { dialect: "postgresql", dbCredentials: { url: process.env[name] } };\n')
+    rig.generate_reaches = rig.prod_url
+    summary, err = rig.run()
+    assert isinstance(err, DeployFailedRolledBack) and summary.outcome == "rolled back"
+    assert summary.error and summary.error.startswith(
+        "deploy failed (generate: production's schema changed during a step that must not touch it; the app's tooling reached "
+        "production instead of the database deploysafe chose (drizzle.config.ts does not say which variable it "
+        "reads; deploysafe set DATABASE_URL)")
+    assert "push" not in [s for s, _ in steps(summary)]
+    assert rig.platform.value == rig.provider.url_of(summary.snapshot)
+
+
+def test_a_generate_that_reaches_another_database_is_no_concern_of_production(rig: Rig) -> None:
+    rig.generate_reaches = "postgresql://app@fake.invalid:5432/scratch"
+    summary, err = rig.run()
+    assert err is None and summary.outcome == "deployed"
+

@@ -53,21 +53,30 @@ def test_init_writes_a_config_that_config_check_accepts(
     assert out == "wrote deploysafe.toml; next: edit it, then run `deploysafe config check`\n"
     code, out, err = _cli(capsys, "--json", "config", "check")
     assert (code, err) == (0, ""), err
-    assert json.loads(out) == {"ok": True, "path": str(path.resolve())}
+    assert json.loads(out) == {"ok": True, "path": str(path.resolve()), "app": {
+        "workflow": "push", "commands": {"generate": "npm run db:generate", "push": "npm run db:push"},
+        "database_env": ["DATABASE_URL"], "env_files": []}}
 
 
 def test_init_reads_package_json_and_drizzle_config(app: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli(capsys, "init", "--provider", "local")[0] == 0
     text = (app / "deploysafe.toml").read_text()
-    assert text.splitlines()[1] == "# Read drizzle.config.ts: schema = ./src/schema.ts, out = ./drizzle"
+    assert text.splitlines()[1] == "# Package manager: npm (package-lock.json). Workflow: push (a db:push script)."
+    assert text.splitlines()[2] == "# Read drizzle.config.ts: schema = ./src/schema.ts, out = ./drizzle"
+    assert text.splitlines()[3] == "# Its dbCredentials read DATABASE_URL; every step gets them set to the database it must reach."
     data = tomllib.loads(text)
     assert data["app"] == {
         "dir": ".",
+        "workflow": "push",
         "generate": "npm run db:generate",
         "push": "npm run db:push",
+        "migrate": "npm run db:migrate",
+        "database_env": ["DATABASE_URL"],
+        "env_files": [],
         "step_timeout": "15m",
         "migrations_dir": "drizzle",
     }
+    assert (app / ".gitignore").read_text().endswith("# deploysafe's state (journal, locks, reports)\n.deploysafe/\n")
     assert data["hook"]["paths"] == ["src/schema.ts", "drizzle"]
     assert data["provider"] == {"type": "local", "database_url": "${DATABASE_URL}", "strategy": "dump"}
     assert data["lint"]["destructive"] == "block"

@@ -463,3 +463,16 @@ def test_first_push_of_a_new_repository(tmp_path: Path, git_env: dict[str, str])
     result = push(repo, "main")
     assert result.returncode == 0, result.stderr
     assert remote_sha(remote, "main") == sha
+
+
+def test_default_schema_paths_follow_re_exports(tmp_path: Path) -> None:
+    app = tmp_path / "apps" / "web"
+    (app / "lib" / "db" / "schema").mkdir(parents=True)
+    (app / "drizzle.config.ts").write_text('export default { schema: "./lib/db/schema/index.ts" }\n')
+    (app / "lib" / "db" / "schema" / "index.ts").write_text('export * from "./chat";\nexport { user } from "./user.js";\n')
+    (app / "lib" / "db" / "schema" / "chat.ts").write_text("export const chat = 1;\n")
+    (app / "lib" / "db" / "schema" / "user.ts").write_text("export const user = 1;\n")
+    cfg = tmp_path / "deploysafe.toml"
+    cfg.write_text('[app]\ndir = "apps/web"\n')
+    assert read_settings(tmp_path, cfg).schema_specs == [
+        "apps/web/lib/db/schema/index.ts", "apps/web/lib/db/schema/chat.ts", "apps/web/lib/db/schema/user.ts"]
