@@ -48,12 +48,13 @@ def notify(
         return False
     import httpx
 
-    from deploysafe.http import RetryPolicy, send
+    from deploysafe.http import RetryPolicy, make_client, send
 
     try:
-        with httpx.Client(transport=transport, timeout=httpx.Timeout(TIMEOUT), follow_redirects=False) as client:
+        with make_client(transport=transport, timeout=TIMEOUT) as client:
             # POST is not idempotent: retry only statuses that say "nothing happened" (429/503...), not network errors.
-            resp = send(client, "POST", url, json=payload(cfg, text, data), policy=RetryPolicy(attempts=2, cap=2.0))
+            policy = RetryPolicy(attempts=2, cap=2.0, deadline=TIMEOUT)
+            resp = send(client, "POST", url, json=payload(cfg, text, data), policy=policy)
     except httpx.HTTPError as e:
         # the exception text can hold the URL: say only what kind of failure it was
         console.warn(f"notify: the webhook in ${cfg.webhook_env} could not be reached ({type(e).__name__}); outcome unchanged")
