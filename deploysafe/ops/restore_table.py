@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 STAGE = "deploysafe_restore_stage"
 SAMPLE = 5
 LOCK_TIMEOUT = "5s"
+LOCK_WAIT_TIMEOUT = "60s"  # pg_dump's wait for its shared lock on the source table (a snapshot nobody locks, as a rule)
 DUMP_TIMEOUT = 6 * 3600
 
 
@@ -148,7 +149,7 @@ def _dump_command(source_url: str, schema: str, table: str, *extra: str) -> list
         major = pg.server_major(conn)
     tool = pg.find_tool("pg_dump", major)
     return [tool, "--no-owner", "--no-privileges", "--strict-names", f"--table={dump_pattern(schema, table)}",
-            "--format=plain", *extra, pg.dbname_arg(source_url)]
+            f"--lock-wait-timeout={LOCK_WAIT_TIMEOUT}", "--format=plain", *extra, pg.dbname_arg(source_url)]
 
 
 def _dump_failed(what: str, stderr: bytes) -> ProviderError:
