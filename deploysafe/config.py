@@ -168,7 +168,9 @@ class HttpProbe(_Model):
     url: str = Field(description="http:// or https:// URL to GET, e.g. http://127.0.0.1:3000/health.")
     expect_status: int = Field(default=200, description="The HTTP status that means healthy.")
     expect_body: str | None = Field(default=None, description="A substring the response body must contain.")
-    timeout: Duration = Field(default=5.0, description="Per-request timeout; a slower answer counts as a failure.")
+    timeout: Duration = Field(
+        default=5.0, description="Wall-clock bound on the whole request (connect, headers, body); slower is a failure."
+    )
     headers_env: dict[str, str] = Field(
         default_factory=dict, description="Header name -> environment variable holding its value."
     )
