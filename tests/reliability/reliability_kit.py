@@ -352,3 +352,21 @@ def scratch_app(root: Path, database_url: str, **cfg: Any) -> Path:
     write_var(root / ".env", "DATABASE_URL", database_url)
     (root / "restart.sh").write_text("#!/bin/sh\nexit 0\n")  # nothing runs: the SQL probe is the health check
     return local_config(root, probe_url=None, **cfg)
+
+
+# --- the CLI in-process, for bad-input tests --------------------------------------------------------
+
+
+def cli(capsys: Any, *args: str) -> tuple[int, str]:
+    """Run ``deploysafe ARGS`` in this process; its exit code and everything it printed."""
+    from deploysafe.cli import run
+
+    code = run(list(args))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def assert_clean(code: int, text: str, allowed: set[int]) -> None:
+    """An allowed exit code, and no traceback or internal error in the output."""
+    assert code in allowed, (code, text[-600:])
+    assert "Traceback" not in text and "internal error" not in text, text[-600:]

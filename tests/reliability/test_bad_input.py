@@ -18,20 +18,9 @@ import pytest
 
 from deploysafe import embedded
 from deploysafe.cli import run
-from reliability_kit import scratch_app, seed_users
+from reliability_kit import assert_clean, cli, scratch_app, seed_users
 
 MARKER = "Pw0rdMarker"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    code = run(list(args))
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
-def assert_clean(code: int, text: str, allowed: set[int]) -> None:
-    assert code in allowed, (code, text[-600:])
-    assert "Traceback" not in text and "internal error" not in text, text[-600:]
 
 
 # --- a malformed DATABASE_URL --------------------------------------------------------------------------
