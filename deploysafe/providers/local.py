@@ -60,15 +60,19 @@ def db_name_for(name: str) -> str:
 
 
 def _session_key(pid: int | None, started: datetime | None) -> str:
-    """A server session, named so a reused pid never passes for it: pid plus its start time."""
-    return f"{pid}@{started.isoformat() if started else ''}"
+    """A server session, named so a reused pid never passes for it: pid plus its start time ("*" when the
+    server hides the start time of another role's session)."""
+    return f"{pid}@{started.isoformat() if started else '*'}"
 
 
 def _state(meta: dict[str, Any], sessions: set[str]) -> str:
-    """ready, or for a copy not marked finished: copying while its copier's session lives, else incomplete."""
+    """ready, or for a copy not marked finished: copying while its copier's session lives, else incomplete.
+    A session whose start time is hidden counts as the copier when its pid matches: when in doubt, keep."""
     if meta.get("state") != COPYING:
         return "ready"
-    return COPYING if meta.get("copier") in sessions else INCOMPLETE
+    copier = str(meta.get("copier"))
+    alive = copier in sessions or copier.split("@", 1)[0] + "@*" in sessions
+    return COPYING if alive else INCOMPLETE
 
 
 class LocalProvider:

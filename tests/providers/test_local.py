@@ -201,3 +201,17 @@ def test_pg_dump_behind_a_table_lock_gives_up_after_its_lock_wait_timeout(
         lock.close()
     assert "lock" in str(exc.value)
     assert "pre-deploy-20261125T110000Z-locked0" not in {s.name for s in prov.list_snapshots()}  # nothing half-made
+
+
+def test_a_copy_whose_copier_session_is_hidden_or_alive_is_kept_as_copying() -> None:
+    from datetime import UTC, datetime
+
+    from deploysafe.providers.local import _session_key, _state
+
+    started = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    meta = {"state": "copying", "copier": _session_key(4242, started)}
+    assert _state(meta, {_session_key(4242, started)}) == "copying"
+    assert _state(meta, {_session_key(4242, None)}) == "copying"  # another role's session: start time hidden
+    assert _state(meta, {_session_key(4242, datetime(2026, 11, 25, 11, 0, tzinfo=UTC))}) == "incomplete"  # pid reused
+    assert _state(meta, set()) == "incomplete"
+    assert _state({"name": "x"}, set()) == "ready"  # snapshots made before copies were marked
