@@ -228,7 +228,9 @@ class HttpProbe(_Model):
     url: str = Field(description="http:// or https:// URL to GET, e.g. http://127.0.0.1:3000/health.")
     expect_status: int = Field(default=200, description="The HTTP status that means healthy.")
     expect_body: str | None = Field(default=None, description="A substring the response body must contain.")
-    timeout: Duration = Field(default=5.0, description="Per-request timeout; a slower answer counts as a failure.")
+    timeout: Duration = Field(
+        default=5.0, description="Wall-clock bound on the whole request (connect, headers, body); slower is a failure."
+    )
     headers_env: dict[str, str] = Field(
         default_factory=dict, description="Header name -> environment variable holding its value."
     )
@@ -236,8 +238,19 @@ class HttpProbe(_Model):
     @field_validator("url")
     @classmethod
     def _http_url(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        if any(c.isspace() for c in v):
+            raise ValueError("must not contain spaces (percent-encode them as %20)")
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError as e:  # "Invalid IPv6 URL" (http://[::1), "Port out of range 0-65535"...
+            raise ValueError(f"is not a valid URL ({e})") from None
+        if not parts.hostname:
+            raise ValueError("has no host (for example http://127.0.0.1:3000/health)")
         return v
 
 
@@ -507,7 +520,14 @@ def _interpolate(obj: Any, env: dict[str, str], loc: tuple[Any, ...], problems: 
                     f"{_loc(loc)}: {ref} is inside single quotes, where the shell does not expand it; "
                     f"""close the quotes around it: '...'"{ref}"'...'"""
                 )
-        return _VAR.sub(sub, obj)
+        value = _VAR.sub(sub, obj)
+        if loc[:2] == ("provider", "database_url") and value:
+            bad = postgres_url_problem(value)
+            if bad:
+                names = [m.group(1) for m in _VAR.finditer(obj)]
+                where = f" (the value of ${names[0]})" if names else ""
+                problems.append(f"{_loc(loc)}{where}: {bad}")
+        return value
     if isinstance(obj, dict):
         return {k: _interpolate(v, env, loc + (k,), problems) for k, v in obj.items()}
     if isinstance(obj, list):
@@ -553,6 +573,32 @@ def shown(loaded: LoadedConfig) -> dict[str, Any]:
 
 def _has(node: dict[Any, Any] | list[Any], part: Any) -> bool:
     return part in node if isinstance(node, dict) else isinstance(part, int) and 0 <= part < len(node)
+
+
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def postgres_url_problem(url: str) -> str | None:
+    """Why ``url`` is not a usable PostgreSQL URL, or None. Never quotes the URL: it may hold a password."""
+    from urllib.parse import urlsplit
+
+    if not url.startswith(("postgresql://", "postgres://")):
+        return "is not a PostgreSQL URL: it must start with postgresql:// (or postgres://)"
+    if any(c.isspace() for c in url):
+        return "contains a space or another blank; percent-encode it (a space is %20) or remove it"
+    if _BAD_PERCENT.search(url):
+        return "has a % not followed by two hex digits; write a literal % as %25"
+    try:
+        urlsplit(url).port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        return "has a port that is not a number between 1 and 65535"
+    import psycopg
+
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return "cannot be parsed as a PostgreSQL connection URL; check its percent-encoding and parameters"
+    return None
 
 
 def find_config(explicit: str | None = None, cwd: Path | None = None) -> Path:

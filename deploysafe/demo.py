@@ -129,14 +129,17 @@ def edit_schema(app: Path, change: tuple[str, str]) -> None:
 def wait_http(url: str, timeout: float = 20.0) -> bool:
     import httpx
 
+    from deploysafe.http import fetch, make_client
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    with make_client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            try:
+                if fetch(client, "GET", url, deadline=2.0).status_code == 200:
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
     return False
 
 

@@ -91,6 +91,27 @@ class EmbeddedPostgres:
             shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 
 
+def _enterable_by_anyone(folder: Path) -> bool:
+    """Every folder on the way to ``folder`` lets other users through (the x bit for "other")."""
+    try:
+        real = folder.resolve(strict=True)
+        return real.is_dir() and all(os.stat(d).st_mode & 0o001 for d in (real, *real.parents))
+    except OSError:
+        return False
+
+
+def cluster_parent() -> Path:
+    """Where a cluster run as the ``postgres`` user can live: the temporary folder when that user can
+    enter it, else /tmp or /var/tmp (a root shell's private TMPDIR is out of its reach)."""
+    for candidate in (Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp")):
+        if _enterable_by_anyone(candidate):
+            return candidate
+    raise PreconditionError(
+        "no temporary folder the 'postgres' user can enter for the embedded server",
+        hint="set TMPDIR to a folder other users may traverse (chmod o+x), or run as a normal user",
+    )
+
+
 def start(base_dir: Path | None = None, *, user: str = "postgres") -> EmbeddedPostgres:
     """Create a cluster in a fresh folder and start it; raise PreconditionError with the fix if we can't."""
     bin_dir = system_bin_dir() or pgserver_bin_dir()
@@ -112,9 +133,13 @@ def start(base_dir: Path | None = None, *, user: str = "postgres") -> EmbeddedPo
                 hint="useradd --system postgres, or run as a normal user",
             ) from None
     # As root the server runs as `postgres`, which may not be able to reach a folder under a private
-    # parent (pytest's tmp_path, a home directory): then the cluster gets its own temporary folder.
+    # parent (pytest's tmp_path, a home directory, a TMPDIR of mode 700): then the cluster gets its own
+    # temporary folder under a parent every user may enter, removed by stop().
     owns = base_dir is None or run_as is not None
-    root = base_dir if base_dir is not None and not owns else Path(tempfile.mkdtemp(prefix="deploysafe-pg-"))
+    if base_dir is not None and not owns:
+        root = base_dir
+    else:
+        root = Path(tempfile.mkdtemp(prefix="deploysafe-pg-", dir=cluster_parent() if run_as else None))
     root.mkdir(parents=True, exist_ok=True)
     data = root / "data"
     password = "pw-" + secrets.token_urlsafe(12)

@@ -15,6 +15,7 @@ Class tree (the exit code each maps to in brackets)::
     │   └── ProbeError                   [3]  probes could not run (bad config, unreachable DB)
     ├── DeployFailedRolledBack           [1]  production changed, failed, was rolled back; app healthy
     ├── RollbackFailed                   [4]  rollback failed or is incomplete; a person must act
+    │   └── PartialChange                [4]  promote/restore-table changed something, then stopped
     ├── LockHeld                         [5]  another deploysafe run holds the lock
     └── Interrupted                      [130] stopped by the user
 
@@ -174,6 +175,11 @@ class RollbackFailed(DeploysafeError):
             lines.append("Do these steps by hand now:")
             lines += [f"  {i}. {s}" for i, s in enumerate(self.manual_steps, 1)]
         return "\n".join(lines)
+
+
+class PartialChange(RollbackFailed):
+    """An operation changed something and stopped before it finished: the message says what changed,
+    the manual steps what is left (never "nothing was changed" after a change)."""
 
 
 class LockHeld(DeploysafeError):

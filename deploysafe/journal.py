@@ -142,22 +142,51 @@ def _td(seconds: float) -> Any:
     return timedelta(seconds=seconds)
 
 
+# the keys every reader of a journal line relies on (runs(), status, prune)
+_REQUIRED = ("run_id", "step", "started_at", "outcome")
+_warned: set[Path] = set()
+
+
 def read_journal(state_dir: Path) -> list[dict[str, Any]]:
-    """All parseable journal lines; a torn last line (killed mid-write) is skipped."""
+    """All parseable journal lines; a torn last line (killed mid-write) is skipped. A line that is JSON
+    but not a step event (``1``, ``[1]``, an object without run_id/step/started_at/outcome: edited
+    by hand, or another tool's file) is skipped too, with one warning per journal."""
     path = state_dir / JOURNAL_NAME
     if not path.exists():
         return []
     out: list[dict[str, Any]] = []
+    foreign: list[int] = []
     with path.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             line = line.strip()
             if not line:
                 continue
             try:
-                out.append(json.loads(line))
+                rec = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if _is_event(rec):
+                rec.setdefault("details", {})
+                rec.setdefault("ended_at", None)
+                out.append(rec)
+            else:
+                foreign.append(number)
+    if foreign and path not in _warned:
+        from deploysafe.console import console
+
+        _warned.add(path)
+        lines = ", ".join(map(str, foreign[:5])) + (" ..." if len(foreign) > 5 else "")
+        console.warn(f"{path}: skipped {len(foreign)} line(s) that are not journal events (line {lines})")
     return out
+
+
+def _is_event(rec: Any) -> bool:
+    return (
+        isinstance(rec, dict)
+        and all(isinstance(rec.get(k), str) for k in _REQUIRED)
+        and isinstance(rec.get("details", {}), dict)
+        and isinstance(rec.get("ended_at"), str | None)
+    )
 
 
 def runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -7,8 +7,10 @@ database matches the schema afterwards.
 
 How push is verified
     1. A fingerprint of the live schema (:func:`schema_fingerprint`: tables, columns, types,
-       defaults, constraints, indexes, enums, sequences, views in every user schema, read
-       from pg_catalog) is taken before and after the push. A changed fingerprint means
+       defaults, constraints, indexes, enums, domains, sequences and their owning columns, views,
+       row-level security and policies, grants and default privileges, functions and
+       procedures, triggers, rules, extensions, owners and comments in every user schema,
+       read from pg_catalog in one query) is taken before and after the push. A changed fingerprint means
        production changed; it tells a push that applied nothing (failure before production
        changed, exit 3) from one that applied part of its statements (failure after
        production changed: the deploy rolls back).
@@ -42,36 +44,111 @@ T = TypeVar("T")
 
 READ_ONLY_PGOPTIONS = "-c default_transaction_read_only=on"
 
+# Everything a push (any SQL it runs) can change in the database, one row per object, read from pg_catalog:
+# a partial push that changed only, say, a policy or a grant must still read as "production changed".
+# Cluster-wide objects (roles, tablespaces) are out of reach of a rollback to a snapshot and left out.
 _FINGERPRINT_SQL = """
 WITH ns AS (
-  SELECT oid, nspname FROM pg_namespace
+  SELECT oid, nspname, nspowner, nspacl FROM pg_namespace
   WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') AND nspname NOT LIKE 'pg_temp_%'
     AND nspname NOT LIKE 'pg_toast_temp_%'
 )
-SELECT 'schema', nspname, '' FROM ns
+SELECT 'schema', nspname::text, pg_get_userbyid(nspowner) || coalesce(' acl ' || nspacl::text, '') FROM ns
 UNION ALL
-SELECT 'relation', ns.nspname || '.' || c.relname, c.relkind::text
-  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+SELECT 'relation', ns.nspname || '.' || c.relname,
+       c.relkind::text || ' owner ' || pg_get_userbyid(c.relowner) || ' ' || c.relpersistence::text
+       || CASE WHEN c.relrowsecurity THEN ' row-level-security' ELSE '' END
+       || CASE WHEN c.relforcerowsecurity THEN ' forced' ELSE '' END || ' replica ' || c.relreplident::text
+       || coalesce(' acl ' || c.relacl::text, '') || coalesce(' options ' || c.reloptions::text, '')
+       || coalesce(' partition ' || pg_get_expr(c.relpartbound, c.oid), '')
+       || coalesce(' partitioned by ' || pg_get_partkeydef(c.oid), '')
+  FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+UNION ALL
+SELECT 'inherits', ns.nspname || '.' || c.relname, i.inhparent::regclass::text || ' ' || i.inhseqno
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN ns ON ns.oid = c.relnamespace
 UNION ALL
 SELECT 'column', ns.nspname || '.' || c.relname || '.' || a.attname,
        format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
        || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '') || coalesce(' identity ' || nullif(a.attidentity::text, ''), '')
        || coalesce(' generated ' || nullif(a.attgenerated::text, ''), '')
+       || CASE WHEN a.attcollation <> t.typcollation THEN ' collate ' || a.attcollation::regcollation::text ELSE '' END
+       || coalesce(' acl ' || a.attacl::text, '')
   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN ns ON ns.oid = c.relnamespace
+  JOIN pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'c')
 UNION ALL
 SELECT 'constraint', ns.nspname || '.' || c.relname || '.' || con.conname, pg_get_constraintdef(con.oid)
   FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN ns ON ns.oid = c.relnamespace
 UNION ALL
+SELECT 'domain constraint', ns.nspname || '.' || t.typname || '.' || con.conname, pg_get_constraintdef(con.oid)
+  FROM pg_constraint con JOIN pg_type t ON t.oid = con.contypid JOIN ns ON ns.oid = t.typnamespace
+UNION ALL
 SELECT 'index', ns.nspname || '.' || i.relname, pg_get_indexdef(i.oid)
   FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN ns ON ns.oid = i.relnamespace
 UNION ALL
-SELECT 'type', ns.nspname || '.' || t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
-  FROM pg_type t JOIN ns ON ns.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY 1, 2
+SELECT 'type', ns.nspname || '.' || t.typname,
+       t.typtype::text || ' owner ' || pg_get_userbyid(t.typowner) || coalesce(' acl ' || t.typacl::text, '')
+       || CASE WHEN t.typtype = 'd' THEN ' over ' || format_type(t.typbasetype, t.typtypmod)
+               || CASE WHEN t.typnotnull THEN ' not null' ELSE '' END || coalesce(' default ' || t.typdefault, '')
+          ELSE '' END
+       || coalesce(' range of ' || (SELECT format_type(r.rngsubtype, NULL) FROM pg_range r WHERE r.rngtypid = t.oid), '')
+       || coalesce(' labels ' || (SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+                                  FROM pg_enum e WHERE e.enumtypid = t.oid), '')
+  FROM pg_type t JOIN ns ON ns.oid = t.typnamespace
+  WHERE (t.typrelid = 0 OR (SELECT c.relkind FROM pg_class c WHERE c.oid = t.typrelid) = 'c')
+    AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)
 UNION ALL
 SELECT 'view', ns.nspname || '.' || c.relname, pg_get_viewdef(c.oid)
   FROM pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('v', 'm')
+UNION ALL
+SELECT 'sequence', ns.nspname || '.' || c.relname,
+       format_type(s.seqtypid, NULL) || ' start ' || s.seqstart || ' by ' || s.seqincrement || ' min ' || s.seqmin
+       || ' max ' || s.seqmax || ' cache ' || s.seqcache || CASE WHEN s.seqcycle THEN ' cycle' ELSE '' END
+       || coalesce(' owned by ' || (SELECT tc.oid::regclass::text || '.' || a.attname || ' ' || d.deptype::text
+                                    FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid
+                                    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+                                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                                      AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+                                    LIMIT 1), '')
+  FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN ns ON ns.oid = c.relnamespace
+UNION ALL
+SELECT 'policy', p.schemaname || '.' || p.tablename || '.' || p.policyname,
+       p.permissive || ' ' || p.cmd || ' to ' || p.roles::text || coalesce(' using ' || p.qual, '')
+       || coalesce(' check ' || p.with_check, '')
+  FROM pg_policies p WHERE p.schemaname IN (SELECT nspname FROM ns)
+UNION ALL
+SELECT 'function', ns.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       CASE WHEN p.prokind = 'a' THEN 'aggregate ' || pg_get_function_result(p.oid) ELSE pg_get_functiondef(p.oid) END
+       || ' owner ' || pg_get_userbyid(p.proowner) || coalesce(' acl ' || p.proacl::text, '')
+  FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace
+UNION ALL
+SELECT 'trigger', ns.nspname || '.' || c.relname || '.' || t.tgname, pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN ns ON ns.oid = c.relnamespace WHERE NOT t.tgisinternal
+UNION ALL
+SELECT 'rule', r.schemaname || '.' || r.tablename || '.' || r.rulename, r.definition
+  FROM pg_rules r WHERE r.schemaname IN (SELECT nspname FROM ns)
+UNION ALL
+SELECT 'statistics', ns.nspname || '.' || s.stxname, pg_get_statisticsobjdef(s.oid)
+  FROM pg_statistic_ext s JOIN ns ON ns.oid = s.stxnamespace
+UNION ALL
+SELECT 'event trigger', e.evtname::text, e.evtevent || ' ' || e.evtenabled::text || ' ' || e.evtfoid::regproc::text
+       || coalesce(' ' || e.evttags::text, '')
+  FROM pg_event_trigger e
+UNION ALL
+SELECT 'extension', x.extname::text, x.extversion || ' in ' || x.extnamespace::regnamespace::text FROM pg_extension x
+UNION ALL
+SELECT 'default privileges', pg_get_userbyid(d.defaclrole) || ' ' || coalesce(n.nspname, '') || ' ' || d.defaclobjtype::text,
+       d.defaclacl::text
+  FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace
+UNION ALL
+SELECT 'database', '', coalesce(' acl ' || d.datacl::text, '')
+       || coalesce(' settings ' || (SELECT string_agg(s.setrole || ':' || s.setconfig::text, ';' ORDER BY s.setrole)
+                                    FROM pg_db_role_setting s WHERE s.setdatabase = d.oid), '')
+  FROM pg_database d WHERE d.datname = current_database()
+UNION ALL
+SELECT 'comment', pg_describe_object(d.classoid, d.objoid, d.objsubid), d.description
+  FROM pg_description d WHERE d.objoid >= 16384
 ORDER BY 1, 2, 3
 """
 

@@ -48,13 +48,14 @@ def notify(
         return False
     import httpx
 
-    from deploysafe.http import RetryPolicy, send
+    from deploysafe.http import RetryPolicy, make_client, send
 
     try:
-        with httpx.Client(transport=transport, timeout=httpx.Timeout(TIMEOUT), follow_redirects=False) as client:
+        with make_client(transport=transport, timeout=TIMEOUT) as client:
             # POST is not idempotent: retry only statuses that say "nothing happened" (429/503...), not network errors.
             body = redact_obj(payload(cfg, text, data))  # the same redaction as every other sink
-            resp = send(client, "POST", url, json=body, policy=RetryPolicy(attempts=2, cap=2.0))
+            policy = RetryPolicy(attempts=2, cap=2.0, deadline=TIMEOUT)
+            resp = send(client, "POST", url, json=body, policy=policy)
     except Exception as e:  # noqa: BLE001 - a notification never changes a command's outcome
         # HTTP errors, an invalid URL, a socket error: the text can hold the URL, so say only what kind it was
         console.warn(f"notify: the webhook in ${cfg.webhook_env} could not be reached ({type(e).__name__}); outcome unchanged")

@@ -3,8 +3,10 @@
 One *attempt* runs every configured probe (HTTP and SQL). Consecutive passing attempts
 reaching ``success_threshold`` decide "healthy"; consecutive failing attempts reaching
 ``failure_limit`` decide "unhealthy"; reaching ``deadline`` first is "unhealthy" too.
-``initial_delay`` waits before the first attempt. Every probe has its own timeout, so an
-attempt never hangs; each attempt is journaled with latency and the reason for failure.
+``initial_delay`` waits before the first attempt. Every probe has its own timeout, a wall-clock
+bound on the whole probe (an HTTP probe's connect, headers and body together, through
+:func:`deploysafe.http.fetch`), so an attempt never hangs, even on a server that trickles its
+answer; each attempt is journaled with latency and the reason for failure.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Verdict:
 def http_probe(probe: HttpProbe, client: httpx.Client) -> ProbeResult:
     import httpx
 
+    from deploysafe.http import fetch
+
     headers = {}
     for header, env_name in probe.headers_env.items():
         value = os.environ.get(env_name)
@@ -60,7 +64,7 @@ def http_probe(probe: HttpProbe, client: httpx.Client) -> ProbeResult:
         headers[header] = value
     t0 = time.monotonic()
     try:
-        resp = client.get(probe.url, headers=headers, timeout=probe.timeout)
+        resp = fetch(client, "GET", probe.url, headers=headers, deadline=probe.timeout, timeout=probe.timeout)
     except httpx.TimeoutException:
         return ProbeResult(probe.name, "http", False, _ms(t0), f"timed out after {probe.timeout:g}s")
     except httpx.HTTPError as e:
@@ -125,7 +129,7 @@ def analyse(
     transport: httpx.BaseTransport | None = None,
 ) -> Verdict:
     """Probe until healthy, unhealthy, or the deadline; return the verdict (never raises for an unhealthy app)."""
-    import httpx
+    from deploysafe.http import make_client
 
     if not cfg.http and not cfg.sql:
         raise ProbeError("no probes configured", hint="add [[probes.http]] or [[probes.sql]] to deploysafe.toml")
@@ -135,7 +139,7 @@ def analyse(
         sleep(cfg.initial_delay)
     passes = fails = 0
     attempts: list[list[ProbeResult]] = []
-    with httpx.Client(transport=transport, follow_redirects=False) as client:
+    with make_client(transport=transport) as client:
         while True:
             t_attempt = clock()
             results = run_once(cfg, database_url, client)

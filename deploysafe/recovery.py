@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
 from deploysafe.durations import format_duration
-from deploysafe.errors import PreconditionError, ProviderError, UsageError
+from deploysafe.errors import DeploysafeError, PartialChange, PreconditionError, ProviderError, UsageError
 from deploysafe.journal import Journal, read_journal, runs
+from deploysafe.redact import redact
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -146,12 +147,25 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
         ):
             raise UsageError("promote not confirmed", hint="pass --yes to run without asking")
         journal = Journal(loaded.state_dir, "promote")
+        done: list[str] = []  # the steps that changed something, in order
         with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
                          run_id=journal.run_id, command="promote"):
-            with journal.step("rename_failed", old=prod.name, new=failed_name):
-                provider.rename(prod.name, failed_name)
-            with journal.step("rename_snapshot", old=where.name, new=prod.name):
-                _promote_snapshot(provider, platform, where.name, prod.name)
+            try:
+                with journal.step("rename_failed", old=prod.name, new=failed_name):
+                    provider.rename(prod.name, failed_name)
+                done.append("rename_failed")
+                with journal.step("rename_snapshot", old=where.name, new=prod.name):
+                    _promote_snapshot(provider, platform, where.name, prod.name, done)
+            except Exception as e:
+                if not done:
+                    raise  # nothing changed: the error's own exit code (3) is the truth
+                left = _promote_left(loaded, provider.name, where.name, prod.name, failed_name, done)
+                journal.event("result", "failed", outcome="needs a person", done=done, left=left)
+                reason = e.message if isinstance(e, DeploysafeError) else f"{type(e).__name__}: {redact(str(e))}"
+                changed = "; ".join(_PROMOTE_DONE[d].format(prod=prod.name, failed=failed_name, snap=where.name)
+                                    for d in done)
+                raise PartialChange(f"promote stopped half-way: {reason}\nAlready changed: {changed}.",
+                                    manual_steps=left) from None
             journal.event(REPOINT_STEP, "ok", target=prod.name, previous=failed_name)
             from deploysafe.rollback import record_repoint
 
@@ -163,9 +177,40 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
         platform.close()
 
 
-def _promote_snapshot(provider: Provider, platform: Platform, snapshot: str, production: str) -> None:
+_PROMOTE_DONE = {
+    "rename_failed": "production {prod!r} was renamed {failed!r} (kept: the failed state)",
+    "rename_snapshot": "snapshot {snap!r} was renamed {prod!r}",
+    "set": "the app's database URL now names {prod!r}",
+    "pick_up": "the app was restarted",
+}
+
+
+def _promote_left(loaded: LoadedConfig, provider: str, snapshot: str, production: str, failed: str,
+                  done: list[str]) -> list[str]:
+    """The promote steps a person must still do, with the real names (never a URL: it holds a password)."""
+    p = loaded.config.platform
+    steps: list[str] = []
+    if "rename_snapshot" not in done:
+        if provider == "local":
+            steps.append(f"Rename the database of snapshot {snapshot!r} to {production!r} (no session may be "
+                         f"connected to it): ALTER DATABASE <its database> RENAME TO \"{production}\"")
+        else:
+            steps.append(f"Rename branch {snapshot!r} to {production!r} (Neon console, Branches).")
+    if provider == "local":
+        if "set" not in done:
+            steps.append(f"Set {p.var} for the app to the URL of database {production!r} (production's URL, "
+                         f"same server); the app's current URL names a database that no longer exists")
+        if "pick_up" not in done:
+            steps.append(f"Restart the app: {p.restart}" if p.restart else "Restart the app so it reads the new value.")
+    steps.append("Check the app is healthy: deploysafe probe")
+    steps.append(f"Keep {failed!r}: it holds the failed production state.")
+    return steps
+
+
+def _promote_snapshot(provider: Provider, platform: Platform, snapshot: str, production: str, done: list[str]) -> None:
     if provider.name != "local":
         provider.rename(snapshot, production)  # Neon: names only; connection strings stay the same
+        done.append("rename_snapshot")
         return
     # A PostgreSQL database cannot be renamed while the app is connected to it: disconnect, rename, repoint, restart.
     from psycopg import sql
@@ -179,9 +224,13 @@ def _promote_snapshot(provider: Provider, platform: Platform, snapshot: str, pro
         conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                      (snap.id,))
         conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(snap.id), sql.Identifier(production)))
+        done.append("rename_snapshot")
         conn.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(production)))
     platform.set_url(pg.with_dbname(provider.url, production))
-    platform.wait_live(platform.pick_up(), 300)
+    done.append("set")
+    release = platform.pick_up()
+    done.append("pick_up")
+    platform.wait_live(release, 300)
 
 
 def probe(loaded: LoadedConfig) -> tuple[Verdict, str | None]:

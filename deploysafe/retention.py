@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from deploysafe.config import RetentionConfig
 from deploysafe.durations import format_duration
-from deploysafe.providers.base import Snapshot, SnapshotKind
+from deploysafe.providers.base import COPYING, INCOMPLETE, Snapshot, SnapshotKind
 
 Decision = tuple[Snapshot, str]
 UNKNOWN_IN_USE = "deploysafe cannot tell where the app's DATABASE_URL points: it may be this one"
@@ -82,8 +82,8 @@ def newest_of_each_kind(snapshots: list[Snapshot], production: str) -> set[str]:
     """Ids of the newest snapshot (ours, of this production) of each kind; ties broken by name."""
     best: dict[SnapshotKind, Snapshot] = {}
     for s in snapshots:
-        if not s.ours or s.kind is None or not of_this_production(s, production):
-            continue
+        if not s.ours or s.kind is None or not of_this_production(s, production) or s.state in (COPYING, INCOMPLETE):
+            continue  # an unfinished copy is no snapshot to keep in place of the newest real one
         cur = best.get(s.kind)
         if cur is None or (s.created_at, s.name) > (cur.created_at, cur.name):
             best[s.kind] = s
@@ -121,6 +121,10 @@ def _keep_reason(
         return "protected"
     if s.has_children or s.id in parents:
         return "has child branches (it can go in a later run, once they are gone)"
+    if s.state == COPYING:
+        return "still being copied (its copier is running)"
+    if s.state == INCOMPLETE:
+        return None  # a copy stopped half-way: never usable, whatever its age
     if s.id in newest:
         return f"the newest {s.kind.value} snapshot"
     keep = retention_for(s.kind, retention)
@@ -166,6 +170,9 @@ def plan_prune(
             plan.keep.append((s, reason))
             continue
         assert s.kind is not None  # _keep_reason kept every snapshot without a kind
+        if s.state == INCOMPLETE:
+            plan.delete.append((s, "an incomplete copy (stopped half-way): never usable"))
+            continue
         keep = retention_for(s.kind, retention)
         age = (now - s.created_at).total_seconds()
         plan.delete.append(

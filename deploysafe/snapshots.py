@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
 from deploysafe.errors import DeploysafeError, PreconditionError, UsageError
-from deploysafe.providers.base import Snapshot, SnapshotKind
+from deploysafe.providers.base import COPYING, INCOMPLETE, Snapshot, SnapshotKind
 from deploysafe.retention import PrunePlan, expires_at, of_this_production, plan_headroom, plan_prune
 
 if TYPE_CHECKING:
@@ -175,6 +175,8 @@ def describe(snapshots: list[Snapshot], facts: Facts, *, now: datetime, loaded: 
                 "ours": s.ours,
                 "git_sha": s.git_sha,
                 "size_bytes": s.size_bytes,
+                # a copy that has not finished (copying, or incomplete: stopped half-way); None when usable
+                "unfinished": s.state if s.state in (COPYING, INCOMPLETE) else None,
             }
         )
     return rows
@@ -353,7 +355,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     body = [
         (
             r["name"],
-            r["kind"] or "-",
+            (r["kind"] or "-") + (f" ({r['unfinished']})" if r.get("unfinished") else ""),
             format_duration(r["age_seconds"]),
             r["created_at"],
             "yes" if r["in_use"] else "",

@@ -28,14 +28,14 @@ def watch_window(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Verdict:
-    import httpx
+    from deploysafe.http import make_client
 
     cfg = loaded.config.probes
     start = clock()
     end = start + seconds
     fails = 0
     attempts: list[list[ProbeResult]] = []
-    with httpx.Client(follow_redirects=False) as client:
+    with make_client() as client:
         while True:
             results = run_once(cfg, url, client)
             attempts = (attempts + [results])[-50:]  # bounded memory over a long window

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import email.utils
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import respx
 
-from deploysafe.http import RetryPolicy, poll, retry_after_seconds, send
+from deploysafe.http import DeadlineExceeded, RetryPolicy, fetch, make_client, poll, retry_after_seconds, send
+from slow_server import slow_server
 
 
 def client(router: respx.MockRouter) -> httpx.Client:
@@ -71,3 +74,54 @@ def test_long_waits_report_progress_every_10s_without_a_terminal(capsys: pytest.
                 clock=lambda: float(next(clock)), sleep=lambda s: None) == "done"
     out = capsys.readouterr().out
     assert out.count("release live: still waiting after") == 2  # once per 10 s, not at every poll
+
+
+# --- the wall-clock deadline of one request (connect + headers + body) -------------------------------
+# Real sockets, one byte a second: httpx's read timeout (here 5s) never fires on such a server. The
+# bounds are generous (the point is "ends", not "ends fast"); without the deadline these run ~70 minutes.
+
+
+@pytest.mark.parametrize("mode", ["body", "headers"])
+def test_a_server_trickling_one_byte_a_second_is_cut_at_the_deadline(mode: str) -> None:
+    with slow_server(mode, period=1.0) as server, make_client(server.url, timeout=5.0) as c:
+        t0 = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match="within 1.5s"):
+            fetch(c, "GET", "/health", deadline=1.5)
+        assert time.monotonic() - t0 < 1.5 + 3.0
+        assert server.closed_by_client.wait(10), "the connection was left open after the deadline"
+
+
+def test_a_quick_answer_is_read_whole_within_the_deadline() -> None:
+    with slow_server("body", period=0.0) as server, make_client(server.url) as c:
+        resp = fetch(c, "GET", "/", deadline=10.0)
+    assert resp.status_code == 200 and resp.json() == {"status": "ok"}
+    assert len(resp.content) == len(server.body)
+
+
+def test_send_retries_an_idempotent_call_past_its_deadline_then_gives_up() -> None:
+    with slow_server("body", period=1.0) as server, make_client(server.url, timeout=5.0) as c:
+        policy = RetryPolicy(attempts=2, deadline=1.0, sleep=lambda s: None)
+        with pytest.raises(DeadlineExceeded):
+            send(c, "GET", "/", policy=policy)
+        assert server.connections == 2  # each try opened its own connection (the one its watchdog can close)
+
+
+def test_the_deadline_is_checked_between_body_chunks_on_an_injected_clock() -> None:
+    """A transport with no socket (in-process): the body stream itself stops at the deadline."""
+    now = [0.0]
+
+    class Trickle(httpx.SyncByteStream):
+        def __iter__(self) -> Iterator[bytes]:
+            for _ in range(1000):
+                now[0] += 1.0  # one byte a "second" on the injected clock
+                yield b" "
+
+    c = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, stream=Trickle())))
+    with pytest.raises(DeadlineExceeded):
+        fetch(c, "GET", "https://api.example.test/", deadline=30.0, clock=lambda: now[0])
+    assert 30.0 < now[0] <= 32.0  # cut at the first chunk past the deadline, not after 1000
+
+
+def test_a_deadline_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        fetch(httpx.Client(), "GET", "https://api.example.test/", deadline=0)

@@ -145,3 +145,25 @@ def test_events_of_one_name_in_the_same_millisecond_are_all_kept(tmp_path: Path)
         ("probe.attempt", "failed", {"n": 2}),
         ("push", "ok", {"done": True}),
     ]
+
+
+@pytest.mark.parametrize("foreign", ["1", "[1]", '"text"', "null", '{"run_id": 1}', '{"hello": "world"}',
+                                     '{"run_id": "r9", "step": "x", "started_at": "t", "outcome": "ok", "details": 3}'])
+def test_lines_that_are_json_but_not_events_are_skipped_with_one_warning(
+    tmp_path: Path, foreign: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    j = Journal(tmp_path, command="deploy", run_id="r1")
+    with j.step("snapshot"):
+        pass
+    path = tmp_path / JOURNAL_NAME
+    with path.open("a") as f:
+        f.write(foreign + "\n" + foreign + "\n")
+    j2 = Journal(tmp_path, command="deploy", run_id="r2")
+    j2.event("result", "ok")
+    recs = read_journal(tmp_path)
+    assert [r["run_id"] for r in recs] == ["r1", "r1", "r2"]
+    assert [r["run_id"] for r in runs(recs)] == ["r1", "r2"]
+    read_journal(tmp_path)  # read again: still one warning
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert text.count("not journal events") == 1 and "skipped 2 line(s)" in text and "line 3, 4" in text

@@ -307,3 +307,88 @@ def test_push_killed_at_its_timeout_reports_whether_production_changed(
         push(loaded, url)
     assert exc.value.production_changed is changed
     assert exc.value.step == "push" and exc.value.context["output"] == "statement done"
+
+
+# --- the fingerprint sees every kind of object a push can change (issue 15) -------------------------
+
+_TOUCH = "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
+_COUNT = "CREATE FUNCTION n_users() RETURNS bigint LANGUAGE sql AS 'select count(*) from users'"
+_TRIGGER = "CREATE TRIGGER touch_users BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION touch()"
+# kind: (set-up statements, the one change a partial push made)
+OBJECT_KINDS: dict[str, tuple[list[str], str]] = {
+    "row-level security": ([], "ALTER TABLE users ENABLE ROW LEVEL SECURITY"),
+    "forced row-level security": (["ALTER TABLE users ENABLE ROW LEVEL SECURITY"],
+                                  "ALTER TABLE users FORCE ROW LEVEL SECURITY"),
+    "policy": ([], "CREATE POLICY nobody ON users USING (false)"),
+    "policy expression": (["CREATE POLICY nobody ON users USING (false)"], "ALTER POLICY nobody ON users USING (id > 0)"),
+    "table grant": ([], "GRANT SELECT ON users TO PUBLIC"),
+    "column grant": ([], "GRANT UPDATE (email) ON users TO PUBLIC"),
+    "schema grant": ([], "GRANT CREATE ON SCHEMA public TO PUBLIC"),
+    "sequence grant": ([], "GRANT USAGE ON SEQUENCE users_id_seq TO PUBLIC"),
+    "default privileges": ([], "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC"),
+    "function": ([], _COUNT),
+    "function body": ([_COUNT], "CREATE OR REPLACE FUNCTION n_users() RETURNS bigint LANGUAGE sql AS 'select 0::bigint'"),
+    "function security": ([_COUNT], "ALTER FUNCTION n_users() SECURITY DEFINER"),
+    "function grant": ([_COUNT], "REVOKE EXECUTE ON FUNCTION n_users() FROM PUBLIC"),
+    "procedure": ([], "CREATE PROCEDURE noop() LANGUAGE sql AS 'select 1'"),
+    "trigger": ([_TOUCH], _TRIGGER),
+    "trigger disabled": ([_TOUCH, _TRIGGER], "ALTER TABLE users DISABLE TRIGGER touch_users"),
+    "rule": ([], "CREATE RULE keep_users AS ON DELETE TO users DO INSTEAD NOTHING"),
+    "extension": ([], "CREATE EXTENSION citext"),
+    "sequence ownership": (["CREATE SEQUENCE loose_seq"], "ALTER SEQUENCE loose_seq OWNED BY users.id"),
+    "sequence parameters": ([], "ALTER SEQUENCE users_id_seq INCREMENT BY 2"),
+    "domain": ([], "CREATE DOMAIN email_address AS text CHECK (VALUE LIKE '%@%')"),
+    "domain constraint": (["CREATE DOMAIN email_address AS text"],
+                          "ALTER DOMAIN email_address ADD CONSTRAINT has_at CHECK (VALUE LIKE '%@%')"),
+    "composite type": ([], "CREATE TYPE pair AS (a int, b int)"),
+    "unlogged table": ([], "ALTER TABLE users SET UNLOGGED"),
+    "storage options": ([], "ALTER TABLE users SET (fillfactor = 70)"),
+    "extended statistics": ([], "CREATE STATISTICS users_stats ON email, name FROM users"),
+    "table comment": ([], "COMMENT ON TABLE users IS 'the people'"),
+    "column comment": ([], "COMMENT ON COLUMN users.email IS 'where we write'"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(OBJECT_KINDS))
+def test_schema_fingerprint_sees_every_object_kind_a_push_can_change(kind: str, make_db: Callable[..., str]) -> None:
+    url = make_db()
+    setup, change = OBJECT_KINDS[kind]
+    for statement in [USERS_SQL, *setup]:
+        _sql(url, statement)
+    before = schema_fingerprint(url)
+    _sql(url, "INSERT INTO users (email) VALUES ('x@example.com')")  # data is not shape
+    assert schema_fingerprint(url) == before
+    _sql(url, change)
+    after = schema_fingerprint(url)
+    assert after != before, f"a change of {kind} is invisible to the fingerprint"
+    assert schema_fingerprint(url) == after  # stable
+
+
+# A push that changed only this and then failed: production changed (the deploy rolls back), not exit 3.
+PARTIAL_PUSHES = {
+    "row-level security and a policy": "ALTER TABLE users ENABLE ROW LEVEL SECURITY;"
+                                       " ALTER TABLE users FORCE ROW LEVEL SECURITY;"
+                                       " CREATE POLICY nobody ON users USING (false)",
+    "grants": "REVOKE ALL ON users FROM PUBLIC; GRANT SELECT ON users TO PUBLIC",
+    "functions": _COUNT,
+    "triggers": _TRIGGER,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PARTIAL_PUSHES))
+def test_a_failed_push_that_changed_only_one_object_kind_reports_production_changed(
+    kind: str, tmp_path: Path, make_db: Callable[..., str]
+) -> None:
+    from deploysafe import pg
+
+    url = make_db()
+    for statement in [USERS_SQL, _TOUCH]:
+        _sql(url, statement)
+    (tmp_path / "change.sql").write_text(PARTIAL_PUSHES[kind] + ";\n")
+    (tmp_path / "push.sh").write_text(
+        f'"{pg.find_tool("psql", 14)}" -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f change.sql\n'
+        'echo "error: the next statement failed"; exit 1\n'
+    )
+    with pytest.raises(StepError) as exc:
+        push(_loaded(tmp_path, url, push="sh push.sh"), url)
+    assert exc.value.production_changed is True, f"a push that changed only {kind} was called 'nothing changed'"

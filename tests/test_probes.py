@@ -14,6 +14,7 @@ from deploysafe.config import ProbesConfig
 from deploysafe.errors import ProbeError
 from deploysafe.journal import Journal, read_journal
 from deploysafe.probes import analyse
+from slow_server import slow_server
 
 
 class App:
@@ -96,6 +97,20 @@ def test_a_slow_app_never_hangs_a_probe(app: tuple[App, str]) -> None:
     v = analyse(cfg(url, failure_limit=1, http=[{"name": "h", "url": url, "timeout": "200ms"}]), None)
     assert not v.healthy and "timed out after 0.2s" in v.reason
     assert time.monotonic() - t0 < 1.5
+
+
+@pytest.mark.parametrize("mode", ["body", "headers"])
+def test_a_health_endpoint_trickling_one_byte_a_second_ends_probe_unhealthy_within_its_deadline(mode: str) -> None:
+    """The per-read timeout never fires on such a server; each attempt's timeout is a wall-clock bound, so
+    probing ends within its deadline plus one attempt timeout (generous slack: without it, ~70 minutes)."""
+    with slow_server(mode, period=1.0) as server:
+        probe = {"name": "h", "url": server.url + "/health", "expect_body": "ok", "timeout": "1.5s"}
+        t0 = time.monotonic()
+        v = analyse(cfg(server.url, deadline="2s", failure_limit=1000, http=[probe]), None)
+        took = time.monotonic() - t0
+    assert not v.healthy and "deadline 2s reached" in v.reason and "timed out after 1.5s" in v.reason
+    assert took < 2 + 1.5 + 2.0
+    assert len(v.attempts) >= 2 and all(not r.ok for a in v.attempts for r in a)
 
 
 def test_initial_delay_waits_before_the_first_attempt(app: tuple[App, str]) -> None:

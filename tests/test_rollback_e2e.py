@@ -117,3 +117,23 @@ def test_promote_makes_the_snapshot_production_and_keeps_the_old_one(live_app: D
     assert rows(with_dbname(live_app.production_url, failed)) == (28,)
     assert healthy(live_app)
     assert ds(live_app, "promote", "--yes").code == 3  # nothing left to promote
+
+
+def test_promote_failing_half_way_exits_4_saying_what_changed_and_what_is_left(live_app: DemoApp) -> None:
+    snapshot(live_app, "pre-deploy-h")
+    add_users(live_app.production_url, 3)
+    assert ds(live_app, "rollback", "--yes").code == 0
+    set_config(live_app, **{'restart = "sh restart.sh"': 'restart = "echo cannot restart >&2; exit 9"'})
+    r = ds(live_app, "promote", "--yes")
+    assert r.code == 4, r.stderr  # never 3 ("nothing was changed") once databases were renamed
+    assert "nothing was changed" not in r.stderr
+    prod_db = LocalProvider(live_app.production_url).production_db
+    assert "promote stopped half-way" in r.stderr and "Already changed:" in r.stderr
+    assert f"production '{prod_db}' was renamed '{prod_db}-failed-" in r.stderr
+    assert f"snapshot 'pre-deploy-h' was renamed '{prod_db}'" in r.stderr
+    assert "Restart the app: echo cannot restart" in r.stderr and "deploysafe probe" in r.stderr
+    assert rows(live_app.production_url) == (25,)  # production's name holds the snapshot's data now
+    assert env_url(live_app) == live_app.production_url
+    last = [rec for rec in map(json.loads, journal_lines(live_app)) if rec["command"] == "promote"][-1]
+    assert last["step"] == "result" and last["details"]["outcome"] == "needs a person"
+    assert_no_secret(live_app, r.stdout, r.stderr)

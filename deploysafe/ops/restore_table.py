@@ -13,6 +13,9 @@
    ``--into production`` the rows missing from production are inserted; a table that no longer
    exists is first re-created from ``pg_dump --schema-only`` of the source. Rows present in both
    are never overwritten; serial/identity sequences are moved forward past the restored ids.
+   A connection lost while committing leaves the outcome unknown: exit 4 with the check to make
+   (re-running is safe). A temporary branch that cannot be deleted after a finished restore is
+   exit 4 with the command that deletes it.
 
 Names are always quoted with ``psycopg.sql.Identifier`` (and pg_dump's pattern quoting), so
 tables with quotes, spaces or any Unicode work; nothing user-given is interpolated into SQL.
@@ -28,8 +31,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from deploysafe import pg
+from deploysafe.console import console
+from deploysafe.errors import DeploysafeError, PartialChange, PreconditionError, ProviderError, UsageError
 from deploysafe.pg import direct_url  # used here for the source and production copies
-from deploysafe.errors import PreconditionError, ProviderError, UsageError
 from deploysafe.ops import utcnow
 from deploysafe.providers.base import SnapshotKind
 
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 STAGE = "deploysafe_restore_stage"
 SAMPLE = 5
 LOCK_TIMEOUT = "5s"
+LOCK_WAIT_TIMEOUT = "60s"  # pg_dump's wait for its shared lock on the source table (a snapshot nobody locks, as a rule)
 DUMP_TIMEOUT = 6 * 3600
 
 
@@ -135,7 +140,7 @@ def _dump_command(source_url: str, schema: str, table: str, *extra: str) -> list
         major = pg.server_major(conn)
     tool = pg.find_tool("pg_dump", major)
     return [tool, "--no-owner", "--no-privileges", "--strict-names", f"--table={dump_pattern(schema, table)}",
-            "--format=plain", *extra, pg.dbname_arg(source_url)]
+            f"--lock-wait-timeout={LOCK_WAIT_TIMEOUT}", "--format=plain", *extra, pg.dbname_arg(source_url)]
 
 
 def _dump_failed(what: str, stderr: bytes) -> ProviderError:
@@ -303,11 +308,20 @@ def _temporary_source(loaded: LoadedConfig, provider: Provider, at: datetime, jo
     with journal.step("restore-table-branch", branch=name, at=at.isoformat()):
         ensure_headroom(loaded, provider, None, journal=journal)
         provider.create_snapshot(name, SnapshotKind.RESTORE, at=at, serve=True)
+    finished = False
     try:
         yield name
+        finished = True
     finally:
-        with journal.step("restore-table-cleanup", branch=name):
-            provider.delete(name)
+        try:
+            with journal.step("restore-table-cleanup", branch=name):
+                provider.delete(name)
+        except DeploysafeError as e:
+            left = f"Delete the temporary branch: deploysafe snapshot delete {name}"
+            if finished:  # the restore is done; what is left is the branch: say so, not "failed, nothing changed"
+                raise PartialChange(f"restore-table finished, but the temporary branch {name!r} could not be deleted: "
+                                    f"{e.message}", manual_steps=[left]) from None
+            console.warn(f"the temporary branch {name!r} could not be deleted ({e.message}). {left}")
 
 
 def restore_table(
@@ -376,7 +390,7 @@ def _restore_from(
             result = RestoreResult(source, table, target_name, mode, diff, dry_run=dry_run and not apply)
             if apply:
                 _apply(conn, result, target, schema, pk, src_cols, prod_cols, source_url)
-                conn.commit()
+                _commit(conn, schema, table, target_name, into_production)
                 result.applied = True
             else:
                 conn.rollback()
@@ -399,6 +413,27 @@ def _restore_from(
         step.details.update(inserted=done.inserted, recreated=done.recreated)
     journal.event("result", outcome="restored", table=table, target=target_name, inserted=done.inserted)
     return done
+
+
+def _commit(conn: psycopg.Connection[Any], schema: str, table: str, target_name: str, into_production: bool) -> None:
+    """COMMIT the one restore transaction. A connection lost while committing leaves its outcome unknown:
+    that is a person's to check (exit 4), never "nothing was changed"."""
+    import psycopg
+
+    try:
+        conn.commit()
+    except psycopg.OperationalError as e:
+        if into_production:
+            check = (f"Run the same restore-table command with --dry-run: 'only in the source: 0' means the rows of "
+                     f"{schema}.{table} are back; otherwise run it again (rows in both copies are never overwritten)")
+        else:
+            check = (f"Check whether table {schema}.{target_name} exists: if it does, the restore finished; "
+                     "if not, run the same restore-table command again")
+        raise PartialChange(
+            f"restore-table: the connection was lost while committing ({pg.first_line(e)}); "
+            f"whether {schema}.{target_name} was written is unknown",
+            manual_steps=[check],
+        ) from None
 
 
 def _apply(conn: psycopg.Connection[Any], result: RestoreResult, target: Any, schema: str, pk: list[str],

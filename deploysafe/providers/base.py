@@ -40,6 +40,12 @@ class SnapshotKind(StrEnum):
     DRILL = "drill"
 
 
+# Snapshot.state of a copy that has not finished: its copier still runs (COPYING), or it was stopped
+# (INCOMPLETE: killed mid-copy). Neither is ever served or restored from; prune deletes an INCOMPLETE one.
+COPYING = "copying"
+INCOMPLETE = "incomplete"
+
+
 class Snapshot(BaseModel):
     """One snapshot (or, with ``ours=False``, another branch/database the provider can see)."""
 

@@ -27,13 +27,26 @@ from psycopg import sql
 
 from deploysafe import pg
 from deploysafe.errors import PointInTimeError, PreconditionError, ProviderError
-from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind, parse_time, utcnow
+from deploysafe.providers.base import (
+    ANNOTATION_KEY,
+    COPYING,
+    INCOMPLETE,
+    ProductionInfo,
+    Snapshot,
+    SnapshotKind,
+    parse_time,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
 
 MAX_IDENT = 63  # PostgreSQL's NAMEDATALEN - 1, in bytes
 DUMP_TIMEOUT = 6 * 3600
+# pg_dump takes a shared lock on every table first; behind a long exclusive lock (a migration, VACUUM FULL)
+# it fails after this instead of waiting hours while the deploy lock is held. pg_restore writes into a new
+# database nobody else uses; its sessions get the same bound as a lock_timeout all the same.
+LOCK_WAIT_TIMEOUT = "60s"
 
 
 def db_name_for(name: str) -> str:
@@ -44,6 +57,22 @@ def db_name_for(name: str) -> str:
     digest = hashlib.sha256(raw).hexdigest()[:10]
     prefix = raw[: MAX_IDENT - 11].decode("utf-8", errors="ignore")
     return f"{prefix}-{digest}"
+
+
+def _session_key(pid: int | None, started: datetime | None) -> str:
+    """A server session, named so a reused pid never passes for it: pid plus its start time ("*" when the
+    server hides the start time of another role's session)."""
+    return f"{pid}@{started.isoformat() if started else '*'}"
+
+
+def _state(meta: dict[str, Any], sessions: set[str]) -> str:
+    """ready, or for a copy not marked finished: copying while its copier's session lives, else incomplete.
+    A session whose start time is hidden counts as the copier when its pid matches: when in doubt, keep."""
+    if meta.get("state") != COPYING:
+        return "ready"
+    copier = str(meta.get("copier"))
+    alive = copier in sessions or copier.split("@", 1)[0] + "@*" in sessions
+    return COPYING if alive else INCOMPLETE
 
 
 class LocalProvider:
@@ -98,9 +127,11 @@ class LocalProvider:
                 "SELECT d.datname, shobj_description(d.oid, 'pg_database'), pg_database_size(d.oid) "
                 "FROM pg_database d WHERE NOT d.datistemplate AND d.datallowconn ORDER BY d.datname"
             ).fetchall()
-        return [self._to_snapshot(db, comment, size) for db, comment, size in rows]
+            sessions = {_session_key(pid, started) for pid, started in
+                        conn.execute("SELECT pid, backend_start FROM pg_stat_activity").fetchall()}
+        return [self._to_snapshot(db, comment, size, sessions) for db, comment, size in rows]
 
-    def _to_snapshot(self, db: str, comment: str | None, size: int | None) -> Snapshot:
+    def _to_snapshot(self, db: str, comment: str | None, size: int | None, sessions: set[str]) -> Snapshot:
         meta: dict[str, Any] = {}
         if comment:
             try:
@@ -128,7 +159,7 @@ class LocalProvider:
             size_bytes=size,
             is_production=db == self.production_db,
             expires_at=parse_time(meta.get("expires_at")),
-            state="ready",
+            state=_state(meta, sessions) if ours else "ready",
         )
 
     def get(self, name: str) -> Snapshot:
@@ -173,14 +204,23 @@ class LocalProvider:
                 raise ProviderError(
                     f"a database named {target!r} already exists", hint="choose another --name, or delete the old snapshot"
                 )
+            # Marked as ours before the copy starts, with this session as the copier: a copy killed half-way
+            # (SIGKILL, a lost runner) is then listed as incomplete, never served, and deleted by prune.
+            pid, started = conn.execute(
+                "SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            ).fetchone() or (None, None)
+            copying = {**meta, "state": COPYING, "copier": _session_key(pid, started)}
             if self.strategy == "template":
                 self._create_from_template(conn, target)
+                self._comment(conn, target, copying)
             else:
-                self._create_from_dump(conn, target)
-            conn.execute(
-                sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target), sql.Literal(json.dumps(meta)))
-            )
+                self._create_from_dump(conn, target, copying)
+            self._comment(conn, target, meta)
         return self.get(name)
+
+    @staticmethod
+    def _comment(conn: psycopg.Connection[Any], target: str, meta: dict[str, Any]) -> None:
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target), sql.Literal(json.dumps(meta))))
 
     def _create_from_template(self, conn: psycopg.Connection[Any], target: str) -> None:
         # PostgreSQL 15+ copies a template through the WAL by default; FILE_COPY is several times faster for
@@ -204,7 +244,7 @@ class LocalProvider:
         except psycopg.Error as e:
             raise ProviderError(f"CREATE DATABASE failed: {pg.first_line(e)}") from None
 
-    def _create_from_dump(self, conn: psycopg.Connection[Any], target: str) -> None:
+    def _create_from_dump(self, conn: psycopg.Connection[Any], target: str, copying: dict[str, Any]) -> None:
         major = pg.server_major(conn)
         pg_dump = pg.find_tool("pg_dump", major)
         pg_restore = pg.find_tool("pg_restore", major)
@@ -215,6 +255,7 @@ class LocalProvider:
         target_url = pg.with_dbname(self.url, target)
         ok = False
         try:
+            self._comment(conn, target, copying)
             self._copy(pg_dump, pg_restore, target_url)
             ok = True
         finally:
@@ -227,14 +268,19 @@ class LocalProvider:
             # Directory format lets both sides work in parallel (-j); one consistent snapshot on the source.
             out = Path(tmp) / "dump"
             dump = subprocess.run(
-                [pg_dump, "-Fd", "-j", "2", "-f", str(out), pg.dbname_arg(self.url)],
+                [pg_dump, "-Fd", "-j", "2", f"--lock-wait-timeout={LOCK_WAIT_TIMEOUT}", "-f", str(out),
+                 pg.dbname_arg(self.url)],
                 env=env, capture_output=True, text=True, timeout=DUMP_TIMEOUT, stdin=subprocess.DEVNULL, check=False,
             )
             if dump.returncode != 0:
-                raise ProviderError(f"pg_dump failed: {dump.stderr.strip()[-400:]}")
+                raise ProviderError(
+                    f"pg_dump failed: {dump.stderr.strip()[-400:]}",
+                    hint=f"if it waited on a lock: a session held a table lock for over {LOCK_WAIT_TIMEOUT} "
+                         "(a long migration or VACUUM FULL?); run again once it is done",
+                )
             restore = subprocess.run(
                 [pg_restore, "-j", "2", "--exit-on-error", pg.dbname_arg(target_url), str(out)],
-                env=pg.libpq_env(target_url), capture_output=True, text=True, timeout=DUMP_TIMEOUT,
+                env={**pg.libpq_env(target_url), "PGOPTIONS": f"-c lock_timeout={LOCK_WAIT_TIMEOUT}"}, capture_output=True, text=True, timeout=DUMP_TIMEOUT,
                 stdin=subprocess.DEVNULL, check=False,
             )
             if restore.returncode != 0:
@@ -248,6 +294,12 @@ class LocalProvider:
 
     def connection_url(self, name: str) -> str:
         snap = self.get(name)
+        if snap.state in (COPYING, INCOMPLETE):
+            raise ProviderError(
+                f"snapshot {name!r} is {'still being copied' if snap.state == COPYING else 'incomplete: its copy was stopped'};"
+                " it cannot be served or restored from",
+                hint="choose another snapshot (`deploysafe snapshot list`); `deploysafe prune` deletes incomplete copies",
+            )
         return pg.with_dbname(self.url, snap.id)
 
     def identify(self, url: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -158,3 +159,35 @@ def test_restore_refuses_while_a_deploy_holds_the_lock(local_setup: Callable[...
         with pytest.raises(LockHeld):
             restore_table(loaded, prov, journal, table="users", from_snapshot="manual-5", into_production=True, now=NOW)
     assert len(rows(prov.url)) == 20  # nothing restored while the deploy held the lock
+
+
+def test_a_connection_lost_at_commit_is_exit_4_with_the_check_never_nothing_changed(
+    local_setup: Callable[..., object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ends the restore's session just before COMMIT (as a failover or a restart would)."""
+    from deploysafe.errors import PartialChange
+    from deploysafe.ops import restore_table as module
+
+    loaded, prov = local_setup()  # type: ignore[misc]
+    url = prov.url
+    prov.create_snapshot("manual-lost", SnapshotKind.MANUAL)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("DELETE FROM users WHERE id BETWEEN 5 AND 14")
+    real = module._bump_sequences
+
+    def then_lose_the_session(conn: Any, *args: Any) -> None:
+        real(conn, *args)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+
+    monkeypatch.setattr(module, "_bump_sequences", then_lose_the_session)
+    journal = Journal(loaded.state_dir, "restore-table")
+    with pytest.raises(PartialChange) as exc:
+        restore_table(loaded, prov, journal, table="users", from_snapshot="manual-lost", into_production=True, now=NOW)
+    assert exc.value.exit_code == 4
+    assert "whether public.users was written is unknown" in str(exc.value)
+    assert "--dry-run" in exc.value.manual_steps[0]
+    monkeypatch.undo()  # the check the steps name, then the re-run: safe, the rows come back once
+    again = restore_table(loaded, prov, journal, table="users", from_snapshot="manual-lost", into_production=True,
+                          now=NOW)
+    assert again.applied and again.inserted == 10

@@ -128,3 +128,90 @@ def test_unreachable_server_is_a_clear_provider_error() -> None:
     with pytest.raises(ProviderError) as ei:
         prov.production()
     assert "topsecret" not in str(ei.value) and "cannot connect" in str(ei.value)
+
+
+# --- a copy stopped half-way; a copy behind a table lock (issue 15) -----------------------------------
+
+
+def _hold_table_lock(url: str) -> psycopg.Connection[object]:
+    """A session holding ACCESS EXCLUSIVE on users: pg_dump's shared lock waits behind it."""
+    conn: psycopg.Connection[object] = psycopg.connect(url)
+    conn.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+    return conn
+
+
+def test_a_copy_killed_half_way_is_listed_incomplete_never_served_and_pruned(pg_url: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from datetime import UTC, datetime
+
+    from deploysafe.config import RetentionConfig
+    from deploysafe.retention import plan_prune
+
+    seed(pg_url)
+    prov = LocalProvider(pg_url, strategy="dump")
+    good = prov.create_snapshot("pre-deploy-20261125T090000Z-good000", SnapshotKind.PRE_DEPLOY)
+    name = "pre-deploy-20261125T100000Z-killed0"
+    lock = _hold_table_lock(pg_url)
+    code = ("import sys; from deploysafe.providers.local import LocalProvider; from deploysafe.providers.base import"
+            " SnapshotKind; LocalProvider(sys.argv[1], strategy='dump').create_snapshot(sys.argv[2], SnapshotKind.PRE_DEPLOY)")
+    proc = subprocess.Popen([sys.executable, "-c", code, pg_url, name], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(s.name == name for s in prov.list_snapshots()):  # marked before the copy starts
+            assert time.monotonic() < deadline and proc.poll() is None, "the copy never appeared"
+            time.sleep(0.1)
+        assert {s.name: s for s in prov.list_snapshots()}[name].state == "copying"
+        os.killpg(proc.pid, signal.SIGKILL)  # deploysafe and its pg_dump, as a lost runner would
+        proc.wait(10)
+    finally:
+        lock.close()
+    deadline = time.monotonic() + 30
+    while (snap := {s.name: s for s in prov.list_snapshots()}[name]).state != "incomplete":
+        assert time.monotonic() < deadline, f"the killed copy still reads {snap.state!r}"
+        time.sleep(0.1)
+    assert snap.ours and snap.kind is SnapshotKind.PRE_DEPLOY
+    with pytest.raises(ProviderError, match="incomplete"):
+        prov.connection_url(name)  # never served, never restored from
+    plan = plan_prune(prov.list_snapshots(), now=datetime.now(UTC), retention=RetentionConfig(pre_deploy="30d"),
+                      in_use=None, production=prov.production_db)
+    deleted = {s.name: why for s, why in plan.delete}
+    assert deleted == {name: "an incomplete copy (stopped half-way): never usable"}
+    assert any(s.name == good.name and "newest" in why for s, why in plan.keep)  # the killed copy is not "newest"
+    prov.delete(name)
+    assert name not in {s.name for s in prov.list_snapshots()}
+
+
+def test_pg_dump_behind_a_table_lock_gives_up_after_its_lock_wait_timeout(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deploysafe.providers import local
+
+    seed(pg_url)
+    monkeypatch.setattr(local, "LOCK_WAIT_TIMEOUT", "1s")
+    prov = LocalProvider(pg_url, strategy="dump")
+    lock = _hold_table_lock(pg_url)
+    try:
+        with pytest.raises(ProviderError, match="pg_dump failed") as exc:
+            prov.create_snapshot("pre-deploy-20261125T110000Z-locked0", SnapshotKind.PRE_DEPLOY)
+    finally:
+        lock.close()
+    assert "lock" in str(exc.value)
+    assert "pre-deploy-20261125T110000Z-locked0" not in {s.name for s in prov.list_snapshots()}  # nothing half-made
+
+
+def test_a_copy_whose_copier_session_is_hidden_or_alive_is_kept_as_copying() -> None:
+    from datetime import UTC, datetime
+
+    from deploysafe.providers.local import _session_key, _state
+
+    started = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    meta = {"state": "copying", "copier": _session_key(4242, started)}
+    assert _state(meta, {_session_key(4242, started)}) == "copying"
+    assert _state(meta, {_session_key(4242, None)}) == "copying"  # another role's session: start time hidden
+    assert _state(meta, {_session_key(4242, datetime(2026, 11, 25, 11, 0, tzinfo=UTC))}) == "incomplete"  # pid reused
+    assert _state(meta, set()) == "incomplete"
+    assert _state({"name": "x"}, set()) == "ready"  # snapshots made before copies were marked

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +170,20 @@ api_url = "{d.base_url}"
 # --- HTTP faults at the adapter edge ------------------------------------------------------------------
 
 HTTP_FAULTS = ("http500", "http502", "http503", "timeout", "reset", "http429", "http423", "malformed_json",
-               "truncated_json", "failure_body")
+               "truncated_json", "failure_body", "slow_body")
+SLOW_BODY_PERIOD = 0.1  # seconds between the bytes of a "slow_body" answer: it never ends within a deadline
+
+
+class TrickleStream(httpx.SyncByteStream):
+    """A body that arrives one byte per SLOW_BODY_PERIOD for a minute: the per-read timeout never fires."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        import time
+
+        yield b"{"
+        for _ in range(int(60 / SLOW_BODY_PERIOD)):
+            time.sleep(SLOW_BODY_PERIOD)
+            yield b" "
 
 
 @dataclass
@@ -237,6 +250,8 @@ class FaultRouter:
                                   headers={"Content-Type": "application/json"})
         if fault == "failure_body":
             return self.failure_bodies[call.name](request, self.backend)
+        if fault == "slow_body":  # nothing reached the backend; the answer's body never finishes arriving
+            return httpx.Response(200, headers={"Content-Type": "application/json"}, stream=TrickleStream())
         raise AssertionError(f"unknown fault {fault}")
 
 
@@ -345,3 +360,21 @@ def scratch_app(root: Path, database_url: str, **cfg: Any) -> Path:
     write_var(root / ".env", "DATABASE_URL", database_url)
     (root / "restart.sh").write_text("#!/bin/sh\nexit 0\n")  # nothing runs: the SQL probe is the health check
     return local_config(root, probe_url=None, **cfg)
+
+
+# --- the CLI in-process, for bad-input tests --------------------------------------------------------
+
+
+def cli(capsys: Any, *args: str) -> tuple[int, str]:
+    """Run ``deploysafe ARGS`` in this process; its exit code and everything it printed."""
+    from deploysafe.cli import run
+
+    code = run(list(args))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def assert_clean(code: int, text: str, allowed: set[int]) -> None:
+    """An allowed exit code, and no traceback or internal error in the output."""
+    assert code in allowed, (code, text[-600:])
+    assert "Traceback" not in text and "internal error" not in text, text[-600:]

@@ -56,6 +56,9 @@ from reliability_kit import (
 )
 
 NO_SLEEP = RetryPolicy(sleep=lambda s: None)
+# slow_body: each try is cut at its deadline (long enough for the double's real work: it creates databases);
+# two tries, as retrying is what the other faults prove
+SLOW_BODY_POLICY = RetryPolicy(sleep=lambda s: None, deadline=5.0, attempts=2)
 SID = "srv-cukouhrtq21c73e9scng"
 
 NEON_CALLS = {
@@ -145,17 +148,18 @@ class HttpWorld:
     render_faults: FaultRouter
     loaded: LoadedConfig
     prod_url: str
+    policy: RetryPolicy = NO_SLEEP
 
     def provider(self) -> Any:
         from deploysafe.providers.neon import NeonProvider
 
-        return NeonProvider.from_config(self.loaded, transport=self.neon_faults.transport(), policy=NO_SLEEP,
+        return NeonProvider.from_config(self.loaded, transport=self.neon_faults.transport(), policy=self.policy,
                                         poll_interval=0.0, operation_deadline=15.0)
 
     def platform(self) -> Any:
         from deploysafe.platforms.render import RenderPlatform
 
-        return RenderPlatform.from_config(self.loaded, transport=self.render_faults.transport(), policy=NO_SLEEP)
+        return RenderPlatform.from_config(self.loaded, transport=self.render_faults.transport(), policy=self.policy)
 
     def faults(self, call: str) -> FaultRouter:
         return self.neon_faults if call.startswith("provider.") else self.render_faults
@@ -318,7 +322,11 @@ def test_http_fault(http_world: HttpWorld, call: str, fault: str) -> None:
         set_change(w.loaded.root, BREAKING)
     faults = w.faults(call)
     faults.inject(NEON_CALLS.get(call) or RENDER_CALLS[call], fault)
+    if fault == "slow_body":
+        w.policy = SLOW_BODY_POLICY
+    t0 = time.monotonic()
     code, summary = run(w.loaded, w.provider(), w.platform())
+    assert time.monotonic() - t0 < 120, "the deploy took far longer than its deadlines allow"
     hits = faults.hits
     faults.clear()
     expected = HTTP_EXPECTED_OVERRIDES.get((call, fault), HTTP_EXPECTED[call])
@@ -478,10 +486,59 @@ def test_local_fault(live_app: Any, call: str, fault: str, monkeypatch: pytest.M
         kill_tools(app.root)
 
 
+# Partial pushes by object kind (issue 15): push applies only a change of this kind and then fails. The
+# fingerprint must see it, so the deploy rolls back (exit 1) instead of reporting "nothing changed" (3).
+_TOUCH = "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
+PARTIAL_PUSHES: dict[str, tuple[str | None, dict[str, str]]] = {  # kind: (set-up SQL, the change)
+    "rls-policy": (None, {
+        "sql": "ALTER TABLE users ENABLE ROW LEVEL SECURITY; ALTER TABLE users FORCE ROW LEVEL SECURITY;"
+               " CREATE POLICY nobody ON users USING (false)",
+        "applied": "select count(*) = 1 from pg_policies where policyname = 'nobody'"}),
+    "grant": (None, {
+        "sql": "GRANT SELECT ON users TO PUBLIC",
+        "applied": "select has_table_privilege('public', 'users', 'select')"}),
+    "function": (None, {
+        "sql": "CREATE FUNCTION n_users() RETURNS bigint LANGUAGE sql AS 'select count(*) from users'",
+        "applied": "select count(*) = 1 from pg_proc where proname = 'n_users'"}),
+    "trigger": (_TOUCH, {
+        "sql": "CREATE TRIGGER touch_users BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION touch()",
+        "applied": "select count(*) = 1 from pg_trigger where tgname = 'touch_users'"}),
+}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.fault_matrix("push", f"partial-{k}"), id=k)
+                                  for k in PARTIAL_PUSHES])
+def test_partial_push_by_object_kind_rolls_back(live_app: Any, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = live_app
+    monkeypatch.setenv("DATABASE_URL", app.production_url)
+    setup, change = PARTIAL_PUSHES[kind]
+    try:
+        if setup:
+            with psycopg.connect(app.production_url, autocommit=True) as c:
+                c.execute(setup)
+        loaded = load_config(str(prepare_app(app)))
+        set_change(app.root, change)
+        set_faults(app.root, push="exit")
+        code, summary = run(loaded)
+        set_faults(app.root)
+        assert (code, summary.outcome) == (1, OUTCOMES[1]), summary.error
+        steps = check_journal(loaded, code, summary)
+        prov = LocalProvider(app.production_url)
+        assert env_url(app) == prov.connection_url(summary.snapshot)
+        assert healthy(app)
+        with psycopg.connect(app.production_url) as c:  # the failed state is kept, with its rows and the change
+            assert c.execute("select count(*) from pg_class where relname = 'users'").fetchone() == (1,)
+            assert c.execute(change["applied"]).fetchone() == (True,)
+        check_status(loaded, code, summary, steps)
+    finally:
+        kill_tools(app.root)
+
+
 def test_matrix_is_the_meaningful_pairs() -> None:
     """Every call on the deploy and rollback paths is in the matrix, each with the faults it can meet."""
     calls = {c for c, _ in HTTP_CASES} | {c for c, _ in LOCAL_CASES}
     assert calls == {"provider.create", "provider.poll", "provider.resolve_url", "provider.delete", "platform.read",
                      "platform.set", "platform.pick_up", "platform.wait", "generate", "push", "restart", "probes"}
-    assert len(HTTP_CASES) == 8 * 10 and len(LOCAL_CASES) == 3 * 3 + 7
+    assert len(HTTP_CASES) == 8 * 11 and len(LOCAL_CASES) == 3 * 3 + 7
     assert json.dumps(OUTCOMES)  # the documented outcomes: 0, 1, 3, 4

@@ -18,21 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deploysafe.cli import run
-from reliability_kit import neon_provider_toml, scratch_app, seed_users
+from reliability_kit import assert_clean, cli, neon_provider_toml, scratch_app, seed_users
 
 CANARY_TABLE = "canary_keep_me"
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    code = run(list(args))
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
-def assert_clean(code: int, text: str, allowed: set[int]) -> None:
-    assert code in allowed, (code, text[-600:])
-    assert "Traceback" not in text and "internal error" not in text, text[-600:]
 
 
 # --- deploysafe.toml: random text and well-formed TOML with wrong types -------------------------------

@@ -89,6 +89,11 @@ def test_sigkill_at_step(live_app: DemoApp, step: str) -> None:
         _wait_for(app, lambda r: r["step"] == step and r["outcome"] == "running", proc)
         if step == "rollback":
             _wait_for(app, lambda r: r["step"] == "rollback.pick_up" and r["outcome"] == "running", proc)
+        if step == "snapshot":  # kill it mid-copy: once the copy's database exists (pg_dump waits on the lock)
+            deadline = time.monotonic() + 60
+            while not any(s.state == "copying" for s in LocalProvider(app.production_url).list_snapshots()):
+                assert time.monotonic() < deadline and proc.poll() is None, "the copy never started"
+                time.sleep(0.1)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -113,8 +118,19 @@ def test_sigkill_at_step(live_app: DemoApp, step: str) -> None:
     assert "cut off" in human.stdout and step in human.stdout
     snap = lr["snapshot"]
     prov = LocalProvider(app.production_url)
+    killed_copy = None
     if step == "snapshot":
-        assert snap is None  # the step never finished; a half-restored copy never looks like a snapshot
+        assert snap is None  # the step never finished
+        # the copy was marked as deploysafe's before it started: it is found, listed incomplete, never served
+        deadline = time.monotonic() + 30
+        while (unfinished := [(s.name, s.state) for s in prov.list_snapshots() if s.ours and s.state != "ready"]) \
+                != [(unfinished[0][0] if unfinished else "", "incomplete")]:
+            assert unfinished, "the killed copy is not listed: prune could never clean it"
+            assert time.monotonic() < deadline, f"the killed copy still reads {unfinished}"
+            time.sleep(0.2)
+        killed_copy = unfinished[0][0]
+        listed = ds(app, "snapshot", "list")
+        assert "pre-deploy (incomplete)" in listed.stdout, listed.stdout
     else:
         assert snap in report["snapshots"]
     if changed or step == "push":
@@ -132,3 +148,5 @@ def test_sigkill_at_step(live_app: DemoApp, step: str) -> None:
         again = ds(app, "--json", "deploy")  # no lock left behind: not refused with 5
         assert again.code == 0, again.stderr
         assert json.loads(again.stdout[again.stdout.index("{"):])["outcome"] == "deployed"
+        if killed_copy:  # the deploy's prune cleaned the killed copy
+            assert killed_copy not in {s.name for s in prov.list_snapshots()}
