@@ -65,14 +65,26 @@ def manual_rollback(
         else:
             target = rollback.resolve_target(provider, to)
         p = loaded.config.platform
-        plan = [
-            *( [f"create branch {target!r} from {prod.name!r} as it was at {when.isoformat()}"] if when else [] ),
-            f"make {target!r} ready to serve and resolve its connection URL",
-            f"set {p.var} on {p.type} to {target!r}",
-            "make the app pick it up and wait until it is live",
-            "run the probes against it",
-            f"keep {prod.name!r} (the failed state) untouched",
-        ]
+        in_place = rollback.plan_in_place(loaded, provider, None if when else target, at=when)
+        if in_place is not None:
+            label = f"{prod.name}@{when.isoformat()}" if when else target
+            source = f"{in_place.source!r} at {when.isoformat()}" if when else f"{target!r} (LSN {in_place.source_lsn})"
+            plan = [
+                f"restore {prod.name!r} in place from {source}: its connection string stays, {p.var} is not touched",
+                f"keep the failed state in a new branch {prod.name}-failed-<time>",
+                *in_place.notes,
+                f"run the probes against {prod.name!r}",
+            ]
+            target = label
+        else:
+            plan = [
+                *([f"create branch {target!r} from {prod.name!r} as it was at {when.isoformat()}"] if when else []),
+                f"make {target!r} ready to serve and resolve its connection URL",
+                f"set {p.var} on {p.type} to {target!r}",
+                "make the app pick it up and wait until it is live",
+                "run the probes against it",
+                f"keep {prod.name!r} (the failed state) untouched",
+            ]
         if dry_run:
             return RollbackResult(target, True, plan)
         if not yes:
@@ -81,18 +93,18 @@ def manual_rollback(
         journal = Journal(loaded.state_dir, "rollback")
         with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
                          run_id=journal.run_id, command="rollback"):
-            if when is not None:
+            if when is not None and in_place is None:
                 with journal.step("restore_branch", at=when.isoformat(), branch=target):
                     provider.create_snapshot(target, SnapshotKind.RESTORE, at=when, serve=True)
             with journal.step("prepare", snapshot=target):
-                prepared = rollback.prepare(loaded, provider, platform, target)
+                prepared = rollback.prepare(loaded, provider, platform, target, plan=in_place, decided=True)
             t0 = time.monotonic()
             outcome = rollback.execute(loaded, provider, platform, prepared, journal, verdict_at=t0)
             result = RollbackResult(target, False, plan, outcome.timings, time.monotonic() - t0)
             try:
                 from deploysafe.diverge import rows_only_in_failed
 
-                if loaded.config.rollback.strategy == "repoint":  # restore: the failed state has no compute
+                if prepared.restore is None:  # after a restore in place the failed state has no compute to read
                     result.divergence = rows_only_in_failed(prod.url, prepared.url or "")
             except (ProviderError, PreconditionError) as e:
                 console.warn(f"could not compare the failed state with the snapshot: {e.message}")

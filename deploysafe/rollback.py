@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from deploysafe.journal import Journal
     from deploysafe.platforms.base import CurrentValue, Platform
     from deploysafe.probes import Verdict
-    from deploysafe.providers.base import Provider
+    from deploysafe.providers.base import Provider, RestorePlan
 
 
 @dataclass
@@ -37,6 +37,8 @@ class Prepared:
     previous: CurrentValue | None
     failed_state: str  # the branch/database that holds the failed production state (kept)
     prepare_s: float
+    restore: RestorePlan | None = None  # set: production is restored in place (its URL stays; no platform call)
+    like: str | None = None  # the app's current URL: the snapshot's URL follows its connection style
 
 
 @dataclass
@@ -49,23 +51,54 @@ class Outcome:
 
     @property
     def repoint_s(self) -> float:
-        return sum(v for k, v in self.timings.items() if k in ("serve", "set", "pick_up", "wait_live", "probes", "restore"))
+        return sum(v for k, v in self.timings.items()
+                   if k in ("serve", "hold", "set", "pick_up", "wait_live", "probes", "restore"))
 
 
-def prepare(loaded: LoadedConfig, provider: Provider, platform: Platform, snapshot: str, *, serve: bool = True) -> Prepared:
-    """Resolve the snapshot's URL (making it able to serve) and the platform's ids, before anything changes."""
+def plan_in_place(
+    loaded: LoadedConfig, provider: Provider, snapshot: str | None, *, at: datetime | None = None
+) -> RestorePlan | None:
+    """The in-place restore to use, or None to repoint. ``strategy = "restore"`` that cannot be done is refused
+    here, before anything changes, with the reason and the fix; ``auto`` restores only from production's own
+    history (the kept failed state then stays deletable) and repoints otherwise."""
+    strategy = loaded.config.rollback.strategy
+    if strategy == "repoint":
+        return None
+    plan = provider.plan_restore(snapshot, at=at)
+    if plan.possible and (strategy == "restore" or plan.own_history):
+        return plan
+    if strategy == "restore":
+        raise PreconditionError(
+            f"cannot restore production in place: {plan.reason or 'the restore would read another branch'}",
+            hint=plan.fix or 'use [rollback] strategy = "auto" or "repoint"',
+        )
+    return None
+
+
+def prepare(
+    loaded: LoadedConfig, provider: Provider, platform: Platform, snapshot: str, *, serve: bool = True,
+    at: datetime | None = None, plan: RestorePlan | None = None, decided: bool = False,
+) -> Prepared:
+    """Resolve the snapshot's URL (making it able to serve) and the platform's ids, before anything changes.
+    ``plan`` (``decided``: as the caller's :func:`plan_in_place` found; else found here): restore in place,
+    and nothing on the platform is needed."""
     t0 = time.monotonic()
-    url = None
-    if serve:
-        provider.ensure_serving(snapshot)
-        url = provider.connection_url(snapshot)
+    if not decided:
+        plan = plan_in_place(loaded, provider, None if at is not None else snapshot, at=at)
+    prod = provider.production()
+    if plan is not None:
+        return Prepared(snapshot, prod.url, None, prod.name, time.monotonic() - t0, restore=plan)
     platform.prepare()
     try:
         previous = platform.read_current()
     except DeploysafeError:
         previous = None
-    failed_state = provider.production().name
-    return Prepared(snapshot, url, previous, failed_state, time.monotonic() - t0)
+    like = previous.value if previous is not None and previous.readable and not previous.reference else None
+    url = None
+    if serve:
+        provider.ensure_serving(snapshot)
+        url = provider.connection_url(snapshot, like=like)
+    return Prepared(snapshot, url, previous, prod.name, time.monotonic() - t0, like=like)
 
 
 def manual_steps(loaded: LoadedConfig, prepared: Prepared, done: list[str]) -> list[str]:
@@ -126,32 +159,23 @@ def execute(
         finally:
             outcome.timings[step] = time.monotonic() - t0
 
+    if prepared.restore is not None:
+        return _restore(loaded, provider, prepared, journal, outcome, timed, verdict_at)
     if prepared.url is None:  # lazy: the snapshot's compute is made now, on the critical path
 
         def serve() -> None:
             provider.ensure_serving(prepared.snapshot)
-            prepared.url = provider.connection_url(prepared.snapshot)
+            prepared.url = provider.connection_url(prepared.snapshot, like=prepared.like)
 
         timed("serve", serve)
     url = prepared.url
     assert url is not None
-    if loaded.config.rollback.strategy == "restore":
-        restore = getattr(provider, "restore_in_place", None)
-        if restore is None:
-            raise RollbackFailed(
-                f'[rollback] strategy = "restore" needs provider type "neon", not {provider.name!r}',
-                manual_steps=manual_steps(loaded, prepared, done),
-            )
-        preserved = f"{prepared.failed_state}-failed-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-        timed("restore", lambda: restore(prepared.snapshot, preserved), preserved_as=preserved)
-        prepared.failed_state = preserved  # production's name now holds the snapshot's data
-        done += ["set"]
-        release = timed("pick_up", platform.pick_up)
-    else:
-        timed("set", lambda: platform.set_url(url), var=loaded.config.platform.var)
-        done.append("set")
-        journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
-        release = timed("pick_up", platform.pick_up)
+    # the app moves onto the snapshot now: its server-side expiry must not delete it under the app
+    timed("hold", lambda: provider.hold(prepared.snapshot))
+    timed("set", lambda: platform.set_url(url), var=loaded.config.platform.var)
+    done.append("set")
+    journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
+    release = timed("pick_up", platform.pick_up)
     done.append("pick_up")
     timed("wait_live", lambda: platform.wait_live(release, loaded.config.platform.ready_timeout), release=release.id)
     verdict = timed("probes", lambda: analyse(loaded.config.probes, url, journal=journal, phase="rollback.probe"))
@@ -170,6 +194,39 @@ def execute(
     return outcome
 
 
+def _restore(
+    loaded: LoadedConfig, provider: Provider, prepared: Prepared, journal: Journal, outcome: Outcome, timed: Any,
+    verdict_at: float | None,
+) -> Outcome:
+    """Restore production in place: its connection string stays, so no platform call; the app's connections
+    drop and reconnect. Probes then run against production's URL."""
+    from deploysafe.probes import analyse
+    from deploysafe.providers.base import failed_state_name
+
+    plan = prepared.restore
+    assert plan is not None
+    preserved = failed_state_name(plan.target, datetime.now(UTC))
+    timed("restore", lambda: provider.restore_in_place(plan, preserved), preserved_as=preserved, source=plan.source,
+          lsn=plan.source_lsn, at=plan.source_timestamp.isoformat() if plan.source_timestamp else None)
+    prepared.failed_state = preserved  # production's name now holds the snapshot's data
+    url = prepared.url
+    assert url is not None
+    verdict = timed("probes", lambda: analyse(loaded.config.probes, url, journal=journal, phase="rollback.probe"))
+    outcome.verdict = verdict
+    outcome.healthy = verdict.healthy
+    if verdict_at is not None:
+        outcome.timings["verdict_to_healthy"] = time.monotonic() - verdict_at
+    if not verdict.healthy:
+        raise RollbackFailed(
+            f"the app is not healthy on production restored to {prepared.snapshot!r} either: {verdict.reason}",
+            manual_steps=[
+                "Look at the app's logs: the failure may not be the database.",
+                f"Keep {preserved!r}: it holds the failed production state and the writes made since the snapshot.",
+            ],
+        )
+    return outcome
+
+
 def resolve_target(provider: Provider, to: str | None) -> str:
     """``--to`` as given, else the newest pre-deploy snapshot."""
     from deploysafe.providers.base import SnapshotKind
@@ -179,7 +236,7 @@ def resolve_target(provider: Provider, to: str | None) -> str:
         if snap.is_production:
             raise PreconditionError(f"{to!r} is production itself", hint="name a snapshot: `deploysafe snapshot list`")
         return snap.name
-    pre = [s for s in provider.list_snapshots() if s.ours and s.kind is SnapshotKind.PRE_DEPLOY]
+    pre = [s for s in provider.list_snapshots() if s.ours and s.kind is SnapshotKind.PRE_DEPLOY and not s.is_production]
     if not pre:
         raise PreconditionError(
             "there is no pre-deploy snapshot to roll back to", hint="name one with --to, or use --at TIMESTAMP (Neon)"
