@@ -129,7 +129,9 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
             raise PreconditionError("cannot tell which snapshot the app runs on", hint="check the platform's DATABASE_URL")
         if where.name == prod.name:
             raise PreconditionError(f"the app already runs on production {prod.name!r}; nothing to promote")
-        failed_name = f"{prod.name}-failed-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        from deploysafe.providers.base import failed_state_name
+
+        failed_name = failed_state_name(prod.name, datetime.now(UTC))
         if not yes and not confirm(
             f"Rename {prod.name!r} -> {failed_name!r} (kept) and {where.name!r} -> {prod.name!r}. Proceed?"
         ):

@@ -197,6 +197,7 @@ class NeonDouble:
     spec_problems: list[str] = field(default_factory=list)
     log: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path?query, status)
     uri_requests: list[Json] = field(default_factory=list)
+    restore_bodies: list[Json] = field(default_factory=list)  # every restore request, accepted or not
     injections: list[Injection] = field(default_factory=list)
     drop_creates: int = 0
     fail_ops: int = 0  # the next N operations created end `failed`
@@ -361,8 +362,17 @@ class NeonDouble:
                 return str(self.branches[bid]["name"])
         return None
 
-    def branch_url(self, name: str) -> str:
-        return self._uri(self.by_name(name)["id"])
+    def branch_url(self, name: str, *, pooled: bool = False) -> str:
+        bid = self.by_name(name)["id"]
+        return self._pooled_uri(bid) if pooled else self._uri(bid)
+
+    def _pooled_uri(self, bid: str) -> str:
+        """Neon: the endpoint's host with ``-pooler`` on its first label; ``hostaddr`` reaches the real server."""
+        ep = next(e for e in self.endpoints.values() if e["branch_id"] == bid and e["type"] == "read_write")
+        first, _, rest = ep["host"].partition(".")
+        direct = urlsplit(self._uri(bid))
+        return direct._replace(netloc=direct.netloc.replace(f"@{self.pg_host}:", f"@{first}-pooler.{rest}:"),
+                               query=f"hostaddr={self.pg_host}").geturl()
 
     def _uri(self, bid: str) -> str:
         db = self.dbnames.get(bid, f"nodb_{bid}")
@@ -614,9 +624,9 @@ class NeonDouble:
         if br is None:
             return self._err(404, "branch not found")
         self._tick_branch(b)
-        body: Json = {"branch": br}
-        if b in self.annotations:
-            body["annotation"] = self.annotations[b]
+        # the spec requires `annotation`: a branch never annotated answers an empty value
+        body: Json = {"branch": br, "annotation": self.annotations.get(b) or {
+            "object": {"type": "console/branch", "id": b}, "value": {}}}
         return 200, body, {}
 
     def _create_branch(self, body: Json, **_: Any) -> tuple[int, Json, dict[str, str]]:
@@ -755,6 +765,7 @@ class NeonDouble:
         the point asked for; with ``preserve_under_name`` its previous state becomes a separate root branch that
         takes over its children. That backup is not deletable when the source was another branch.
         """
+        self.restore_bodies.append(dict(body))
         target = self._branch(b)
         source = self._branch(body.get("source_branch_id", ""))
         if target is None or source is None:
@@ -881,14 +892,7 @@ class NeonDouble:
             return self._err(404, "read-write endpoint not found for branch")
         pooled = query.get("pooled") == "true"
         self.uri_requests.append({"branch_id": bid, "pooled": pooled})
-        if pooled:  # Neon: the endpoint's host with `-pooler` on its first label; hostaddr reaches the real server
-            ep = next(e for e in self.endpoints.values() if e["branch_id"] == bid and e["type"] == "read_write")
-            first, _, rest = ep["host"].partition(".")
-            direct = urlsplit(self._uri(bid))
-            uri = direct._replace(netloc=direct.netloc.replace(f"@{self.pg_host}:", f"@{first}-pooler.{rest}:"),
-                                  query=f"hostaddr={self.pg_host}").geturl()
-            return 200, {"uri": uri}, {}
-        return 200, {"uri": self._uri(bid)}, {}
+        return 200, {"uri": self._pooled_uri(bid) if pooled else self._uri(bid)}, {}
 
 
 class _Handler(BaseHTTPRequestHandler):
