@@ -427,6 +427,18 @@ class NeonDouble:
                 time.sleep(0.05)
         raise RuntimeError(f"could not copy {source}: sessions kept reconnecting")
 
+    @staticmethod
+    def _rename_db(c: psycopg.Connection[Any], source: str, target: str) -> None:
+        for _ in range(40):
+            c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                      (source,))
+            try:
+                c.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(source), sql.Identifier(target)))
+                return
+            except psycopg.errors.ObjectInUse:
+                time.sleep(0.05)
+        raise RuntimeError(f"could not rename {source}: sessions kept reconnecting")
+
     def _annotate(self, bid: str, value: dict[str, str]) -> None:
         now = _iso(self.clock())
         self.annotations[bid] = {"object": {"type": "console/branch", "id": bid}, "value": dict(value),
@@ -812,21 +824,21 @@ class NeonDouble:
                 self.undeletable.add(backup_id)
             for o in self._children(b):  # children move under the backup
                 o["parent_id"] = backup_id
-        old_db = self.dbnames.get(b)
-        if self.server_url and old_db:
-            new_db = f"nd{self.tag}_r{next(self._seq):05d}"
+        prod_db = self.dbnames.get(b)
+        if self.server_url and prod_db:
+            # the connection string stays: production's database name now holds the restored data, and the old
+            # data moves to the backup's database (the compute moves; sessions on it are cut, as on Neon)
             with self._admin() as c:
-                if point.db:
-                    self._copy_db(c, point.db, new_db)
+                if backup_id:
+                    kept_db = f"nd{self.tag}_k{next(self._seq):05d}"
+                    self._rename_db(c, prod_db, kept_db)
+                    self.dbnames[backup_id] = kept_db
                 else:
-                    c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(new_db)))
-                if not backup_id:
-                    c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old_db)))
-                else:  # the compute moves to the restored timeline: sessions on the old one are cut
-                    c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (old_db,))
-            self.dbnames[b] = new_db
-            if backup_id:
-                self.dbnames[backup_id] = old_db
+                    c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(prod_db)))
+                if point.db:
+                    self._copy_db(c, point.db, prod_db)
+                else:
+                    c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(prod_db)))
         self.history[b] = [*new_history, Point(now, next(self._lsns), point.db)]
         target["updated_at"] = _iso(now)
         target["last_reset_at"] = target["updated_at"]

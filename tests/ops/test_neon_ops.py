@@ -40,6 +40,7 @@ def neon_ops(neon_double: NeonDouble, tmp_path: Path,
     loaded = LoadedConfig(parse_config(text), tmp_path / "deploysafe.toml")
     prov = NeonProvider.from_config(loaded, policy=RetryPolicy(sleep=lambda s: None), poll_interval=0.0)
     seed_users(d.branch_url("production"))
+    d.checkpoint("production", at=datetime.now(UTC) - timedelta(hours=2))  # the rows have been there for 2 hours
     yield loaded, prov, d
     prov.close()
 
