@@ -200,6 +200,7 @@ class NeonDouble:
     restore_bodies: list[Json] = field(default_factory=list)  # every restore request, accepted or not
     injections: list[Injection] = field(default_factory=list)
     drop_creates: int = 0
+    gateway_after: int = 0  # the next N restores happen, then the gateway answers 502 (the client cannot tell)
     fail_ops: int = 0  # the next N operations created end `failed`
     rate_limited: int = 0
 
@@ -548,6 +549,8 @@ class NeonDouble:
                 with self.lock:
                     self._expire()
                     if method != "GET" and self.lock_while_running and self._running():
+                        for rec in self.operations.values():  # time passes for the operation holding the project
+                            self._tick(rec)
                         return self._err(423, "project already has running operations, scheduling of new ones is prohibited")
                     result: tuple[int, Json | None, dict[str, str]] = fn(query=query, body=body or {}, **match.groupdict())
                 return result
@@ -843,6 +846,9 @@ class NeonDouble:
         target["updated_at"] = _iso(now)
         target["last_reset_at"] = target["updated_at"]
         ops = [self._op("create_timeline", branch_id=b)]
+        if self.gateway_after > 0:
+            self.gateway_after -= 1
+            return 502, {"code": "", "message": "bad gateway"}, {}
         return 200, {"branch": target, "operations": ops}, {}
 
     def _get_schedule(self, b: str, **_: Any) -> tuple[int, Json, dict[str, str]]:
