@@ -1021,4 +1021,4 @@ def neon_double(pg_server: Any) -> Iterator[NeonDouble]:
         pytest.fail("Neon double saw requests/responses that do not match the spec:\n" + "\n".join(d.spec_problems))
 
 
-__all__ = ["NeonDouble", "make_double", "neon_double", "seed_production", "spec_errors", "load_spec"]
+__all__ = ["NeonDouble", "Point", "make_double", "neon_double", "seed_production", "spec_errors", "load_spec"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from neon_double import NeonDouble, neon_double  # noqa: F401  (fixture)
+from neon_double import NeonDouble, Point, neon_double  # noqa: F401  (fixture)
 
 from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import ProviderError
@@ -112,6 +112,30 @@ def test_drill_on_neon_point_in_time_and_deleted(neon_ops: Any) -> None:
     assert load_reports(loaded.state_dir)[-1]["provider"] == "neon"
 
 
+def test_drill_passes_on_a_7_day_window_with_its_default_age(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    d.history_seconds = 7 * 86400
+    # the seeded rows have been there for 8 days (history before the window is gone either way)
+    points = d.history[d.by_name("production")["id"]]
+    points.insert(0, Point(datetime.now(UTC) - timedelta(days=8), 1, points[-1].db))
+    report = run_drill(loaded, prov, journal(loaded, "drill"))
+    assert report.outcome == "passed", report.reason
+    age = datetime.now(UTC) - datetime.fromisoformat(report.target_time)
+    assert timedelta(days=6, hours=23) < age < timedelta(days=7)
+
+
+def test_drill_refuses_an_age_beyond_the_window_before_touching_anything(neon_ops: Any) -> None:
+    from deploysafe.errors import PointInTimeError
+
+    loaded, prov, d = neon_ops
+    d.history_seconds = 86400
+    prov.create_snapshot("pre-deploy-old", SnapshotKind.PRE_DEPLOY)
+    before = (len(d.branches), len([m for m, _, _ in d.log if m != "GET"]))
+    with pytest.raises(PointInTimeError, match="beyond the project's 1d00h history window"):
+        run_drill(loaded, prov, journal(loaded, "drill"), age=2 * 86400.0)
+    assert (len(d.branches), len([m for m, _, _ in d.log if m != "GET"])) == before
+
+
 def test_restore_rows_and_dropped_table_on_neon(neon_ops: Any) -> None:
     loaded, prov, d = neon_ops
     prod = d.branch_url("production")
@@ -143,7 +167,7 @@ def test_restore_at_uses_a_temporary_branch_and_drops_it(neon_ops: Any) -> None:
     assert done.diff.only_source == done.diff.only_production == done.diff.differing == 0
 
 
-def test_setup_creates_and_protects_production_and_fits_retention(neon_double: NeonDouble, tmp_path: Path,
+def test_setup_makes_the_root_default_branch_production_protects_it_and_fits_retention(neon_double: NeonDouble, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     d = neon_double
     d.by_name("production")["name"] = "main"  # the project has only its default branch
@@ -156,9 +180,12 @@ def test_setup_creates_and_protects_production_and_fits_retention(neon_double: N
     try:
         dry = run_setup(loaded, prov, journal(loaded, "setup"), dry_run=True)
         assert not dry.done and "production" not in [b["name"] for b in d.branches.values()]
+        url_before = d.branch_url("main")
         report = run_setup(loaded, prov, journal(loaded, "setup"))
         prod = d.by_name("production")
-        assert prod["parent_id"] == d.by_name("main")["id"] and prod["protected"]
+        # production is the root default branch (instant restore works on roots only), not a child of main
+        assert "parent_id" not in prod and prod["default"] and prod["protected"]
+        assert d.branch_url("production") == url_before and len(d.branches) == 1
         assert len(report.done) == 2
         assert report.retention["daily"] == "4d" and report.retention["weekly"] == "2w"  # fits 10 branches
         assert any("Connect" in t and "vercel" in t for t in report.todo)
@@ -167,3 +194,24 @@ def test_setup_creates_and_protects_production_and_fits_retention(neon_double: N
         assert not again.done  # idempotent
     finally:
         prov.close()
+
+
+def test_setup_explains_what_a_child_production_loses(pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neon_double import make_double
+
+    d = make_double(pg_server, subscription_type="launch")
+    try:
+        d.add_branch("main", default=True, endpoint=True)
+        d.add_branch("production", parent="main", endpoint=True, protected=True)
+        monkeypatch.setenv("NEON_API_KEY", d.api_key)
+        text = (f'[provider]\ntype = "neon"\nproject_id = "{d.project_id}"\ndatabase = "{d.database}"\n'
+                f'role = "{d.role}"\napi_url = "{d.base_url}"\n\n[platform]\ntype = "dotenv"\nenv_file = ".env"\n')
+        loaded = LoadedConfig(parse_config(text), tmp_path / "deploysafe.toml")
+        prov = NeonProvider.from_config(loaded, policy=RetryPolicy(sleep=lambda s: None), poll_interval=0.0)
+        report = run_setup(loaded, prov, journal(loaded, "setup"))
+        prov.close()
+        todo = " ".join(report.todo)
+        assert "child of 'main'" in todo and "instant restore" in todo and "production_branch = 'main'" in todo
+        assert not report.done and {b["name"] for b in d.branches.values()} == {"main", "production"}
+    finally:
+        d.stop()
