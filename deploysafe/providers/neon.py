@@ -66,8 +66,13 @@ class NeonProjectInfo(BaseModel):
     history_retention_seconds: int
     branches_limit: int | None = None
     subscription_type: str | None = None
-    logical_size_bytes: int | None = None
+    logical_size_bytes: int | None = None  # production's logical size (what the plan's per-branch limit caps)
+    branch_logical_size_limit_bytes: int | None = None  # 0 or absent: none reported
+    root_branches: int | None = None
+    root_branches_limit: int | None = None  # by plan (docs: plans); the API does not report it
     store_passwords: bool | None = None
+    schedule: list[dict[str, Any]] | None = None  # Neon's own backup schedule on production; None: not read
+    unread: tuple[str, ...] = ()  # facts that could not be read, and why
 
 
 class _Pacer:
@@ -858,21 +863,43 @@ class NeonProvider:
                 return str(b.get("name"))
         return None
 
-    def project_info(self) -> NeonProjectInfo:
+    def project_info(self, *, details: bool = False) -> NeonProjectInfo:
+        """The project and its plan; ``details`` adds production's size, the root-branch count and Neon's backup
+        schedule (each one that cannot be read is named in ``unread``)."""
         what = "read the project"
         body = self._json(self._call("GET", self._path(), what=what), what)
         p = self._field(body, "project", what)
         owner = p.get("owner") or {}
-        size = p.get("synthetic_storage_size")
-        return NeonProjectInfo(
+        limit = p.get("branch_logical_size_limit_bytes")
+        info = NeonProjectInfo(
             id=str(p.get("id", self.project_id)),
             name=str(p.get("name", "")),
             history_retention_seconds=int(self._field(p, "history_retention_seconds", what)),
             branches_limit=owner.get("branches_limit"),
             subscription_type=owner.get("subscription_type"),
-            logical_size_bytes=int(size) if isinstance(size, int) else None,
+            branch_logical_size_limit_bytes=int(limit) if isinstance(limit, int) and limit > 0 else None,
+            root_branches_limit=root_branch_limit(owner.get("subscription_type")),
             store_passwords=p.get("store_passwords"),
         )
+        if not details:
+            return info
+        unread: list[str] = []
+        branches, _ = self._list_all()
+        prod = next((b for b in branches if b.get("name") == self.production_branch), None)
+        size = prod.get("logical_size") if prod else None
+        schedule: list[Json] | None = None
+        try:
+            schedule = self.backup_schedule_get()
+        except ProviderError as e:
+            unread.append(f"Neon's backup schedule ({e.message})")
+        if not isinstance(size, int):
+            unread.append("production's logical size")
+        return info.model_copy(update={
+            "logical_size_bytes": size if isinstance(size, int) else None,
+            "root_branches": sum(1 for b in branches if not b.get("parent_id")),
+            "schedule": schedule,
+            "unread": tuple(unread),
+        })
 
     def branch_allowance(self) -> int | None:
         return self.project_info().branches_limit

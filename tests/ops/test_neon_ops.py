@@ -101,6 +101,22 @@ def test_neon_checks_both_ways(neon_ops: Any) -> None:
     assert s["app-target"] == FAIL and s["leaked-computes"] == OK  # in use: not leaked, but not production either
 
 
+def test_check_counts_neons_scheduled_snapshots_and_reports_root_branches(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    d.subscription_type = "launch"
+    s = {r.name: r for r in run_checks(loaded, prov, None, now=datetime.now(UTC))}
+    assert s["daily-backup"].status == FAIL
+    prov.backup_schedule_set([{"frequency": "daily", "hour": 3, "retention_seconds": 7 * 86400}])
+    s = {r.name: r for r in run_checks(loaded, prov, None, now=datetime.now(UTC))}
+    assert s["daily-backup"].status == OK and "Neon's backup schedule" in s["daily-backup"].reason
+    assert "root branches 1 of 5" in s["branch-count"].reason
+    d.subscription_type = "free_v3"
+    d.add_branch("root-2")
+    d.add_branch("root-3")
+    s = {r.name: r for r in run_checks(loaded, prov, None, now=datetime.now(UTC))}
+    assert s["branch-count"].status == WARN and "rollbacks will repoint" in s["branch-count"].reason
+
+
 def test_drill_on_neon_point_in_time_and_deleted(neon_ops: Any) -> None:
     loaded, prov, d = neon_ops
     report = run_drill(loaded, prov, journal(loaded, "drill"), age=3600.0)
