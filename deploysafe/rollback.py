@@ -140,9 +140,8 @@ def execute(
     *,
     verdict_at: float | None = None,
 ) -> Outcome:
-    """Repoint, pick up, wait until live, probe. RollbackFailed (exit 4) with manual steps on any failure."""
-    from deploysafe.probes import analyse
-
+    """Repoint, pick up, wait until live, probe (or, with ``prepared.restore``, restore production in place and
+    probe). RollbackFailed (exit 4) with manual steps on any failure."""
     outcome = Outcome(prepared.snapshot, healthy=False)
     done: list[str] = []
 
@@ -178,6 +177,17 @@ def execute(
     release = timed("pick_up", platform.pick_up)
     done.append("pick_up")
     timed("wait_live", lambda: platform.wait_live(release, loaded.config.platform.ready_timeout), release=release.id)
+    return _probe(loaded, url, journal, outcome, timed, verdict_at, f"snapshot {prepared.snapshot!r}",
+                  manual_steps(loaded, prepared, done)[-2:])
+
+
+def _probe(
+    loaded: LoadedConfig, url: str, journal: Journal, outcome: Outcome, timed: Any, verdict_at: float | None,
+    where: str, steps: list[str],
+) -> Outcome:
+    """The rollback's last step: probes prove the app healthy, or RollbackFailed with what is left to do."""
+    from deploysafe.probes import analyse
+
     verdict = timed("probes", lambda: analyse(loaded.config.probes, url, journal=journal, phase="rollback.probe"))
     outcome.verdict = verdict
     outcome.healthy = verdict.healthy
@@ -185,11 +195,8 @@ def execute(
         outcome.timings["verdict_to_healthy"] = time.monotonic() - verdict_at
     if not verdict.healthy:
         raise RollbackFailed(
-            f"the app is not healthy on snapshot {prepared.snapshot!r} either: {verdict.reason}",
-            manual_steps=[
-                "Look at the app's logs: the failure may not be the database.",
-                *manual_steps(loaded, prepared, done)[-2:],
-            ],
+            f"the app is not healthy on {where} either: {verdict.reason}",
+            manual_steps=["Look at the app's logs: the failure may not be the database.", *steps],
         )
     return outcome
 
@@ -200,7 +207,6 @@ def _restore(
 ) -> Outcome:
     """Restore production in place: its connection string stays, so no platform call; the app's connections
     drop and reconnect. Probes then run against production's URL."""
-    from deploysafe.probes import analyse
     from deploysafe.providers.base import failed_state_name
 
     plan = prepared.restore
@@ -209,22 +215,10 @@ def _restore(
     timed("restore", lambda: provider.restore_in_place(plan, preserved), preserved_as=preserved, source=plan.source,
           lsn=plan.source_lsn, at=plan.source_timestamp.isoformat() if plan.source_timestamp else None)
     prepared.failed_state = preserved  # production's name now holds the snapshot's data
-    url = prepared.url
-    assert url is not None
-    verdict = timed("probes", lambda: analyse(loaded.config.probes, url, journal=journal, phase="rollback.probe"))
-    outcome.verdict = verdict
-    outcome.healthy = verdict.healthy
-    if verdict_at is not None:
-        outcome.timings["verdict_to_healthy"] = time.monotonic() - verdict_at
-    if not verdict.healthy:
-        raise RollbackFailed(
-            f"the app is not healthy on production restored to {prepared.snapshot!r} either: {verdict.reason}",
-            manual_steps=[
-                "Look at the app's logs: the failure may not be the database.",
-                f"Keep {preserved!r}: it holds the failed production state and the writes made since the snapshot.",
-            ],
-        )
-    return outcome
+    assert prepared.url is not None
+    return _probe(loaded, prepared.url, journal, outcome, timed, verdict_at,
+                  f"production restored to {prepared.snapshot!r}",
+                  [f"Keep {preserved!r}: it holds the failed production state and the writes made since the snapshot."])
 
 
 def resolve_target(provider: Provider, to: str | None) -> str:

@@ -98,6 +98,12 @@ class RestorePlan(BaseModel):
     def refused(cls, reason: str, fix: str) -> RestorePlan:
         return cls(possible=False, reason=reason, fix=fix)
 
+    @classmethod
+    def unsupported(cls, provider: str) -> RestorePlan:
+        """For providers with no in-place restore: ``auto`` repoints, ``restore`` is refused with this reason."""
+        return cls.refused(f"the {provider} provider cannot restore production in place",
+                           'use [rollback] strategy = "repoint" (or "auto", which repoints here)')
+
 
 @runtime_checkable
 class Provider(Protocol):

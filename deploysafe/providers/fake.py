@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from deploysafe.errors import ProviderError
-from deploysafe.providers.base import RestorePlan, ProductionInfo, Snapshot, SnapshotKind
+from deploysafe.providers.base import ProductionInfo, RestorePlan, Snapshot, SnapshotKind
 
 
 @dataclass(frozen=True)
@@ -180,14 +180,11 @@ class FakeProvider:
         self.faults.record("hold", name)
 
     def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
-        return RestorePlan.refused(
-            f"the {self.name} provider cannot restore production in place",
-            'use [rollback] strategy = "repoint" (or "auto", which repoints here)',
-        )
+        return RestorePlan.unsupported(self.name)
 
     def restore_in_place(self, plan: RestorePlan, preserve_as: str) -> None:
-        raise ProviderError(f"the {self.name} provider cannot restore production in place",
-                            hint='use [rollback] strategy = "repoint"')
+        refused = RestorePlan.unsupported(self.name)
+        raise ProviderError(refused.reason, hint=refused.fix)
 
     def identify(self, url: str) -> str | None:
         self.faults.record("identify", url)

@@ -27,7 +27,7 @@ from psycopg import sql
 
 from deploysafe import pg
 from deploysafe.errors import PointInTimeError, PreconditionError, ProviderError
-from deploysafe.providers.base import RestorePlan, ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind, parse_time, utcnow
+from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, RestorePlan, Snapshot, SnapshotKind, parse_time, utcnow
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -254,14 +254,11 @@ class LocalProvider:
         """Nothing expires on its own here: prune alone deletes."""
 
     def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
-        return RestorePlan.refused(
-            f"the {self.name} provider cannot restore production in place",
-            'use [rollback] strategy = "repoint" (or "auto", which repoints here)',
-        )
+        return RestorePlan.unsupported(self.name)
 
     def restore_in_place(self, plan: RestorePlan, preserve_as: str) -> None:
-        raise ProviderError(f"the {self.name} provider cannot restore production in place",
-                            hint='use [rollback] strategy = "repoint"')
+        refused = RestorePlan.unsupported(self.name)
+        raise ProviderError(refused.reason, hint=refused.fix)
 
     def identify(self, url: str) -> str | None:
         try:
