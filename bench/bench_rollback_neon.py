@@ -129,10 +129,12 @@ def main() -> None:
                 rows.append(one(d, strategy, run))
         by = {s: [r for r in rows if r["strategy"] == s] for s in ("auto", "repoint")}
         t = {s: median([float(r["verdict_to_healthy_s"]) for r in v]) for s, v in by.items()}  # type: ignore[arg-type]
-        summary = (f"restore in place {t['auto']:.2f} s ({by['auto'][0]['control_plane_calls']} control-plane calls, "
-                   f"{by['auto'][0]['platform_calls']} platform) vs repoint + redeploy {t['repoint']:.2f} s "
-                   f"({by['repoint'][0]['control_plane_calls']} calls, {by['repoint'][0]['platform_calls']} platform), "
-                   f"verdict to healthy, median of {args.runs}, {LATENCY * 1000:.0f} ms per call")
+        calls = {s: int(v[0]["control_plane_calls"]) for s, v in by.items()}  # type: ignore[call-overload]
+        summary = (f"restore in place {t['auto']:.2f} s ({calls['auto']} control-plane calls on the critical path, "
+                   f"{by['auto'][0]['platform_calls']} to the platform; latency floor {calls['auto'] * LATENCY:.1f} s) vs "
+                   f"repoint + redeploy {t['repoint']:.2f} s ({calls['repoint']} calls, {by['repoint'][0]['platform_calls']} "
+                   f"to the platform; floor {calls['repoint'] * LATENCY:.1f} s plus the real redeploy), verdict to healthy, "
+                   f"median of {args.runs}, {LATENCY * 1000:.0f} ms per call")
         save("rollback_neon", "Neon rollback: restore in place vs repoint + redeploy (200 ms per control-plane call)",
              rows, summary, goal="0 platform calls on the restore path")
     finally:

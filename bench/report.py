@@ -30,7 +30,10 @@ NOTES = {
     "the provider paces itself at 97% of the limit, so it gets no 429 at all.",
     "rollback_neon": "Restore in place needs no platform call: the app's DATABASE_URL stays, Neon moves the compute "
     "to the restored timeline and the app's connections reconnect. Repoint pays for clearing the snapshot's expiry, "
-    "the variable, the redeploy and its readiness; a real redeploy takes far longer than this fixture's instant READY.",
+    "the variable, the redeploy and its readiness; a real redeploy takes far longer than this fixture's instant READY. "
+    "The double's restore copies a real database (CREATE DATABASE ... TEMPLATE) inside the request, where Neon "
+    "switches a copy-on-write timeline in seconds: the measured restore time is mostly that copy, so compare the "
+    "calls and the latency floors as much as the seconds.",
     "rollback": "deploysafe's own part is everything between the verdict and healthy except the platform's restart "
     "command: setting the variable, waiting for the release, and the probes that prove health.",
 }
