@@ -139,18 +139,23 @@ def test_create_waits_for_every_operation_over_several_polls(router: respx.Route
     assert post.calls.last.request.headers["authorization"] == f"Bearer {KEY}"
 
 
-def test_failed_operation_that_neon_retries_is_waited_on_until_the_deadline(router: respx.Router, sleeps: Sleeps) -> None:
-    # `failed` with failures_count > 0 is Neon retrying (spec: failures_count, retry_at): one re-read is not enough,
-    # the operation is waited on until the deadline, and the error names the last failure
+def ticking_provider(router: respx.Router, sleeps: Sleeps) -> NeonProvider:
+    """A provider whose clock moves 5 s per read, so a 120 s deadline passes in a few polls."""
     now = [0.0]
 
     def clock() -> float:
         now[0] += 5.0
         return now[0]
 
-    p = NeonProvider(project_id=PROJECT, api_key=KEY, production_branch="production", database="neondb",
-                     role="neondb_owner", transport=httpx.MockTransport(router.handler), policy=RetryPolicy(sleep=sleeps),
-                     poll_interval=5.0, clock=clock)
+    return NeonProvider(project_id=PROJECT, api_key=KEY, production_branch="production", database="neondb",
+                        role="neondb_owner", transport=httpx.MockTransport(router.handler),
+                        policy=RetryPolicy(sleep=sleeps), poll_interval=5.0, clock=clock)
+
+
+def test_failed_operation_that_neon_retries_is_waited_on_until_the_deadline(router: respx.Router, sleeps: Sleeps) -> None:
+    # `failed` with failures_count > 0 is Neon retrying (spec: failures_count, retry_at): one re-read is not enough,
+    # the operation is waited on until the deadline, and the error names the last failure
+    p = ticking_provider(router, sleeps)
     route_lists(router)
     router.post(f"{P}/branches").mock(return_value=reply("branch_create_201"))
     ops = router.get(path__regex=rf"/{P}/operations/").mock(return_value=reply("operation_get_failed"))
@@ -182,15 +187,7 @@ def test_failed_then_finished_after_neon_retries_it(router: respx.Router, neon: 
 
 
 def test_operation_deadline_gives_a_clear_error(router: respx.Router, sleeps: Sleeps) -> None:
-    now = [0.0]
-
-    def clock() -> float:
-        now[0] += 5.0
-        return now[0]
-
-    p = NeonProvider(project_id=PROJECT, api_key=KEY, production_branch="production", database="neondb",
-                     role="neondb_owner", transport=httpx.MockTransport(router.handler), policy=RetryPolicy(sleep=sleeps),
-                     poll_interval=5.0, clock=clock)
+    p = ticking_provider(router, sleeps)
     route_lists(router)
     router.post(f"{P}/branches").mock(return_value=reply("branch_create_201"))
     router.get(path__regex=rf"/{P}/operations/").mock(return_value=reply("operation_get_running"))
