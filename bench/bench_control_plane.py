@@ -63,6 +63,8 @@ api_url = "{d.base_url}"
 [platform]
 type = "vercel"
 project = "{PROJECT}"
+[rollback]
+strategy = "repoint"
 [[probes.http]]
 name = "health"
 url = "http://127.0.0.1:9/health"

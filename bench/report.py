@@ -9,11 +9,12 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ["rollback", "control_plane", "deploy_overhead", "startup", "hook", "snapshot_local", "prune_neon"]
+ORDER = ["rollback", "rollback_neon", "control_plane", "deploy_overhead", "startup", "hook", "snapshot_local", "prune_neon"]
 SCRIPTS = {
     "rollback": "bench_rollback.py",
     "deploy_overhead": "bench_rollback.py",
     "control_plane": "bench_control_plane.py",
+    "rollback_neon": "bench_rollback_neon.py",
     "startup": "bench_startup.py",
     "hook": "bench_hook.py",
     "snapshot_local": "bench_snapshot_local.py",
@@ -27,6 +28,12 @@ NOTES = {
     "indexes and is the price of copying online while the app stays connected.",
     "prune_neon": "The Neon API double enforces 700 requests/minute with bursts of 40 and answers 429 beyond it; "
     "the provider paces itself at 97% of the limit, so it gets no 429 at all.",
+    "rollback_neon": "Restore in place needs no platform call: the app's DATABASE_URL stays, Neon moves the compute "
+    "to the restored timeline and the app's connections reconnect. Repoint pays for clearing the snapshot's expiry, "
+    "the variable, the redeploy and its readiness; a real redeploy takes far longer than this fixture's instant READY. "
+    "The double's restore copies a real database (CREATE DATABASE ... TEMPLATE) inside the request, where Neon "
+    "switches a copy-on-write timeline in seconds: the measured restore time is mostly that copy, so compare the "
+    "calls and the latency floors as much as the seconds.",
     "rollback": "deploysafe's own part is everything between the verdict and healthy except the platform's restart "
     "command: setting the variable, waiting for the release, and the probes that prove health.",
 }

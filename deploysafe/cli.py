@@ -874,11 +874,11 @@ def check_cmd(ctx: Ctx, as_json: bool, warn_ok: bool, checklist: bool) -> int:
 
 
 @cli.command("drill")
-@click.option("--age", default="7d", show_default=True, help="Restore production as it was this long ago (Neon), or the newest snapshot at least this old (local).")
+@click.option("--age", default=None, help="Restore production as it was this long ago (Neon; default 7d, or the history window less a few minutes when shorter), or the newest snapshot at least this old (local; default 7d).")
 @click.option("--keep", is_flag=True, help="Keep the drill branch afterwards (it is deleted by default).")
 @click.option("--history", "show_history", is_flag=True, help="Show past drills instead of running one.")
 @pass_ctx
-def drill_cmd(ctx: Ctx, age: str, keep: bool, show_history: bool) -> int:
+def drill_cmd(ctx: Ctx, age: str | None, keep: bool, show_history: bool) -> int:
     """Rehearse a recovery: branch from the past, verify it, time each phase against [drill] targets.
 
     Example: deploysafe drill --age 7d
@@ -904,7 +904,7 @@ def drill_cmd(ctx: Ctx, age: str, keep: bool, show_history: bool) -> int:
             console.plain("\n".join(history_lines(reports)))
         return 0
     try:
-        age_s = parse_duration(age)
+        age_s = parse_duration(age) if age is not None else None
     except ValueError as e:
         raise UsageError(f"--age: {e}") from None
     provider = make_provider(loaded)

@@ -284,6 +284,9 @@ class RetentionConfig(_Model):
     manual: Duration | None = Field(default=None, description="Keep manual snapshots this long (default: forever).")
     restore: Duration = Field(default=7 * 86400.0, description="Branches made by restore-table and rollback --at.")
     drill: Duration = Field(default=7 * 86400.0, description="Branches made by `deploysafe drill`.")
+    failed_state: Duration = Field(
+        default=14 * 86400.0, description="neon: branches keeping production's state from before an in-place restore."
+    )
 
 
 class LintConfig(_Model):
@@ -303,9 +306,10 @@ class StateConfig(_Model):
 class RollbackConfig(_Model):
     """How a rollback puts the app back on the snapshot."""
 
-    strategy: Literal["repoint", "restore"] = Field(
-        default="repoint",
-        description="repoint: point DATABASE_URL at the snapshot; restore (neon only): restore production from it in place.",
+    strategy: Literal["auto", "repoint", "restore"] = Field(
+        default="auto",
+        description="auto: restore in place where the provider allows it, else repoint; repoint: point DATABASE_URL at "
+        "the snapshot; restore (neon, root production): restore production from its own history in place.",
     )
     app: Literal["auto", "keep"] = Field(
         default="auto",

@@ -434,7 +434,7 @@ def _rollback(loaded: LoadedConfig, provider: Provider, platform: Platform, prep
         "app_release": outcome.app_release,  # the recorded release brought back with the database, if any
     }
     try:
-        if loaded.config.rollback.strategy == "repoint":  # restore: the failed state has no compute to read
+        if prepared.restore is None:  # after a restore in place the failed state has no compute to read
             summary.divergence = rows_only_in_failed(provider.production().url, prepared.url or "")
     except DeploysafeError as e:
         console.warn(f"could not compare the failed state with the snapshot: {e.message}")

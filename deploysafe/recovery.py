@@ -86,14 +86,26 @@ def manual_rollback(
         else:
             target = rollback.resolve_target(provider, to)
         p = loaded.config.platform
-        plan = [
-            *( [f"create branch {target!r} from {prod.name!r} as it was at {when.isoformat()}"] if when else [] ),
-            f"make {target!r} ready to serve and resolve its connection URL",
-            f"set {p.var} on {p.type} to {target!r}",
-            "make the app pick it up and wait until it is live",
-            "run the probes against it",
-            f"keep {prod.name!r} (the failed state) untouched",
-        ]
+        in_place = rollback.plan_in_place(loaded, provider, None if when else target, at=when)
+        if in_place is not None:
+            label = f"{prod.name}@{when.isoformat()}" if when else target
+            source = f"{in_place.source!r} at {when.isoformat()}" if when else f"{target!r} (LSN {in_place.source_lsn})"
+            plan = [
+                f"restore {prod.name!r} in place from {source}: its connection string stays, {p.var} is not touched",
+                f"keep the failed state in a new branch {prod.name}-failed-<time>",
+                *in_place.notes,
+                f"run the probes against {prod.name!r}",
+            ]
+            target = label
+        else:
+            plan = [
+                *([f"create branch {target!r} from {prod.name!r} as it was at {when.isoformat()}"] if when else []),
+                f"make {target!r} ready to serve and resolve its connection URL",
+                f"set {p.var} on {p.type} to {target!r}",
+                "make the app pick it up and wait until it is live",
+                "run the probes against it",
+                f"keep {prod.name!r} (the failed state) untouched",
+            ]
         if dry_run:
             return RollbackResult(target, True, plan)
         if not yes:
@@ -105,18 +117,18 @@ def manual_rollback(
             console.info(release_dead_lock(loaded, provider, yes=yes, confirm=confirm))
         with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
                          run_id=journal.run_id, command="rollback"):
-            if when is not None:
+            if when is not None and in_place is None:
                 with journal.step("restore_branch", at=when.isoformat(), branch=target):
                     provider.create_snapshot(target, SnapshotKind.RESTORE, at=when, serve=True)
             with journal.step("prepare", snapshot=target):
-                prepared = rollback.prepare(loaded, provider, platform, target)
+                prepared = rollback.prepare(loaded, provider, platform, target, plan=in_place, decided=True)
             t0 = time.monotonic()
             outcome = rollback.execute(loaded, provider, platform, prepared, journal, verdict_at=t0)
             result = RollbackResult(target, False, plan, outcome.timings, time.monotonic() - t0)
             try:
                 from deploysafe.diverge import rows_only_in_failed
 
-                if loaded.config.rollback.strategy == "repoint":  # restore: the failed state has no compute
+                if prepared.restore is None:  # after a restore in place the failed state has no compute to read
                     result.divergence = rows_only_in_failed(prod.url, prepared.url or "")
             except (ProviderError, PreconditionError) as e:
                 console.warn(f"could not compare the failed state with the snapshot: {e.message}")
@@ -141,7 +153,9 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
             raise PreconditionError("cannot tell which snapshot the app runs on", hint="check the platform's DATABASE_URL")
         if where.name == prod.name:
             raise PreconditionError(f"the app already runs on production {prod.name!r}; nothing to promote")
-        failed_name = f"{prod.name}-failed-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        from deploysafe.providers.base import failed_state_name
+
+        failed_name = failed_state_name(prod.name, datetime.now(UTC))
         if not yes and not confirm(
             f"Rename {prod.name!r} -> {failed_name!r} (kept) and {where.name!r} -> {prod.name!r}. Proceed?"
         ):

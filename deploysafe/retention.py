@@ -57,6 +57,7 @@ def retention_for(kind: SnapshotKind, retention: RetentionConfig) -> float | Non
         SnapshotKind.MANUAL: retention.manual,
         SnapshotKind.RESTORE: retention.restore,
         SnapshotKind.DRILL: retention.drill,
+        SnapshotKind.FAILED_STATE: retention.failed_state,
     }[kind]
 
 

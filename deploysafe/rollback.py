@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from deploysafe.journal import Journal
     from deploysafe.platforms.base import CurrentValue, Platform, Release
     from deploysafe.probes import Verdict
-    from deploysafe.providers.base import Provider
+    from deploysafe.providers.base import Provider, RestorePlan
 
 
 @dataclass
@@ -39,6 +39,8 @@ class Prepared:
     prepare_s: float
     # the app release live before production changed ([rollback] app = "auto" and the platform can bring it back)
     app_release: Release | None = None
+    restore: RestorePlan | None = None  # set: production is restored in place (its URL stays; no platform call)
+    like: str | None = None  # the app's current URL: the snapshot's URL follows its connection style
 
 
 @dataclass
@@ -54,30 +56,71 @@ class Outcome:
     def repoint_s(self) -> float:
         return sum(
             v for k, v in self.timings.items()
-            if k in ("serve", "set", "pick_up", "app_check", "app", "wait_live", "probes", "restore")
+            if k in ("serve", "hold", "set", "pick_up", "app_check", "app", "wait_live", "probes", "restore")
         )
 
 
-def prepare(loaded: LoadedConfig, provider: Provider, platform: Platform, snapshot: str, *, serve: bool = True) -> Prepared:
-    """Resolve the snapshot's URL (making it able to serve) and the platform's ids, before anything changes."""
+def plan_in_place(
+    loaded: LoadedConfig, provider: Provider, snapshot: str | None, *, at: datetime | None = None
+) -> RestorePlan | None:
+    """The in-place restore to use, or None to repoint. ``strategy = "restore"`` that cannot be done is refused
+    here, before anything changes, with the reason and the fix; ``auto`` restores only from production's own
+    history (the kept failed state then stays deletable) and repoints otherwise."""
+    strategy = loaded.config.rollback.strategy
+    if strategy == "repoint":
+        return None
+    plan = provider.plan_restore(snapshot, at=at)
+    if plan.possible and (strategy == "restore" or plan.own_history):
+        return plan
+    if strategy == "restore":
+        raise PreconditionError(
+            f"cannot restore production in place: {plan.reason or 'the restore would read another branch'}",
+            hint=plan.fix or 'use [rollback] strategy = "auto" or "repoint"',
+        )
+    return None
+
+
+def prepare(
+    loaded: LoadedConfig, provider: Provider, platform: Platform, snapshot: str, *, serve: bool = True,
+    at: datetime | None = None, plan: RestorePlan | None = None, decided: bool = False,
+) -> Prepared:
+    """Resolve the snapshot's URL (making it able to serve) and the platform's ids, before anything changes.
+    ``plan`` (``decided``: as the caller's :func:`plan_in_place` found; else found here): restore in place,
+    and nothing on the platform is needed."""
     t0 = time.monotonic()
-    url = None
-    if serve:
-        provider.ensure_serving(snapshot)
-        url = provider.connection_url(snapshot)
+    if not decided:
+        plan = plan_in_place(loaded, provider, None if at is not None else snapshot, at=at)
+    prod = provider.production()
+    if plan is not None:
+        # production keeps its URL: the platform is needed only to record the live release (code rollback)
+        release = None
+        if loaded.config.rollback.app == "auto" and platform.release_rollback() is not None:
+            platform.prepare()
+            release = _live_release(loaded, platform)
+        return Prepared(snapshot, prod.url, None, prod.name, time.monotonic() - t0, release, restore=plan)
     platform.prepare()
     try:
         previous = platform.read_current()
     except DeploysafeError:
         previous = None
-    failed_state = provider.production().name
-    app_release = None
-    if loaded.config.rollback.app == "auto" and platform.release_rollback() is not None:
-        try:
-            app_release = platform.describe()
-        except DeploysafeError:
-            app_release = None  # the plan said the code may not come back; the database still will
-    return Prepared(snapshot, url, previous, failed_state, time.monotonic() - t0, app_release)
+    like = previous.value if previous is not None and previous.readable and not previous.reference else None
+    url = None
+    if serve:
+        provider.ensure_serving(snapshot)
+        url = provider.connection_url(snapshot, like=like)
+    return Prepared(snapshot, url, previous, prod.name, time.monotonic() - t0, _live_release(loaded, platform),
+                    like=like)
+
+
+def _live_release(loaded: LoadedConfig, platform: Platform) -> Release | None:
+    """The app release live now, when a rollback may have to bring it back ([rollback] app = "auto" and the
+    platform can); None otherwise or when the platform cannot say (the plan said the code may not come back)."""
+    if loaded.config.rollback.app != "auto" or platform.release_rollback() is None:
+        return None
+    try:
+        return platform.describe()
+    except DeploysafeError:
+        return None
 
 
 def app_plan(loaded: LoadedConfig, platform: Platform) -> str:
@@ -149,9 +192,8 @@ def execute(
     *,
     verdict_at: float | None = None,
 ) -> Outcome:
-    """Repoint, pick up, wait until live, probe. RollbackFailed (exit 4) with manual steps on any failure."""
-    from deploysafe.probes import analyse
-
+    """Repoint, pick up, wait until live, probe (or, with ``prepared.restore``, restore production in place and
+    probe). RollbackFailed (exit 4) with manual steps on any failure."""
     outcome = Outcome(prepared.snapshot, healthy=False)
     done: list[str] = []
     back_to: Release | None = None
@@ -169,15 +211,6 @@ def execute(
         finally:
             outcome.timings[step] = time.monotonic() - t0
 
-    if prepared.url is None:  # lazy: the snapshot's compute is made now, on the critical path
-
-        def serve() -> None:
-            provider.ensure_serving(prepared.snapshot)
-            prepared.url = provider.connection_url(prepared.snapshot)
-
-        timed("serve", serve)
-    url = prepared.url
-    assert url is not None
     capability = platform.release_rollback()
     back_to, running = _release_to_bring_back(loaded, platform, prepared, timed)
 
@@ -201,30 +234,52 @@ def execute(
             journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
         return returned
 
-    if loaded.config.rollback.strategy == "restore":
-        restore = getattr(provider, "restore_in_place", None)
-        if restore is None:
-            raise RollbackFailed(
-                f'[rollback] strategy = "restore" needs provider type "neon", not {provider.name!r}',
-                manual_steps=manual_steps(loaded, prepared, done, back_to=back_to),
-            )
-        preserved = f"{prepared.failed_state}-failed-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-        timed("restore", lambda: restore(prepared.snapshot, preserved), preserved_as=preserved)
+    if prepared.restore is not None:
         production_name = prepared.failed_state
-        prepared.failed_state = preserved  # production's name now holds the snapshot's data
-        done += ["set"]
+        _restore(provider, prepared, timed)
+        done.append("set")  # production's URL already serves the snapshot's data
         record_repoint(provider, production_name, journal)
-        release = app_half(None)  # the URL did not change
-    else:
-        if back_to is None:
-            timed("set", lambda: platform.set_url(url), var=loaded.config.platform.var)
-            done.append("set")
-            journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
-        # recorded before the code half sets the variable too: if it stops halfway, the snapshot is kept as in use
-        record_repoint(provider, prepared.snapshot, journal)
-        release = app_half(url)
+        if back_to is not None:  # the code changed during the deploy: bring it back too (the URL did not change)
+            restored = app_half(None)
+            done.append("pick_up")
+            timed("wait_live", lambda: platform.wait_live(restored, loaded.config.platform.ready_timeout),
+                  release=restored.id)
+        assert prepared.url is not None
+        return _probe(loaded, prepared.url, journal, outcome, timed, verdict_at,
+                      f"production restored to {prepared.snapshot!r}",
+                      [f"Keep {prepared.failed_state!r}: it holds the failed production state and the writes made "
+                       "since the snapshot."])
+    if prepared.url is None:  # lazy: the snapshot's compute is made now, on the critical path
+
+        def serve() -> None:
+            provider.ensure_serving(prepared.snapshot)
+            prepared.url = provider.connection_url(prepared.snapshot, like=prepared.like)
+
+        timed("serve", serve)
+    url = prepared.url
+    assert url is not None
+    # the app moves onto the snapshot now: its server-side expiry must not delete it under the app
+    timed("hold", lambda: provider.hold(prepared.snapshot))
+    if back_to is None:
+        timed("set", lambda: platform.set_url(url), var=loaded.config.platform.var)
+        done.append("set")
+        journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
+    # recorded before the code half sets the variable too: if it stops halfway, the snapshot is kept as in use
+    record_repoint(provider, prepared.snapshot, journal)
+    release = app_half(url)
     done.append("pick_up")
     timed("wait_live", lambda: platform.wait_live(release, loaded.config.platform.ready_timeout), release=release.id)
+    return _probe(loaded, url, journal, outcome, timed, verdict_at, f"snapshot {prepared.snapshot!r}",
+                  manual_steps(loaded, prepared, done, back_to=back_to)[-2:])
+
+
+def _probe(
+    loaded: LoadedConfig, url: str, journal: Journal, outcome: Outcome, timed: Any, verdict_at: float | None,
+    where: str, steps: list[str],
+) -> Outcome:
+    """The rollback's last step: probes prove the app healthy, or RollbackFailed with what is left to do."""
+    from deploysafe.probes import analyse
+
     verdict = timed("probes", lambda: analyse(loaded.config.probes, url, journal=journal, phase="rollback.probe"))
     outcome.verdict = verdict
     outcome.healthy = verdict.healthy
@@ -232,11 +287,8 @@ def execute(
         outcome.timings["verdict_to_healthy"] = time.monotonic() - verdict_at
     if not verdict.healthy:
         raise RollbackFailed(
-            f"the app is not healthy on snapshot {prepared.snapshot!r} either: {verdict.reason}",
-            manual_steps=[
-                "Look at the app's logs: the failure may not be the database.",
-                *manual_steps(loaded, prepared, done, back_to=back_to)[-2:],
-            ],
+            f"the app is not healthy on {where} either: {verdict.reason}",
+            manual_steps=["Look at the app's logs: the failure may not be the database.", *steps],
         )
     return outcome
 
@@ -265,6 +317,19 @@ def record_repoint(provider: Provider, target: str, journal: Journal) -> None:
         journal.event("record-target", "failed", target=target, error=why)
 
 
+def _restore(provider: Provider, prepared: Prepared, timed: Any) -> None:
+    """Restore production in place: its connection string stays, so no platform call; the app's connections
+    drop and reconnect. The failed state is kept under a deploysafe name."""
+    from deploysafe.providers.base import failed_state_name
+
+    plan = prepared.restore
+    assert plan is not None
+    preserved = failed_state_name(plan.target, datetime.now(UTC))
+    timed("restore", lambda: provider.restore_in_place(plan, preserved), preserved_as=preserved, source=plan.source,
+          lsn=plan.source_lsn, at=plan.source_timestamp.isoformat() if plan.source_timestamp else None)
+    prepared.failed_state = preserved  # production's name now holds the snapshot's data
+
+
 def resolve_target(provider: Provider, to: str | None) -> str:
     """``--to`` as given, else the newest pre-deploy snapshot."""
     from deploysafe.providers.base import SnapshotKind
@@ -274,7 +339,7 @@ def resolve_target(provider: Provider, to: str | None) -> str:
         if snap.is_production:
             raise PreconditionError(f"{to!r} is production itself", hint="name a snapshot: `deploysafe snapshot list`")
         return snap.name
-    pre = [s for s in provider.list_snapshots() if s.ours and s.kind is SnapshotKind.PRE_DEPLOY]
+    pre = [s for s in provider.list_snapshots() if s.ours and s.kind is SnapshotKind.PRE_DEPLOY and not s.is_production]
     if not pre:
         raise PreconditionError(
             "there is no pre-deploy snapshot to roll back to", hint="name one with --to, or use --at TIMESTAMP (Neon)"

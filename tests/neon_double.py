@@ -20,6 +20,7 @@ endpoint ``host`` reported by the API is a Neon-shaped name (``ep-...neon.test``
 
 from __future__ import annotations
 
+import email.utils
 import functools
 import itertools
 import json
@@ -28,7 +29,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -112,6 +113,32 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _parse(ts: str) -> datetime:
+    dt = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _lsn(n: int) -> str:
+    return f"0/{n:X}"
+
+
+def _lsn_int(text: str) -> int | None:
+    hi, sep, lo = text.partition("/")
+    try:
+        return (int(hi, 16) << 32) + int(lo, 16) if sep else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Point:
+    """One moment of a branch's history the double can serve again: ``db`` is a frozen copy (None: empty)."""
+
+    ts: datetime
+    lsn: int
+    db: str | None
+
+
 _WORDS = ("aged", "wispy", "sweet", "raspy", "cool", "shiny", "small", "quiet", "green", "bold")
 _NOUNS = ("salad", "meadow", "breeze", "hill", "darkness", "wind", "term", "river", "cloud", "leaf")
 
@@ -153,6 +180,10 @@ class NeonDouble:
     rate_burst: float = 40.0
     retry_after: bool = True  # send Retry-After on 429 (Neon does not document it)
     store_passwords: bool = True
+    clock: Callable[[], datetime] = _now  # the server's wall clock: Date header, expiry, history window
+    root_branches_limit: int | None = 3  # Free 3, Launch 5, Scale 25 (docs: plans)
+    lock_while_running: bool = True  # mutations answer 423 while an operation runs (spec: 423 "Locked")
+    retrying_ops: int = 0  # the next N operations show `failed` (failures_count, retry_at) before Neon's retry finishes them
 
     branches: dict[str, Json] = field(default_factory=dict)
     annotations: dict[str, Json] = field(default_factory=dict)
@@ -160,11 +191,16 @@ class NeonDouble:
     operations: dict[str, Json] = field(default_factory=dict)
     schedules: dict[str, list[Json]] = field(default_factory=dict)
     dbnames: dict[str, str] = field(default_factory=dict)  # branch id -> backing database
+    history: dict[str, list[Point]] = field(default_factory=dict)  # branch id -> recorded moments, oldest first
+    undeletable: set[str] = field(default_factory=set)  # backups of a root restored from another branch
+    frozen: set[str] = field(default_factory=set)  # databases holding history points
     spec_problems: list[str] = field(default_factory=list)
     log: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path?query, status)
     uri_requests: list[Json] = field(default_factory=list)
+    restore_bodies: list[Json] = field(default_factory=list)  # every restore request, accepted or not
     injections: list[Injection] = field(default_factory=list)
     drop_creates: int = 0
+    gateway_after: int = 0  # the next N restores happen, then the gateway answers 502 (the client cannot tell)
     fail_ops: int = 0  # the next N operations created end `failed`
     rate_limited: int = 0
 
@@ -172,6 +208,7 @@ class NeonDouble:
         self.lock = threading.RLock()
         self.tag = secrets.token_hex(3)
         self._seq = itertools.count(1)
+        self._lsns = itertools.count(0x1000000, 0x100)
         self._tokens = self.rate_burst
         self._last_refill = time.monotonic()
         self._httpd: ThreadingHTTPServer | None = None
@@ -201,7 +238,7 @@ class NeonDouble:
             self._httpd.server_close()
         if self.server_url:
             with psycopg.connect(self.server_url, autocommit=True) as c:
-                for db in set(self.dbnames.values()):
+                for db in set(self.dbnames.values()) | self.frozen:
                     c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 
     # --- knobs -------------------------------------------------------------------------------------
@@ -243,6 +280,75 @@ class NeonDouble:
                 self._make_endpoint(bid, ready=True)
             return bid
 
+    def checkpoint(self, name: str, at: datetime | None = None) -> str:
+        """Record the branch's current data as its state at ``at`` (default: the server's now); return the LSN.
+
+        Neon keeps every moment; the double keeps the moments recorded here and by the calls that read history
+        (branching at head, restore). Asked for a time between two points, it serves the earlier one.
+        """
+        with self.lock:
+            return _lsn(self._record_point(self.by_name(name)["id"], at).lsn)
+
+    def archive(self, name: str) -> None:
+        """Neon archives branches idle for a while: state ``archived``, computes ``idle``, no connections until woken."""
+        with self.lock:
+            b = self.by_name(name)
+            b["current_state"] = "archived"
+            for ep in self.endpoints.values():
+                if ep["branch_id"] == b["id"]:
+                    ep["current_state"] = "idle"
+            self._allow_connections(b["id"], False)
+
+    def _allow_connections(self, bid: str, allow: bool) -> None:
+        db = self.dbnames.get(bid)
+        if db and self.server_url:
+            with self._admin() as c:
+                c.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}").format(
+                    sql.Identifier(db), sql.SQL("true" if allow else "false")))
+                if not allow:
+                    c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (db,))
+
+    def _record_point(self, bid: str, at: datetime | None = None) -> Point:
+        """Freeze the branch's live data as a history point (a template copy of its database)."""
+        when = at or self.clock()
+        points = self.history.setdefault(bid, [])
+        if points and when < points[-1].ts:
+            raise ValueError(f"history point {when} is older than the branch's newest point {points[-1].ts}")
+        frozen: str | None = None
+        if self.server_url and bid in self.dbnames:
+            frozen = f"nd{self.tag}_p{next(self._seq):05d}"
+            with self._admin() as c:
+                self._copy_db(c, self.dbnames[bid], frozen)
+            self.frozen.add(frozen)
+        point = Point(when, next(self._lsns), frozen)
+        points.append(point)
+        return point
+
+    def _point_at(self, bid: str, *, ts: str | None = None, lsn: str | None = None) -> Point | str:
+        """The history point a timestamp or LSN names, or why Neon would refuse it."""
+        points = self.history.get(bid) or []
+        now = self.clock()
+        if ts is not None:
+            when = _parse(ts)
+            if when > now:
+                return "timestamp is in the future"
+            if when < now - timedelta(seconds=self.history_seconds):
+                return "timestamp is outside the project's history retention window"
+            older = [p for p in points if p.ts <= when]
+            if not older:
+                return "timestamp is before the branch was created"
+            return older[-1]
+        assert lsn is not None
+        n = _lsn_int(lsn)
+        if n is None:
+            return f"invalid LSN {lsn!r}"
+        older = [p for p in points if p.lsn <= n]
+        if not older:
+            return f"LSN {lsn} is not in the branch's history"
+        if older[-1].ts < now - timedelta(seconds=self.history_seconds):
+            return "LSN is outside the project's history retention window"
+        return older[-1]
+
     def by_name(self, name: str) -> Json:
         for b in self.branches.values():
             if b["name"] == name:
@@ -257,8 +363,17 @@ class NeonDouble:
                 return str(self.branches[bid]["name"])
         return None
 
-    def branch_url(self, name: str) -> str:
-        return self._uri(self.by_name(name)["id"])
+    def branch_url(self, name: str, *, pooled: bool = False) -> str:
+        bid = self.by_name(name)["id"]
+        return self._pooled_uri(bid) if pooled else self._uri(bid)
+
+    def _pooled_uri(self, bid: str) -> str:
+        """Neon: the endpoint's host with ``-pooler`` on its first label; ``hostaddr`` reaches the real server."""
+        ep = next(e for e in self.endpoints.values() if e["branch_id"] == bid and e["type"] == "read_write")
+        first, _, rest = ep["host"].partition(".")
+        direct = urlsplit(self._uri(bid))
+        return direct._replace(netloc=direct.netloc.replace(f"@{self.pg_host}:", f"@{first}-pooler.{rest}:"),
+                               query=f"hostaddr={self.pg_host}").geturl()
 
     def _uri(self, bid: str) -> str:
         db = self.dbnames.get(bid, f"nodb_{bid}")
@@ -270,8 +385,10 @@ class NeonDouble:
         return psycopg.connect(self.server_url, autocommit=True)
 
     def _make_branch(self, bid: str, name: str, parent_id: str | None, *, database: bool,
-                     created_at: datetime | None = None) -> Json:
-        now = _iso(created_at or _now())
+                     created_at: datetime | None = None, point: Point | None = None) -> Json:
+        """A branch from ``point`` of its parent's history (default: the parent's head, recorded now)."""
+        created = created_at or self.clock()
+        now = _iso(created)
         b: Json = {
             "id": bid, "project_id": self.project_id, "name": name, "current_state": "init", "pending_state": "ready",
             "state_changed_at": now, "creation_source": "console", "created_at": now, "updated_at": now,
@@ -279,18 +396,22 @@ class NeonDouble:
             "compute_time_seconds": 0, "written_data_bytes": 0, "data_transfer_bytes": 0, "init_source": "parent-data",
         }
         if parent_id:
+            point = point or self._record_point(parent_id)
             b["parent_id"] = parent_id
-            b["parent_lsn"] = f"0/{next(self._seq):X}0"
+            b["parent_lsn"] = _lsn(point.lsn)
+            b["parent_timestamp"] = _iso(point.ts)
         db = f"nd{self.tag}_{bid.rsplit('-', 1)[-1]}"
         if database and self.server_url:
             with self._admin() as c:
-                if parent_id and parent_id in self.dbnames:
-                    self._copy_db(c, self.dbnames[parent_id], db)
+                if point is not None and point.db:
+                    self._copy_db(c, point.db, db)
                 else:
                     c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(db)))
                 row = c.execute("SELECT pg_database_size(%s)", (db,)).fetchone()
                 b["logical_size"] = int(row[0]) if row else 0
             self.dbnames[bid] = db
+        # the branch's own history starts with the data it was made from
+        self.history[bid] = [Point(created, next(self._lsns), point.db if point is not None else None)]
         self.branches[bid] = b
         return b
 
@@ -307,14 +428,26 @@ class NeonDouble:
                 time.sleep(0.05)
         raise RuntimeError(f"could not copy {source}: sessions kept reconnecting")
 
+    @staticmethod
+    def _rename_db(c: psycopg.Connection[Any], source: str, target: str) -> None:
+        for _ in range(40):
+            c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                      (source,))
+            try:
+                c.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(source), sql.Identifier(target)))
+                return
+            except psycopg.errors.ObjectInUse:
+                time.sleep(0.05)
+        raise RuntimeError(f"could not rename {source}: sessions kept reconnecting")
+
     def _annotate(self, bid: str, value: dict[str, str]) -> None:
-        now = _iso(_now())
+        now = _iso(self.clock())
         self.annotations[bid] = {"object": {"type": "console/branch", "id": bid}, "value": dict(value),
                                  "created_at": now, "updated_at": now}
 
     def _make_endpoint(self, bid: str, *, ready: bool) -> Json:
         eid = self._new_id("ep")
-        now = _iso(_now())
+        now = _iso(self.clock())
         ep: Json = {
             "host": f"{eid}.c-2.us-east-2.aws.neon.test", "id": eid, "project_id": self.project_id, "branch_id": bid,
             "region_id": "aws-us-east-2", "autoscaling_limit_min_cu": 0.25, "autoscaling_limit_max_cu": 2,
@@ -329,10 +462,13 @@ class NeonDouble:
         return ep
 
     def _op(self, action: str, *, branch_id: str | None = None, endpoint_id: str | None = None) -> Json:
-        now = _iso(_now())
+        now = _iso(self.clock())
         failing = self.fail_ops > 0
         if failing:
             self.fail_ops -= 1
+        retrying = not failing and self.retrying_ops > 0
+        if retrying:
+            self.retrying_ops -= 1
         op: Json = {
             "id": str(uuid.uuid4()), "project_id": self.project_id, "action": action,
             "status": "running" if self.op_polls > 0 else "finished", "failures_count": 0,
@@ -344,9 +480,11 @@ class NeonDouble:
             op["endpoint_id"] = endpoint_id
         if self.op_polls <= 0 and failing:
             op["status"] = "failed"
-        self.operations[op["id"]] = {"op": op, "polls_left": self.op_polls, "fail": failing}
-        if self.op_polls <= 0:
+        self.operations[op["id"]] = {"op": op, "polls_left": self.op_polls, "fail": failing, "retries": 2 if retrying else 0}
+        if self.op_polls <= 0 and not retrying:
             self._settle(op)
+        elif retrying:
+            op["status"] = "running"
         return dict(op)
 
     def _settle(self, op: Json) -> None:
@@ -359,9 +497,12 @@ class NeonDouble:
             if not still:
                 self.branches[bid]["current_state"] = "ready"
                 self.branches[bid].pop("pending_state", None)
-        if eid in self.endpoints and self.endpoints[eid]["current_state"] == "init":
+        if eid in self.endpoints and self.endpoints[eid]["current_state"] in ("init", "idle"):
             self.endpoints[eid]["current_state"] = "active"
             self.endpoints[eid].pop("pending_state", None)
+        if op["action"] == "timeline_unarchive" and bid in self.branches:
+            self.branches[bid]["current_state"] = "ready"
+            self._allow_connections(bid, True)
 
     def _rate_ok(self) -> float | None:
         """None when the request may pass; else seconds until a token is free."""
@@ -397,6 +538,7 @@ class NeonDouble:
             ("GET", r"/branches/(?P<b>[^/]+)/backup_schedule", self._get_schedule),
             ("PUT", r"/branches/(?P<b>[^/]+)/backup_schedule", self._put_schedule),
             ("GET", r"/endpoints", self._list_endpoints),
+            ("POST", r"/endpoints/(?P<e>[^/]+)/start", self._start_endpoint),
             ("POST", r"/endpoints", self._create_endpoint),
             ("GET", r"/operations/(?P<o>[^/]+)", self._get_operation),
             ("GET", r"/connection_uri", self._connection_uri),
@@ -405,16 +547,50 @@ class NeonDouble:
             match = re.fullmatch(rx, rest)
             if m == method and match:
                 with self.lock:
+                    self._expire()
+                    if method != "GET" and self.lock_while_running and self._running():
+                        for rec in self.operations.values():  # time passes for the operation holding the project
+                            self._tick(rec)
+                        return self._err(423, "project already has running operations, scheduling of new ones is prohibited")
                     result: tuple[int, Json | None, dict[str, str]] = fn(query=query, body=body or {}, **match.groupdict())
                 return result
         return 404, {"code": "", "message": f"no route {method} {path}"}, {}
 
     @staticmethod
-    def _err(status: int, message: str) -> tuple[int, Json, dict[str, str]]:
-        return status, {"code": "", "message": message}, {}
+    def _err(status: int, message: str, code: str = "") -> tuple[int, Json, dict[str, str]]:
+        return status, {"code": code, "message": message}, {}
+
+    def _running(self) -> bool:
+        return any(r["op"]["status"] in ("running", "scheduling") or r.get("retries", 0) > 0
+                   or (r["op"]["status"] == "failed" and r["op"].get("failures_count") and not r["fail"])
+                   for r in self.operations.values())
+
+    def _expire(self) -> None:
+        """Neon's expiry job: a branch past its expires_at is deleted (with its computes)."""
+        now = self.clock()
+        for bid, b in list(self.branches.items()):
+            if b.get("expires_at") and _parse(b["expires_at"]) <= now and not self._children(bid):
+                self._drop_branch(bid)
+
+    def _children(self, bid: str) -> list[Json]:
+        return [o for o in self.branches.values() if o.get("parent_id") == bid]
+
+    def _roots(self) -> int:
+        return sum(1 for o in self.branches.values() if not o.get("parent_id"))
+
+    def _drop_branch(self, bid: str) -> None:
+        self.branches.pop(bid, None)
+        self.annotations.pop(bid, None)
+        self.history.pop(bid, None)
+        for eid in [e for e, ep in self.endpoints.items() if ep["branch_id"] == bid]:
+            del self.endpoints[eid]
+        db = self.dbnames.pop(bid, None)
+        if db and self.server_url:
+            with self._admin() as c:
+                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
 
     def _get_project(self, **_: Any) -> tuple[int, Json, dict[str, str]]:
-        now = _iso(_now())
+        now = _iso(self.clock())
         size = sum(int(b.get("logical_size", 0)) for b in self.branches.values())
         project: Json = {
             "consumption_period_end": now, "consumption_period_start": now, "active_time_seconds": 0,
@@ -447,8 +623,8 @@ class NeonDouble:
         limit = min(int(query.get("limit", self.page_size)), self.page_size)
         page = items[offset:offset + limit]
         pagination: Json = {"sort_by": sort_by, "sort_order": "desc" if reverse else "asc"}
-        if offset + limit < len(items):
-            pagination["next"] = f"c{offset + limit}"
+        if page:  # Neon answers `next` on the last page too: the client must stop at an empty page
+            pagination["next"] = f"c{offset + len(page)}"
         ann = {b["id"]: self.annotations[b["id"]] for b in page if b["id"] in self.annotations}
         return 200, {"branches": page, "annotations": ann, "pagination": pagination}, {}
 
@@ -463,9 +639,9 @@ class NeonDouble:
         if br is None:
             return self._err(404, "branch not found")
         self._tick_branch(b)
-        body: Json = {"branch": br}
-        if b in self.annotations:
-            body["annotation"] = self.annotations[b]
+        # the spec requires `annotation`: a branch never annotated answers an empty value
+        body: Json = {"branch": br, "annotation": self.annotations.get(b) or {
+            "object": {"type": "console/branch", "id": b}, "value": {}}}
         return 200, body, {}
 
     def _create_branch(self, body: Json, **_: Any) -> tuple[int, Json, dict[str, str]]:
@@ -474,27 +650,33 @@ class NeonDouble:
         if any(b["name"] == name for b in self.branches.values()):
             return self._err(409, "branch already exists")
         if self.branches_limit is not None and len(self.branches) >= self.branches_limit:
-            return self._err(422, f"branches limit exceeded: your plan allows {self.branches_limit} branches")
+            return self._err(422, f"branches limit exceeded: your plan allows {self.branches_limit} branches",
+                             "BRANCHES_LIMIT_EXCEEDED")
         parent_id = spec.get("parent_id") or next((b["id"] for b in self.branches.values() if b["default"]), None)
         if parent_id not in self.branches:
             return self._err(404, "parent branch not found")
-        ts = spec.get("parent_timestamp")
-        if ts:
-            when = datetime.fromisoformat(ts.replace("Z", "+00:00"))
-            if when < _now() - timedelta(seconds=self.history_seconds) or when > _now():
-                return self._err(400, "parent_timestamp is outside the project's history retention window")
+        parent = self.branches[parent_id]
+        if parent.get("expires_at"):  # docs: a branch with an expiration cannot have children
+            return self._err(400, "cannot create a child of a branch with an expiration time")
+        ts, lsn = spec.get("parent_timestamp"), spec.get("parent_lsn")
+        point: Point | None = None
+        if ts or lsn:
+            found = self._point_at(parent_id, ts=ts, lsn=lsn if not ts else None)
+            if isinstance(found, str):
+                return self._err(400, found)
+            point = found
         expires = spec.get("expires_at")
         if expires:
-            when = datetime.fromisoformat(expires.replace("Z", "+00:00"))
-            if when <= _now() or when > _now() + timedelta(days=30):
+            when = _parse(expires)
+            if when <= self.clock() or when > self.clock() + timedelta(days=30):
                 return self._err(400, "expires_at must be in the future and at most 30 days ahead")
         bid = self._new_id("br")
-        br = self._make_branch(bid, name, parent_id, database=True)
+        br = self._make_branch(bid, name, parent_id, database=True, point=point)
         if ts:
-            br["parent_timestamp"] = ts  # a database cannot go back in time: recorded, current data served
+            br["parent_timestamp"] = ts
         if expires:
             br["expires_at"] = expires
-            br["ttl_interval_seconds"] = 3600
+            br["ttl_interval_seconds"] = int((_parse(expires) - self.clock()).total_seconds())
         if body.get("annotation_value"):
             self._annotate(bid, body["annotation_value"])
         ops = [self._op("create_branch", branch_id=bid)]
@@ -516,18 +698,15 @@ class NeonDouble:
         br = self._branch(b)
         if br is None:
             return 204, None, {}
-        if any(o.get("parent_id") == b for o in self.branches.values()):
+        if self._children(b):
             return self._err(422, "branch has children and cannot be deleted")
         if br["default"] or br["protected"]:
             return self._err(422, "cannot delete the default or a protected branch")
-        del self.branches[b]
-        self.annotations.pop(b, None)
-        for eid in [e for e, ep in self.endpoints.items() if ep["branch_id"] == b]:
-            del self.endpoints[eid]
-        db = self.dbnames.pop(b, None)
-        if db and self.server_url:
-            with self._admin() as c:
-                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db)))
+        if b in self.undeletable:
+            return self._err(422, "the backup of a root branch restored from another branch cannot be deleted")
+        if not br.get("parent_id") and self._roots() <= 1:
+            return self._err(422, "cannot delete the project's last root branch")
+        self._drop_branch(b)
         ops = [self._op("delete_timeline", branch_id=b)]
         return 200, {"branch": br, "operations": ops}, {}
 
@@ -545,9 +724,15 @@ class NeonDouble:
         if "expires_at" in change:
             if change["expires_at"] is None:
                 br.pop("expires_at", None)
+                br.pop("ttl_interval_seconds", None)
             else:
+                when = _parse(change["expires_at"])
+                if when <= self.clock() or when > self.clock() + timedelta(days=30):
+                    return self._err(400, "expires_at must be in the future and at most 30 days ahead")
+                if self._children(b) or br.get("default") or br.get("protected") or not br.get("parent_id"):
+                    return self._err(400, "expiration can only be set on a child branch without children")
                 br["expires_at"] = change["expires_at"]
-        br["updated_at"] = _iso(_now())
+        br["updated_at"] = _iso(self.clock())
         return 200, {"branch": br, "operations": []}, {}
 
     def _branch_endpoints(self, b: str, **_: Any) -> tuple[int, Json, dict[str, str]]:
@@ -574,44 +759,96 @@ class NeonDouble:
             self._settle(self.operations[op["id"]]["op"])
         return 201, {"endpoint": ep, "operations": [op]}, {}
 
+    def _start_endpoint(self, e: str, **_: Any) -> tuple[int, Json, dict[str, str]]:
+        ep = self.endpoints.get(e)
+        if ep is None:
+            return self._err(404, "endpoint not found")
+        br = self.branches[ep["branch_id"]]
+        ops = []
+        if br["current_state"] == "archived":
+            ops.append(self._op("timeline_unarchive", branch_id=br["id"]))
+        ops.append(self._op("start_compute", branch_id=br["id"], endpoint_id=e))
+        if self.op_polls <= 0:
+            for op in ops:
+                self._settle(self.operations[op["id"]]["op"])
+        return 200, {"endpoint": ep, "operations": ops}, {}
+
     def _restore(self, b: str, body: Json, **_: Any) -> tuple[int, Json, dict[str, str]]:
-        """Restore ``b`` from the head of ``source_branch_id``; the old state lives on as ``preserve_under_name``."""
+        """Instant restore (docs: branch-restore): a root branch from its own or another root branch's history.
+
+        The target keeps its id, name and computes (connection string unchanged) and gets the source's data at
+        the point asked for; with ``preserve_under_name`` its previous state becomes a separate root branch that
+        takes over its children. That backup is not deletable when the source was another branch.
+        """
+        self.restore_bodies.append(dict(body))
         target = self._branch(b)
         source = self._branch(body.get("source_branch_id", ""))
         if target is None or source is None:
             return self._err(404, "branch not found")
-        if source["id"] == b:
-            return self._err(400, "restoring a branch onto itself needs source_lsn or source_timestamp")
+        if target.get("parent_id"):
+            return self._err(400, "instant restore is only supported for root branches")
+        if source.get("parent_id"):
+            return self._err(400, "a branch can only be restored from its own or another root branch's history")
+        ts, lsn = body.get("source_timestamp"), body.get("source_lsn")
         keep = body.get("preserve_under_name")
-        if not keep and any(o.get("parent_id") == b for o in self.branches.values()):
+        if source["id"] == b and not (ts or lsn):
+            return self._err(400, "restoring a branch to its own history needs source_lsn or source_timestamp")
+        if source["id"] == b and not keep:
+            return self._err(400, "preserve_under_name is required when restoring a branch to its own history")
+        if not keep and self._children(b):
             return self._err(400, "preserve_under_name is required when the branch has children")
-        ops: list[Json] = []
+        if keep and any(o["name"] == keep for o in self.branches.values()):
+            return self._err(409, "branch already exists")
+        if keep and self.branches_limit is not None and len(self.branches) >= self.branches_limit:
+            return self._err(422, f"branches limit exceeded: your plan allows {self.branches_limit} branches",
+                             "BRANCHES_LIMIT_EXCEEDED")
+        if keep and self.root_branches_limit is not None and self._roots() >= self.root_branches_limit:
+            return self._err(422, f"root branches limit exceeded: your plan allows {self.root_branches_limit} root branches",
+                             "ROOT_BRANCHES_LIMIT_EXCEEDED")
+        if ts or lsn:
+            found = self._point_at(source["id"], ts=ts, lsn=lsn if not ts else None)
+            if isinstance(found, str):
+                return self._err(400, found)
+            point = found
+        else:
+            point = self._record_point(source["id"])
+        now = self.clock()
+        old_history = self.history.get(b, [])
+        new_history = [p for p in self.history.get(source["id"], []) if p.lsn <= point.lsn]
         backup_id: str | None = None
         if keep:
             backup_id = self._new_id("br")
-            now = _iso(_now())
-            backup = dict(target, id=backup_id, name=keep, default=False, protected=False, created_at=now, updated_at=now)
-            if target.get("parent_id"):
-                backup["parent_id"] = target["parent_id"]
-            else:
-                backup.pop("parent_id", None)  # restoring a root makes the backup a separate root
+            backup = dict(target, id=backup_id, name=keep, default=False, protected=False, created_at=_iso(now),
+                          updated_at=_iso(now))
+            backup.pop("parent_id", None)  # restoring a root makes the backup a separate root
             self.branches[backup_id] = backup
-            for o in self.branches.values():  # children move under the backup
-                if o.get("parent_id") == b:
-                    o["parent_id"] = backup_id
-        old_db = self.dbnames.get(b)
-        if self.server_url and old_db and source["id"] in self.dbnames:
-            new_db = f"nd{self.tag}_r{next(self._seq):05d}"
+            self.history[backup_id] = old_history
+            if source["id"] != b:
+                self.undeletable.add(backup_id)
+            for o in self._children(b):  # children move under the backup
+                o["parent_id"] = backup_id
+        prod_db = self.dbnames.get(b)
+        if self.server_url and prod_db:
+            # the connection string stays: production's database name now holds the restored data, and the old
+            # data moves to the backup's database (the compute moves; sessions on it are cut, as on Neon)
             with self._admin() as c:
-                self._copy_db(c, self.dbnames[source["id"]], new_db)
-                if not backup_id:
-                    c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(old_db)))
-            self.dbnames[b] = new_db
-            if backup_id:
-                self.dbnames[backup_id] = old_db
-        target["updated_at"] = _iso(_now())
+                if backup_id:
+                    kept_db = f"nd{self.tag}_k{next(self._seq):05d}"
+                    self._rename_db(c, prod_db, kept_db)
+                    self.dbnames[backup_id] = kept_db
+                else:
+                    c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(prod_db)))
+                if point.db:
+                    self._copy_db(c, point.db, prod_db)
+                else:
+                    c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(prod_db)))
+        self.history[b] = [*new_history, Point(now, next(self._lsns), point.db)]
+        target["updated_at"] = _iso(now)
         target["last_reset_at"] = target["updated_at"]
-        ops.append(self._op("create_timeline", branch_id=b))
+        ops = [self._op("create_timeline", branch_id=b)]
+        if self.gateway_after > 0:
+            self.gateway_after -= 1
+            return 502, {"code": "", "message": "bad gateway"}, {}
         return 200, {"branch": target, "operations": ops}, {}
 
     def _get_schedule(self, b: str, **_: Any) -> tuple[int, Json, dict[str, str]]:
@@ -629,11 +866,25 @@ class NeonDouble:
 
     def _tick(self, rec: Json) -> None:
         op = rec["op"]
+        if rec.get("retries", 0) > 0 and op["status"] in ("running", "failed"):
+            # Neon retries a failing operation itself: it reads `failed` with failures_count/retry_at meanwhile
+            rec["retries"] -= 1
+            op["status"] = "failed"
+            op["failures_count"] = op.get("failures_count", 0) + 1
+            op["retry_at"] = _iso(self.clock() + timedelta(seconds=1))
+            op["error"] = "compute start timed out; retrying"
+            return
+        if op["status"] in ("running", "failed") and not rec["fail"] and op.get("failures_count"):
+            op["status"] = "finished"
+            op.pop("error", None)
+            op["updated_at"] = _iso(self.clock())
+            self._settle(op)
+            return
         if op["status"] == "running":
             rec["polls_left"] -= 1
             if rec["polls_left"] <= 0:
                 op["status"] = "failed" if rec["fail"] else "finished"
-                op["updated_at"] = _iso(_now())
+                op["updated_at"] = _iso(self.clock())
                 self._settle(op)
 
     def _tick_branch(self, bid: str) -> None:
@@ -657,8 +908,9 @@ class NeonDouble:
             return self._err(404, f"database {query.get('database_name')!r} or role {query.get('role_name')!r} not found")
         if not any(e["branch_id"] == bid and e["type"] == "read_write" for e in self.endpoints.values()):
             return self._err(404, "read-write endpoint not found for branch")
-        self.uri_requests.append({"branch_id": bid, "pooled": query.get("pooled") == "true"})
-        return 200, {"uri": self._uri(bid)}, {}
+        pooled = query.get("pooled") == "true"
+        self.uri_requests.append({"branch_id": bid, "pooled": pooled})
+        return 200, {"uri": self._pooled_uri(bid) if pooled else self._uri(bid)}, {}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -667,6 +919,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header comes from the double's clock, which tests may set apart from the client's."""
+        return email.utils.format_datetime(self.double.clock().astimezone(UTC), usegmt=True)
 
     def _serve(self) -> None:
         d = self.double
@@ -748,8 +1004,8 @@ def make_double(pg_server: Any | None, **knobs: Any) -> NeonDouble:
 
 
 def seed_production(d: NeonDouble, name: str = "production") -> str:
-    """A default, root production branch with a running read-write compute."""
-    return d.add_branch(name, default=True, endpoint=True)
+    """A default, root production branch with a running read-write compute, made a day ago (its history starts then)."""
+    return d.add_branch(name, default=True, endpoint=True, created_at=d.clock() - timedelta(days=1))
 
 
 @pytest.fixture
@@ -765,4 +1021,4 @@ def neon_double(pg_server: Any) -> Iterator[NeonDouble]:
         pytest.fail("Neon double saw requests/responses that do not match the spec:\n" + "\n".join(d.spec_problems))
 
 
-__all__ = ["NeonDouble", "make_double", "neon_double", "seed_production", "spec_errors", "load_spec"]
+__all__ = ["NeonDouble", "Point", "make_double", "neon_double", "seed_production", "spec_errors", "load_spec"]

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +81,22 @@ def test_safe_then_breaking_migration_on_neon(neon_app: tuple[NeonDouble, DemoAp
     assert branch["parent_id"] == d.by_name("production")["id"]
     assert d.annotations[branch["id"]]["value"]["deploysafe"] == "pre-deploy"
     assert any(e["branch_id"] == branch["id"] and e["type"] == "read_write" for e in d.endpoints.values())  # eager
+    # ready to serve is not in use: the server-side safety net stays, [retention] pre_deploy (7 d) ahead
+    ahead = datetime.fromisoformat(branch["expires_at"].replace("Z", "+00:00")) - d.clock()
+    assert timedelta(days=6, hours=23) < ahead <= timedelta(days=7)
 
     edit_schema(app.root, BREAKING_CHANGE)
     code, summary, err = deploy(d, app)
     assert code == 1, err
     snap = summary["snapshot"]
     assert summary["rollback"]["snapshot"] == snap
-    assert d.branch_for_url(read_var(app.root / ".env", "DATABASE_URL") or "") == snap
+    # strategy auto: production restored in place from its own history; the app's DATABASE_URL never changed
+    assert d.branch_for_url(read_var(app.root / ".env", "DATABASE_URL") or "") == "production"
+    assert d.restore_bodies[-1]["source_branch_id"] == d.by_name("production")["id"]
+    assert d.restore_bodies[-1]["source_lsn"] == d.by_name(snap)["parent_lsn"]
+    assert not {"set", "pick_up", "wait_live"} & set(summary["rollback"]["timings"])  # no platform call
     assert healthy(app)
-    assert d.by_name("production")  # the failed production branch is kept
+    kept = summary["rollback"]["failed_state_kept"]
+    assert kept.startswith("production-failed-") and d.by_name(kept)  # the failed state is kept
     assert d.api_key not in err and d.role_password not in err and d.role_password not in json.dumps(summary)
     assert not d.spec_problems

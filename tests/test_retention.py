@@ -212,3 +212,15 @@ def test_headroom_is_as_safe_and_deletes_no_more_than_needed(
     assert len(plan.delete) == missing - plan.shortfall
     full = plan_prune(snaps, now=now, retention=retention, in_use=in_use, production=production)
     assert {s.id for s, _ in plan.delete} <= {s.id for s, _ in full.delete}
+
+
+def test_failed_state_branches_go_after_their_own_retention_leaf_first() -> None:
+    # an in-place restore on Neon keeps production's failed state as a root branch the snapshots then hang off
+    old = snap("production-failed-20261101T000000Z", SnapshotKind.FAILED_STATE, 20, source="production")
+    parent = snap("production-failed-20261110T000000Z", SnapshotKind.FAILED_STATE, 16, source="production")
+    child = snap("pre-deploy-under-it", SnapshotKind.PRE_DEPLOY, 3, source="production", parent_id=parent.id)
+    newest = snap("production-failed-20261124T000000Z", SnapshotKind.FAILED_STATE, 1, source="production")
+    plan = plan_prune([old, parent, child, newest], now=NOW, retention=RetentionConfig(), in_use=None,
+                      production="production")
+    assert [s.name for s, _ in plan.delete] == [old.name]  # 14 d retention; the parent has a child; newest kept
+    assert "failed-state retention of 14d00h" in plan.delete[0][1]

@@ -29,7 +29,7 @@ def neon_app(neon_double: NeonDouble, tmp_path: Path) -> Iterator[tuple[NeonDoub
     (tmp_path / ".env").write_text(f"# app settings\nDATABASE_URL={prod_url}\nPORT=3000\n")
     (tmp_path / "deploysafe.toml").write_text(
         f'[provider]\ntype = "neon"\nproject_id = "{d.project_id}"\ndatabase = "{d.database}"\nrole = "{d.role}"\n'
-        f'api_url = "{d.base_url}"\n\n[platform]\ntype = "dotenv"\nenv_file = ".env"\nrestart = "true"\n\n'
+        f'api_url = "{d.base_url}"\n\n[platform]\ntype = "dotenv"\nenv_file = ".env"\nrestart = "echo restart >> restarts.log"\n\n'
         '[probes]\ndeadline = "10s"\ninterval = "200ms"\n[[probes.sql]]\nname = "users"\n'
         'query = "select count(*) from users"\n'
     )
@@ -42,8 +42,19 @@ def ds(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProce
                           text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
+def use_strategy(root: Path, strategy: str) -> None:
+    with (root / "deploysafe.toml").open("a") as f:
+        f.write(f'\n[rollback]\nstrategy = "{strategy}"\n')
+
+
+def table(url: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as c:
+        return c.execute("SELECT id, email FROM users ORDER BY id").fetchall()
+
+
 def test_rollback_to_a_named_branch(neon_app: Any) -> None:
     d, root, env = neon_app
+    use_strategy(root, "repoint")
     made = ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-20261125T090000Z-abc1234")
     assert made.returncode == 0, made.stderr
     with psycopg.connect(d.branch_url("production"), autocommit=True) as c:
@@ -59,15 +70,43 @@ def test_rollback_to_a_named_branch(neon_app: Any) -> None:
     assert d.api_key not in r.stdout + r.stderr + made.stdout + made.stderr
 
 
-def test_rollback_to_a_timestamp_makes_a_restore_branch(neon_app: Any) -> None:
+def test_rollback_at_a_timestamp_with_repoint_serves_the_data_as_it_was(neon_app: Any) -> None:
     d, root, env = neon_app
-    at = (datetime.now(UTC) - timedelta(minutes=30)).replace(microsecond=0)
+    use_strategy(root, "repoint")
+    now = datetime.now(UTC).replace(microsecond=0)
+    before = table(d.branch_url("production"))
+    d.checkpoint("production", at=now - timedelta(minutes=40))
+    with psycopg.connect(d.branch_url("production"), autocommit=True) as c:
+        c.execute("INSERT INTO users (email) VALUES ('late-1'), ('late-2')")
+    d.checkpoint("production", at=now - timedelta(minutes=5))
+    at = now - timedelta(minutes=30)
     r = ds(root, env, "rollback", "--at", at.isoformat().replace("+00:00", "Z"), "--yes")
     assert r.returncode == 0, r.stderr
     name = f"restore-{at.strftime('%Y%m%dT%H%M%SZ')}"
     branch = d.by_name(name)
     assert branch["parent_timestamp"].startswith(at.strftime("%Y-%m-%dT%H:%M:%S"))
-    assert d.branch_for_url(read_var(root / ".env", "DATABASE_URL") or "") == name
+    url = read_var(root / ".env", "DATABASE_URL") or ""
+    assert d.branch_for_url(url) == name
+    assert table(url) == before  # row for row the state at 40 min ago, not production's 22 rows
+    assert len(table(d.branch_url("production"))) == 22
+
+
+def test_rollback_at_a_timestamp_restores_production_in_place_by_default(neon_app: Any) -> None:
+    d, root, env = neon_app
+    now = datetime.now(UTC).replace(microsecond=0)
+    before = table(d.branch_url("production"))
+    d.checkpoint("production", at=now - timedelta(minutes=40))
+    with psycopg.connect(d.branch_url("production"), autocommit=True) as c:
+        c.execute("INSERT INTO users (email) VALUES ('late-1'), ('late-2')")
+    env_before = (root / ".env").read_text()
+    at = now - timedelta(minutes=30)
+    r = ds(root, env, "rollback", "--at", at.isoformat().replace("+00:00", "Z"), "--yes")
+    assert r.returncode == 0, r.stderr
+    assert (root / ".env").read_text() == env_before and not (root / "restarts.log").exists()
+    assert table(d.branch_url("production")) == before
+    kept = [b for b in d.branches.values() if b["name"].startswith("production-failed-")]
+    assert len(kept) == 1 and len(table(d.branch_url(kept[0]["name"]))) == 22
+    assert not [b for b in d.branches.values() if b["name"].startswith("restore-")]  # no branch to repoint to
 
 
 def test_timestamp_outside_the_history_window_is_refused_before_anything_changes(neon_app: Any) -> None:
@@ -92,23 +131,103 @@ def test_dry_run_changes_nothing(neon_app: Any) -> None:
     assert (root / ".env").read_text() == before and len(d.branches) == count
 
 
-def test_restore_strategy_restores_production_in_place_and_keeps_the_old_state(neon_app: Any) -> None:
-    d, root, env = neon_app
-    with (root / "deploysafe.toml").open("a") as f:
-        f.write('\n[rollback]\nstrategy = "restore"\n')
-    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-r").returncode == 0
+def breaking_change(d: NeonDouble) -> None:
     with psycopg.connect(d.branch_url("production"), autocommit=True) as c:
         c.execute("INSERT INTO users (email) VALUES ('written-after')")
-    before_env = (root / ".env").read_text()
-    r = ds(root, env, "rollback", "--to", "pre-deploy-r", "--yes")
+        c.execute("ALTER TABLE users ADD COLUMN broken int")
+
+
+def test_auto_restores_production_in_place_from_its_own_history_twice(neon_app: Any) -> None:
+    d, root, env = neon_app
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-r").returncode == 0
+    before = table(d.branch_url("production"))
+    breaking_change(d)
+    env_before = (root / ".env").read_text()
+    posts = d.count("POST", r"/restore$")
+    r = ds(root, env, "--json", "rollback", "--to", "pre-deploy-r", "--yes")
     assert r.returncode == 0, r.stderr
-    assert (root / ".env").read_text() == before_env  # DATABASE_URL unchanged: no repoint
+    assert d.count("POST", r"/restore$") == posts + 1
+    body = d.restore_bodies[-1]
+    prod_id = d.by_name("production")["id"]
+    assert body["source_branch_id"] == prod_id  # production's OWN history, at the snapshot's LSN
+    assert body["source_lsn"] == d.by_name("pre-deploy-r")["parent_lsn"]
+    assert (root / ".env").read_text() == env_before  # DATABASE_URL unchanged
+    assert not (root / "restarts.log").exists()  # 0 platform calls: no restart, no variable written
+    assert table(d.branch_url("production")) == before  # rows and schema equal the snapshot's, row for row
     with psycopg.connect(d.branch_url("production")) as c:
-        assert c.execute("select count(*) from users").fetchone() == (20,)
-    preserved = [b for b in d.branches.values() if b["name"].startswith("production-failed-")]
-    assert len(preserved) == 1  # the failed state is kept under a preserved name
-    with psycopg.connect(d.branch_url(preserved[0]["name"])) as c:
-        assert c.execute("select count(*) from users").fetchone() == (21,)
+        assert c.execute("SELECT count(*) FROM information_schema.columns WHERE column_name = 'broken'").fetchone() == (0,)
+    kept = [b for b in d.branches.values() if b["name"].startswith("production-failed-")]
+    assert len(kept) == 1 and not kept[0].get("parent_id")  # a separate root branch (docs: branch-restore)
+    assert len(table(d.branch_url(kept[0]["name"]))) == 21  # the failed state, with the write made after the snapshot
+    listed = ds(root, env, "--json", "snapshot", "list")
+    assert listed.returncode == 0, listed.stderr
+    kinds = {s["name"]: s["kind"] for s in json.loads(listed.stdout)}
+    assert kinds[kept[0]["name"]] == "failed-state"
+
+    # a second breaking deploy afterwards: a new pre-deploy snapshot of the restored production, rolled back again
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-s").returncode == 0
+    breaking_change(d)
+    import time as _time
+
+    _time.sleep(1.1)  # a second failed-state name (they carry the time to the second)
+    r2 = ds(root, env, "rollback", "--yes")
+    assert r2.returncode == 0, r2.stderr
+    assert d.restore_bodies[-1]["source_lsn"] == d.by_name("pre-deploy-s")["parent_lsn"]
+    assert table(d.branch_url("production")) == before
+    assert (root / ".env").read_text() == env_before
+    assert len([b for b in d.branches.values() if b["name"].startswith("production-failed-")]) == 2
+
+
+def test_restore_strategy_on_a_child_production_is_refused_before_anything_changes(pg_server: Any, tmp_path: Path) -> None:
+    from neon_double import make_double
+
+    d = make_double(pg_server)
+    try:
+        d.add_branch("main", default=True, endpoint=True)
+        d.add_branch("production", parent="main", endpoint=True)
+        with psycopg.connect(d.branch_url("production"), autocommit=True) as c:
+            c.execute("CREATE TABLE users (id serial PRIMARY KEY, email text)")
+        (tmp_path / ".env").write_text(f"DATABASE_URL={d.branch_url('production')}\n")
+        (tmp_path / "deploysafe.toml").write_text(
+            f'[provider]\ntype = "neon"\nproject_id = "{d.project_id}"\ndatabase = "{d.database}"\nrole = "{d.role}"\n'
+            f'api_url = "{d.base_url}"\n\n[platform]\ntype = "dotenv"\nenv_file = ".env"\n\n'
+            '[rollback]\nstrategy = "restore"\n'
+        )
+        env = {"PATH": __import__("os").environ["PATH"], "NEON_API_KEY": d.api_key, "HOME": str(tmp_path)}
+        assert ds(tmp_path, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-c").returncode == 0
+        count = len(d.branches)
+        r = ds(tmp_path, env, "rollback", "--yes")
+        assert r.returncode == 3, r.stderr
+        assert "child of 'main'" in r.stderr and "root" in r.stderr and "Traceback" not in r.stderr
+        assert d.count("POST", r"/restore$") == 0 and len(d.branches) == count
+    finally:
+        d.stop()
+
+
+def test_rollback_from_a_pooled_production_url_sets_a_pooled_url(neon_app: Any) -> None:
+    d, root, env = neon_app
+    use_strategy(root, "repoint")
+    pooled = d.branch_url("production", pooled=True)
+    assert "-pooler." in pooled
+    (root / ".env").write_text(f"DATABASE_URL={pooled}\n")
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-p").returncode == 0
+    r = ds(root, env, "rollback", "--yes")
+    assert r.returncode == 0, r.stderr
+    url = read_var(root / ".env", "DATABASE_URL") or ""
+    assert d.branch_for_url(url) == "pre-deploy-p" and "-pooler." in url
+
+
+def test_after_rollback_promote_and_a_new_snapshot_rollback_goes_to_the_new_snapshot(neon_app: Any) -> None:
+    d, root, env = neon_app
+    use_strategy(root, "repoint")
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-1").returncode == 0
+    assert ds(root, env, "rollback", "--yes").returncode == 0
+    p = ds(root, env, "promote", "--yes")
+    assert p.returncode == 0, p.stderr
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-2").returncode == 0
+    r = ds(root, env, "--json", "rollback", "--yes", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "pre-deploy-2" in r.stdout  # not production, which still carries pre-deploy-1's annotation
 
 
 def test_lazy_snapshot_gets_its_compute_on_the_rollback_path(neon_app: Any) -> None:
@@ -122,6 +241,7 @@ def test_lazy_snapshot_gets_its_compute_on_the_rollback_path(neon_app: Any) -> N
     d, root, env = neon_app
     text = (root / "deploysafe.toml").read_text().replace('api_url =', 'snapshot_endpoint = "lazy"\napi_url =')
     (root / "deploysafe.toml").write_text(text)
+    use_strategy(root, "repoint")
     import os
 
     old = os.environ.get("NEON_API_KEY")

@@ -95,8 +95,8 @@ def test_execute_lazy_serves_the_snapshot_before_repointing(snap_rig: Rig) -> No
     before = len(snap_rig.provider.faults.log)
     out = execute(snap_rig, p)
     assert out.healthy and "serve" in out.timings and "verdict_to_healthy" not in out.timings
-    # then the repoint is recorded with the provider, for runners without this journal (issue 15)
-    assert snap_rig.provider.faults.methods()[before:] == ["ensure_serving", "connection_url", "record_app_target"]
+    # hold: the app moves onto it; then the repoint is recorded with the provider, for runners without this journal
+    assert snap_rig.provider.faults.methods()[before:] == ["ensure_serving", "connection_url", "hold", "record_app_target"]
     assert p.url == snap_rig.provider.url_of(SNAP) == snap_rig.platform.value
 
 
@@ -156,12 +156,21 @@ def test_unhealthy_on_the_snapshot_points_at_the_logs(snap_rig: Rig) -> None:
     assert snap_rig.provider.deleted == []
 
 
-def test_restore_strategy_needs_a_provider_that_can_restore(tmp_path: Path, snap_rig: Rig) -> None:
+def test_restore_strategy_is_refused_before_anything_changes_where_the_provider_cannot(tmp_path: Path,
+                                                                                       snap_rig: Rig) -> None:
+    # refused while preparing (exit 3, before production changes), not after the verdict (exit 4)
     snap_rig.loaded = make_loaded(tmp_path, '[rollback]\nstrategy = "restore"\n')
+    with pytest.raises(PreconditionError, match="cannot restore production in place: the fake provider") as e:
+        rollback.prepare(snap_rig.loaded, snap_rig.provider, snap_rig.platform, SNAP)
+    assert "repoint" in (e.value.hint or "")
+    assert snap_rig.platform.faults.calls("set_url") == [] and snap_rig.provider.faults.calls("ensure_serving") == []
+
+
+def test_auto_strategy_repoints_where_the_provider_cannot_restore(tmp_path: Path, snap_rig: Rig) -> None:
+    snap_rig.loaded = make_loaded(tmp_path, '[rollback]\nstrategy = "auto"\n')
     p = rollback.prepare(snap_rig.loaded, snap_rig.provider, snap_rig.platform, SNAP)
-    with pytest.raises(RollbackFailed, match='strategy = "restore" needs provider type "neon"'):
-        execute(snap_rig, p)
-    assert snap_rig.platform.faults.calls("set_url") == []
+    assert p.restore is None
+    assert execute(snap_rig, p).healthy and snap_rig.platform.value == snap_rig.provider.url_of(SNAP)
 
 
 # --- manual steps per platform -----------------------------------------------------------------------------

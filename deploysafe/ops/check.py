@@ -78,7 +78,7 @@ class Facts:
 
     @cached_property
     def project(self) -> Any:
-        return self.provider.project_info() if self.neon else None  # type: ignore[attr-defined]
+        return self.provider.project_info(details=True) if self.neon else None  # type: ignore[attr-defined]
 
     @cached_property
     def history_window(self) -> float | None:
@@ -121,11 +121,25 @@ def _age(now: datetime, then: datetime) -> str:
 Outcome = tuple[str, str]
 
 
+def _neon_schedule(f: Facts) -> str | None:
+    """Neon's own scheduled snapshots of production (docs: backup-restore), when they back up at least daily."""
+    if not f.neon or not f.project.schedule:
+        return None
+    daily = [i for i in f.project.schedule if i.get("frequency") in ("hourly", "daily")]
+    if not daily:
+        return None
+    return "Neon's backup schedule snapshots production " + ", ".join(str(i.get("frequency")) for i in daily)
+
+
 def check_daily_backup(f: Facts) -> Outcome:
     limit = f.loaded.config.check.daily_max_age
     snap = newest(f.snapshots, SnapshotKind.DAILY, SnapshotKind.WEEKLY)
+    native = _neon_schedule(f)
+    if native and (snap is None or (f.now - snap.created_at).total_seconds() > limit):
+        return OK, native + " (deploysafe cannot see those snapshots' age; `backup schedule show` lists the schedule)"
     if snap is None:
-        return FAIL, "no daily backup exists; run `deploysafe backup` (and schedule it daily)"
+        unread = f"; could not read {', '.join(f.project.unread)}" if f.neon and f.project.unread else ""
+        return FAIL, "no daily backup exists; run `deploysafe backup` (and schedule it daily)" + unread
     age = (f.now - snap.created_at).total_seconds()
     if age > limit:
         return FAIL, f"latest backup {snap.name} is {_age(f.now, snap.created_at)} old (limit {format_duration(limit)}); is the daily schedule running?"
@@ -174,6 +188,12 @@ def check_branch_count(f: Facts) -> Outcome:
     status, text = _ratio_outcome("branches", used, allowance, lambda v: str(int(v)))
     if status != OK:
         text += "; run `deploysafe prune` or shorten [retention]"
+    if f.neon and f.project.root_branches is not None and f.project.root_branches_limit:
+        roots, cap = f.project.root_branches, f.project.root_branches_limit
+        text += f"; root branches {roots} of {cap} (plan {f.project.subscription_type})"
+        if roots >= cap:
+            status = WARN if status == OK else status
+            text += ": no room for the failed-state branch an in-place restore keeps, so rollbacks will repoint"
     return status, text
 
 
@@ -189,12 +209,12 @@ def check_database_size(f: Facts) -> Outcome:
     size: int | None = None
     for s in f.snapshots:
         if s.is_production:
-            size = s.size_bytes
-    if f.neon and f.project is not None and f.project.logical_size_bytes is not None:
-        size = f.project.logical_size_bytes
+            size = s.size_bytes  # Neon: production's logical size, which the plan's per-branch limit caps
     limit = f.loaded.config.check.size_limit_bytes
-    if limit is None and f.neon and str(f.project.subscription_type or "").startswith("free"):
-        limit = FREE_PLAN_SIZE_BYTES
+    if limit is None and f.neon:
+        limit = f.project.branch_logical_size_limit_bytes
+        if limit is None and str(f.project.subscription_type or "").startswith("free"):
+            limit = FREE_PLAN_SIZE_BYTES
     if size is None:
         return WARN, "the database size could not be read"
     if limit is None:

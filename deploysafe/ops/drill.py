@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.durations import format_duration
-from deploysafe.errors import CHECK_FAIL, CHECK_WARN, EXIT_OK, DeploysafeError, PreconditionError
+from deploysafe.errors import CHECK_FAIL, CHECK_WARN, EXIT_OK, DeploysafeError, PointInTimeError, PreconditionError
 from deploysafe.ops import clone_local_database, is_neon, newest, utcnow
 from deploysafe.providers.base import SnapshotKind
 
@@ -149,6 +149,30 @@ def _verify(loaded: LoadedConfig, url: str) -> list[CheckOutcome]:
 # --- the drill -----------------------------------------------------------------------------------
 
 
+DEFAULT_AGE = 7 * 86400.0
+WINDOW_MARGIN = 600.0  # seconds kept off the history window's edge: the client's own check keeps 300 s
+
+
+def _checked_age(provider: Provider, age: float | None) -> float:
+    """The drill's age, checked against the point-in-time window where there is one (Neon)."""
+    if not is_neon(provider):
+        return DEFAULT_AGE if age is None else age
+    window = provider.history_window()
+    if not window:
+        raise PointInTimeError("the Neon project keeps no history, so there is no past to drill from",
+                               hint="raise the history window in the Neon console (Settings > Instant restore)")
+    allowed = max(0.0, window - WINDOW_MARGIN)
+    if age is None:
+        return min(DEFAULT_AGE, allowed)
+    if age > allowed:
+        raise PointInTimeError(
+            f"--age {format_duration(age)} is beyond the project's {format_duration(window)} history window "
+            f"(at most {format_duration(allowed)} with the safety margin)",
+            hint=f"use --age {format_duration(allowed)} or less, or raise the history window",
+        )
+    return age
+
+
 def _make_branch(loaded: LoadedConfig, provider: Provider, name: str, target_time: datetime) -> tuple[str, datetime]:
     """Create the drill branch; returns (what it came from, its recovery point)."""
     from deploysafe.snapshots import ensure_headroom
@@ -173,12 +197,14 @@ def run_drill(
     provider: Provider,
     journal: Journal,
     *,
-    age: float = 7 * 86400.0,
+    age: float | None = None,
     keep: bool = False,
     now: datetime | None = None,
 ) -> DrillReport:
-    """Run a drill and write its report; raises the branch error (after writing a failed report)."""
+    """Run a drill and write its report; raises the branch error (after writing a failed report).
+    ``age`` None: 7 days, or on Neon the history window less a margin when that is shorter."""
     now = now or utcnow()
+    age = _checked_age(provider, age)  # before anything is touched (headroom pruning included)
     targets = loaded.config.drill.targets
     target_time = now - timedelta(seconds=age)
     from deploysafe.snapshots import drill_name

@@ -85,8 +85,11 @@ def render(loaded: LoadedConfig) -> str:
         "## Scenario 2: restore from a snapshot",
         "",
         f"1. `{ds} snapshot list` — choose one, e.g. the last `pre-deploy-…` or `backup-YYYY-MM-DD`.",
-        f"2. `{ds} rollback --to <snapshot> --dry-run`, then with `--yes`: `{cfg.platform.var}` is repointed and the app restarted.",
-        f"3. `{ds} probe` — healthy? Then `{ds} promote --yes` before the next deploy.",
+        f"2. `{ds} rollback --to <snapshot> --dry-run`, then with `--yes`: "
+        + (f"production is restored in place (`{cfg.platform.var}` unchanged) where Neon allows it, else "
+           if cfg.provider.type == "neon" and cfg.rollback.strategy != "repoint" else "")
+        + f"`{cfg.platform.var}` is repointed and the app restarted.",
+        f"3. `{ds} probe` — healthy? After a repoint, `{ds} promote --yes` before the next deploy.",
         "",
         "## Scenario 3: a table was dropped or rows were deleted by mistake",
         "",

@@ -1,6 +1,9 @@
 """``deploysafe setup``: make the provider ready for production use, and say what is left to do.
 
-Neon: create the production branch from the default branch when it is missing, protect it
+Neon: production must be the project's root branch (instant restore in place, native snapshots and
+backup schedules work only on root branches, docs: introduction/branch-restore, guides/backup-restore).
+When the production branch is missing, the root default branch is renamed to it (its connection string
+stays); a production that is a child branch is reported with what it loses and how to fix it. Protect it
 where the plan allows, propose a ``[retention]`` that fits the plan's branch allowance, and say
 where the connection string comes from and where it must go (never the password itself).
 Local: there is nothing to create; it says so and lists the checks that apply.
@@ -18,7 +21,7 @@ from deploysafe.ops.check import CHECKS, LOCAL_NOT_APPLICABLE
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
     from deploysafe.journal import Journal
-    from deploysafe.providers.base import Provider
+    from deploysafe.providers.base import Provider, Snapshot
 
 DEFAULT_ALLOWANCE = 10  # Neon Free and Launch include 10 branches per project
 RESERVED = 2  # one pre-deploy snapshot + one restore/drill branch in flight
@@ -69,13 +72,16 @@ def _local(loaded: LoadedConfig) -> SetupReport:
     return report
 
 
-def _create_production(provider: Provider, name: str) -> None:
-    """Branch ``name`` from the default branch, with a read-write compute (POST /projects/{id}/branches)."""
-    default = next((s for s in provider.list_snapshots() if s.is_default), None)
-    if default is None:
-        raise ProviderError("the project has no default branch to create production from",
-                            hint="create the production branch in the Neon console")
-    provider.create_branch(name, default.id)  # type: ignore[attr-defined]
+def _root_default(provider: Provider) -> Snapshot:
+    root = next((s for s in provider.list_snapshots() if s.is_default and not s.parent_id), None)
+    if root is None:
+        raise ProviderError("the project has no root default branch to make production",
+                            hint="set [provider] production_branch to the project's root branch")
+    return root
+
+
+CHILD_LOSES = ("instant restore in place (rollback then repoints DATABASE_URL instead), Neon's snapshots and backup "
+               "schedules, which work only on root branches")
 
 
 def _neon(loaded: LoadedConfig, provider: Provider, journal: Journal, *, dry_run: bool) -> SetupReport:
@@ -86,15 +92,24 @@ def _neon(loaded: LoadedConfig, provider: Provider, journal: Journal, *, dry_run
     snaps = provider.list_snapshots()
     prod = next((s for s in snaps if s.name == name), None)
     if prod is None:
+        root = _root_default(provider)
         if dry_run:
-            report.todo.append(f"create branch {name!r} from the default branch (dry run: not done)")
+            report.todo.append(f"rename the root default branch {root.name!r} to {name!r} (dry run: not done)")
         else:
-            with journal.step("setup-create-production", branch=name):
-                _create_production(provider, name)
-            report.done.append(f"created branch {name!r} from the default branch, with a read-write compute")
+            with journal.step("setup-name-production", branch=name, was=root.name):
+                provider.rename(root.name, name)
+            report.done.append(f"renamed the root default branch {root.name!r} to {name!r}: production is the root "
+                               "branch, its connection string is unchanged")
             prod = provider.get(name)
+    elif prod.parent_id:
+        parent = next((s.name for s in snaps if s.id == prod.parent_id), prod.parent_id)
+        report.todo.append(
+            f"production branch {name!r} is a child of {parent!r}: it loses {CHILD_LOSES}. To fix: in the Neon console "
+            f"restore the root branch {parent!r} from {name!r} (Backup & restore → from another branch), move the app "
+            f"to {parent!r}'s connection string and set [provider] production_branch = {parent!r}"
+        )
     else:
-        report.notes.append(f"production branch {name!r} exists")
+        report.notes.append(f"production branch {name!r} exists and is a root branch")
     plan = str(info.subscription_type or "unknown")
     if prod is not None and prod.protected:
         report.notes.append(f"{name!r} is protected")

@@ -31,6 +31,11 @@ def parse_time(value: Any) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def failed_state_name(production: str, now: datetime) -> str:
+    """Name of the branch that keeps production's failed state (restore's backup, promote's renamed production)."""
+    return f"{production}-failed-{now.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
 class SnapshotKind(StrEnum):
     PRE_DEPLOY = "pre-deploy"
     DAILY = "daily"
@@ -38,6 +43,7 @@ class SnapshotKind(StrEnum):
     MANUAL = "manual"
     RESTORE = "restore"
     DRILL = "drill"
+    FAILED_STATE = "failed-state"  # production's state before an in-place restore, kept by Neon under our name
 
 
 # Snapshot.state of a copy that has not finished: its copier still runs (COPYING), or it was stopped
@@ -78,6 +84,33 @@ class ProductionInfo(BaseModel):
     url: str  # connection URL (holds a password: never print unredacted)
 
 
+class RestorePlan(BaseModel):
+    """How production would be restored in place (or why it cannot be), decided before anything changes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    possible: bool
+    reason: str = ""  # why not, when not possible
+    fix: str = ""
+    target: str = ""  # the production branch restored (keeps its name, id and connection string)
+    source: str = ""  # the branch whose history is read (production itself, or another root branch)
+    source_id: str = ""
+    source_lsn: str | None = None
+    source_timestamp: datetime | None = None
+    own_history: bool = False  # source is production: the kept failed state stays deletable
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def refused(cls, reason: str, fix: str) -> RestorePlan:
+        return cls(possible=False, reason=reason, fix=fix)
+
+    @classmethod
+    def unsupported(cls, provider: str) -> RestorePlan:
+        """For providers with no in-place restore: ``auto`` repoints, ``restore`` is refused with this reason."""
+        return cls.refused(f"the {provider} provider cannot restore production in place",
+                           'use [rollback] strategy = "repoint" (or "auto", which repoints here)')
+
+
 @runtime_checkable
 class Provider(Protocol):
     """Snapshot backend. Methods raise ProviderError (or PointInTimeError) with a fix hint."""
@@ -112,8 +145,23 @@ class Provider(Protocol):
         """Make the snapshot able to serve the app (Neon: a ready read-write endpoint)."""
         ...
 
-    def connection_url(self, name: str) -> str:
-        """Connection URL for the snapshot, fetched from the backend (never derived from production's)."""
+    def connection_url(self, name: str, *, like: str | None = None) -> str:
+        """Connection URL for the snapshot, fetched from the backend (never derived from production's).
+        ``like``: the app's current URL, whose connection style (pooled or direct) the new URL follows."""
+        ...
+
+    def hold(self, name: str) -> None:
+        """The app is about to be moved onto this snapshot: drop any server-side expiry so it is never deleted
+        under the app (a snapshot that only stands ready to serve keeps its expiry)."""
+        ...
+
+    def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
+        """Whether production can be restored in place to ``snapshot`` (or to time ``at``), and how."""
+        ...
+
+    def restore_in_place(self, plan: RestorePlan, preserve_as: str) -> None:
+        """Carry out a possible plan: production gets the snapshot's data under its own connection string;
+        its state before is kept as ``preserve_as``."""
         ...
 
     def delete(self, name: str) -> None:

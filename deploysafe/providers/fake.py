@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from deploysafe.errors import ProviderError
-from deploysafe.providers.base import ProductionInfo, Snapshot, SnapshotKind
+from deploysafe.providers.base import ProductionInfo, RestorePlan, Snapshot, SnapshotKind
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ class FakeProvider:
         self._get(name)
         self.serving.add(name)
 
-    def connection_url(self, name: str) -> str:
+    def connection_url(self, name: str, *, like: str | None = None) -> str:
         self.faults.record("connection_url", name)
         self._get(name)
         if name not in self.serving:  # like a Neon branch with no endpoint: the URL does not exist yet
@@ -175,6 +175,17 @@ class FakeProvider:
             self.serving.add(new_name)
         if name == self.production_name:
             self.production_name = new_name
+
+    def hold(self, name: str) -> None:
+        """Nothing expires on its own here: prune alone deletes."""
+        self.faults.record("hold", name)
+
+    def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
+        return RestorePlan.unsupported(self.name)
+
+    def restore_in_place(self, plan: RestorePlan, preserve_as: str) -> None:
+        refused = RestorePlan.unsupported(self.name)
+        raise ProviderError(refused.reason, hint=refused.fix)
 
     def identify(self, url: str) -> str | None:
         self.faults.record("identify", url)

@@ -32,6 +32,7 @@ from deploysafe.providers.base import (
     COPYING,
     INCOMPLETE,
     ProductionInfo,
+    RestorePlan,
     Snapshot,
     SnapshotKind,
     parse_time,
@@ -292,7 +293,7 @@ class LocalProvider:
         with pg.connect(self.connection_url(name)):
             pass
 
-    def connection_url(self, name: str) -> str:
+    def connection_url(self, name: str, *, like: str | None = None) -> str:
         snap = self.get(name)
         if snap.state in (COPYING, INCOMPLETE):
             raise ProviderError(
@@ -301,6 +302,16 @@ class LocalProvider:
                 hint="choose another snapshot (`deploysafe snapshot list`); `deploysafe prune` deletes incomplete copies",
             )
         return pg.with_dbname(self.url, snap.id)
+
+    def hold(self, name: str) -> None:
+        """Nothing expires on its own here: prune alone deletes."""
+
+    def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
+        return RestorePlan.unsupported(self.name)
+
+    def restore_in_place(self, plan: RestorePlan, preserve_as: str) -> None:
+        refused = RestorePlan.unsupported(self.name)
+        raise ProviderError(refused.reason, hint=refused.fix)
 
     def identify(self, url: str) -> str | None:
         try:

@@ -10,6 +10,8 @@ derived from production's (3.2); timestamps are checked against the history wind
 
 from __future__ import annotations
 
+import email.utils
+import re
 import threading
 import time
 import uuid
@@ -24,7 +26,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from deploysafe.errors import PointInTimeError, ProviderError
 from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
-from deploysafe.providers.base import ANNOTATION_KEY, ProductionInfo, Snapshot, SnapshotKind, parse_time
+from deploysafe.providers.base import (
+    ANNOTATION_KEY,
+    ProductionInfo,
+    RestorePlan,
+    Snapshot,
+    SnapshotKind,
+    parse_time,
+    utcnow,
+)
 from deploysafe.redact import redact, register_secret
 
 if TYPE_CHECKING:
@@ -34,7 +44,11 @@ IN_PROGRESS = frozenset({"scheduling", "running", "cancelling"})
 SUCCEEDED = frozenset({"finished", "skipped"})
 FAILED = frozenset({"failed", "error", "cancelled"})
 OPERATION_DEADLINE = 120.0
-MAX_EXPIRY = timedelta(days=30)  # Neon refuses expires_at further ahead
+MAX_EXPIRY = timedelta(days=30)  # Neon refuses expires_at further ahead, on its own clock
+EXPIRY_MARGIN = timedelta(minutes=5)  # clock skew and request latency, kept off Neon's 30-day cap
+PITR_MARGIN = 300.0  # seconds kept off the history window's edge (GC horizon race, neon#10639)
+# Root branches per project by plan (docs: introduction/plans); the API does not report this cap.
+ROOT_BRANCH_LIMITS = {"free": 3, "launch": 5, "scale": 25, "business": 25, "agent": 3}
 LIST_CACHE_TTL = 120.0  # a prune re-uses one listing for this long instead of re-listing per delete
 RATE_PER_MINUTE = 700.0  # Neon's documented account-wide limit (research 1.3)
 RATE_BURST = 40.0
@@ -52,8 +66,13 @@ class NeonProjectInfo(BaseModel):
     history_retention_seconds: int
     branches_limit: int | None = None
     subscription_type: str | None = None
-    logical_size_bytes: int | None = None
+    logical_size_bytes: int | None = None  # production's logical size (what the plan's per-branch limit caps)
+    branch_logical_size_limit_bytes: int | None = None  # 0 or absent: none reported
+    root_branches: int | None = None
+    root_branches_limit: int | None = None  # by plan (docs: plans); the API does not report it
     store_passwords: bool | None = None
+    schedule: list[dict[str, Any]] | None = None  # Neon's own backup schedule on production; None: not read
+    unread: tuple[str, ...] = ()  # facts that could not be read, and why
 
 
 class _Pacer:
@@ -82,9 +101,20 @@ class _Pacer:
             self.sleep(wait)
 
 
-def _hint(status: int | None, message: str, api_key_env: str) -> str | None:
+def root_branch_limit(subscription_type: str | None) -> int | None:
+    """The plan's root-branch cap (None: plan unknown)."""
+    plan = (subscription_type or "").lower().split("_")[0]
+    return ROOT_BRANCH_LIMITS.get(plan)
+
+
+def _hint(status: int | None, message: str, api_key_env: str, code: str = "") -> str | None:
+    if code == "ROOT_BRANCHES_LIMIT_EXCEEDED":
+        return ("the plan's root-branch limit is reached (each in-place restore keeps the failed state as a root "
+                "branch): run `deploysafe prune`, delete old failed-state branches, or raise the plan")
+    if code == "BRANCHES_LIMIT_EXCEEDED":
+        return "the plan's branch limit is reached: run `deploysafe prune`, delete unused branches, or raise the plan"
     low = message.lower()
-    if "limit" in low and "branch" in low:
+    if not code and "limit" in low and "branch" in low:  # older answers carry no code
         return "the plan's branch limit is reached: run `deploysafe prune`, delete unused branches, or raise the plan"
     if status == 401:
         return f"check {api_key_env}: create a key at https://console.neon.tech/app/settings/api-keys and export it"
@@ -144,6 +174,7 @@ class NeonProvider:
         operation_deadline: float = OPERATION_DEADLINE,
         rate_per_minute: float = RATE_PER_MINUTE,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] = utcnow,
     ) -> None:
         register_secret(api_key)
         self.project_id = project_id
@@ -154,7 +185,10 @@ class NeonProvider:
         self.pooled = pooled
         self.retention = retention
         self.api_key_env = api_key_env
-        self.policy = policy or RetryPolicy()
+        # 423 "another operation holds the project" is ridden out for about 2 minutes (terraform waits 120 s)
+        self.policy = policy or RetryPolicy(attempts=12, cap=15.0)
+        self.wall = wall
+        self._server_offset: timedelta | None = None  # Neon's clock minus ours, from the last Date header
         self.poll_interval = 2.0 if poll_interval is None else poll_interval
         self.operation_deadline = operation_deadline
         self.clock = clock
@@ -166,6 +200,7 @@ class NeonProvider:
             timeout=60.0,
         )
         self._listing: tuple[float, list[Json], dict[str, Json]] | None = None
+        self._failed_state_name = re.compile(re.escape(production_branch) + r"-failed-\d{8}T\d{6}Z")
         self._prod: Json | None = None
 
     @classmethod
@@ -222,9 +257,26 @@ class NeonProvider:
             self._client, method, path, policy=policy or self.policy, retry_network=retry_network, headers=headers,
             **kwargs,
         )
+        self._note_server_time(resp)
         if resp.status_code not in set(ok):
             raise self._error(resp, what, headers["X-Request-ID"])
         return resp
+
+    def _note_server_time(self, resp: httpx.Response) -> None:
+        raw = resp.headers.get("date")
+        if not raw:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError):
+            return
+        if server.tzinfo is None:
+            server = server.replace(tzinfo=UTC)
+        self._server_offset = server - self.wall()
+
+    def server_now(self) -> datetime:
+        """Neon's wall clock as the last response's Date header showed it (ours until a response came)."""
+        return self.wall() + (self._server_offset or timedelta(0))
 
     def _call(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -248,16 +300,20 @@ class NeonProvider:
 
     def _error(self, resp: httpx.Response, what: str, sent_request_id: str) -> ProviderError:
         message = ""
+        code = ""
         request_id = resp.headers.get("x-request-id")
         try:
             body = resp.json()
             if isinstance(body, dict):
                 message = str(body.get("message") or "")
+                code = str(body.get("code") or "")
                 request_id = request_id or (body.get("request_id") or None)
         except ValueError:
             message = resp.text[:200].replace("\n", " ")
         request_id = request_id or sent_request_id
         text = f"Neon API: {what} failed: HTTP {resp.status_code}"
+        if code:
+            text += f" {code}"
         if message:
             text += f": {message}"
         text += f" (request id {request_id})"
@@ -265,7 +321,8 @@ class NeonProvider:
             redact(text),
             status=resp.status_code,
             request_id=request_id,
-            hint=_hint(resp.status_code, message, self.api_key_env),
+            code=code or None,
+            hint=_hint(resp.status_code, message, self.api_key_env, code),
         )
 
     @staticmethod
@@ -293,24 +350,30 @@ class NeonProvider:
             if status in SUCCEEDED:
                 continue
             reread = False
+            last = ""
 
             def check(op_id: str = op_id) -> str | None:
-                nonlocal reread
+                nonlocal reread, last
                 body = self._json(self._call("GET", self._path(f"/operations/{op_id}"), what=f"{what}: operation"), what)
                 current = self._field(body, "operation", what)
                 if not isinstance(current, dict):
                     raise ProviderError(f"Neon API: {what}: operation {op_id} is not an object")
                 st = str(current.get("status", ""))
-                if st in SUCCEEDED:
+                if st in SUCCEEDED:  # `skipped`: Neon found nothing to do
                     return st
+                if st == "failed" and (current.get("retry_at") or int(current.get("failures_count") or 0) > 0):
+                    last = f"failed {current.get('failures_count') or 1} time(s), Neon retries it" + (
+                        f": {current['error']}" if current.get("error") else "")
+                    return None  # Neon retries it (failures_count, retry_at): wait within the deadline
+                if st == "failed" and not reread:
+                    reread = True  # a retry may not be scheduled yet: read it once more before giving up
+                    return None
                 if st in FAILED:
-                    if not reread:
-                        reread = True  # `failed` may be retried by Neon (failures_count/retry_at)
-                        return None
                     raise ProviderError(
                         f"Neon operation {current.get('action')} ({op_id}) for {what} ended '{st}'"
                         + (f": {current['error']}" if current.get("error") else ""),
-                        hint="see the project's Operations tab in the Neon console, then run the command again",
+                        hint="see the project's Operations tab in the Neon console, then run the command again"
+                        if st != "cancelled" else "someone cancelled it in Neon; run the command again",
                     )
                 return None  # scheduling/running/cancelling, or a status this version does not know yet
 
@@ -325,7 +388,7 @@ class NeonProvider:
                 )
             except TimeoutError as e:
                 raise ProviderError(
-                    f"{e} while {what}",
+                    f"{e} while {what}" + (f" ({last})" if last else ""),
                     hint="Neon is slow or stuck; check the console's Operations tab and retry later",
                 ) from None
 
@@ -440,17 +503,26 @@ class NeonProvider:
             except ValueError:
                 kind = None  # a kind from a newer deploysafe: ours, but prune leaves it alone
         bid = str(self._field(b, "id", what))
+        name = str(self._field(b, "name", what))
+        source = value.get("source") or None
+        if name == self.production_branch:
+            # production is known by its name, never by an annotation it inherited (a promoted snapshot keeps its
+            # pre-deploy annotation: Neon annotations cannot be edited)
+            ours, kind = False, None
+        elif not ours and self._failed_state_name.fullmatch(name):
+            # Neon's restore cannot annotate the branch it keeps the old state in: its name says it is ours
+            ours, kind, source = True, SnapshotKind.FAILED_STATE, self.production_branch
         created = parse_time(self._field(b, "created_at", what))
         if created is None:
             raise ProviderError(f"Neon API: branch {bid} has an unreadable created_at")
         size = b.get("logical_size")
         return Snapshot(
             id=bid,
-            name=str(self._field(b, "name", what)),
+            name=name,
             kind=kind,
             ours=ours,
             created_at=created,
-            source=value.get("source") or None,
+            source=source,
             git_sha=value.get("git_sha") or None,
             size_bytes=int(size) if isinstance(size, int) else None,
             protected=bool(b.get("protected")),
@@ -466,21 +538,27 @@ class NeonProvider:
     # --- Provider protocol -----------------------------------------------------------------------------
 
     def production(self) -> ProductionInfo:
+        """Production's direct URL: session-level work (the advisory lock, pg_dump) cannot go through PgBouncer's
+        transaction pooling."""
         b = self._production_branch()
-        return ProductionInfo(id=str(b["id"]), name=self.production_branch, url=self._uri(str(b["id"])))
+        return ProductionInfo(id=str(b["id"]), name=self.production_branch, url=self._uri(str(b["id"]), pooled=False))
 
-    def match_pooling(self, url: str) -> None:
-        """With ``[provider] pooled`` unset, use the pooler exactly when the app's current URL does."""
-        if self.pooled is None:
-            host = urlsplit(url).hostname or ""
-            self.pooled = host.split(".", 1)[0].endswith("-pooler")
+    def _pooled_like(self, like: str | None) -> bool:
+        """``[provider] pooled`` when set; else pooled exactly when the app's current URL is (``-pooler`` host)."""
+        if self.pooled is not None:
+            return self.pooled
+        try:
+            host = urlsplit(like or "").hostname or ""
+        except ValueError:
+            host = ""
+        return host.split(".", 1)[0].endswith("-pooler")
 
-    def _uri(self, branch_id: str) -> str:
+    def _uri(self, branch_id: str, *, pooled: bool) -> str:
         params = {
             "branch_id": branch_id,
             "database_name": self.database,
             "role_name": self.role,
-            "pooled": "true" if self.pooled else "false",
+            "pooled": "true" if pooled else "false",
         }
         what = "get the connection URI"
         body = self._json(self._call("GET", self._path("/connection_uri"), what=what, params=params), what)
@@ -503,8 +581,8 @@ class NeonProvider:
                 f"Neon project {self.project_id} keeps no history (history_retention_seconds = 0)",
                 hint="raise the history window in the Neon console (Settings > Instant restore)",
             )
-        now = datetime.now(UTC)
-        margin = max(0.1 * window, 60.0)  # the GC horizon races requests close to the edge (neon#10639)
+        now = self.server_now()
+        margin = min(PITR_MARGIN, window / 10)  # a few minutes off the edge, never a share of a long window
         oldest = now - timedelta(seconds=window - margin)
         hours = window / 3600
         if at > now:
@@ -517,12 +595,16 @@ class NeonProvider:
             )
 
     def _expires_at(self, kind: SnapshotKind) -> str | None:
+        """Server-side expiry for a new snapshot of ``kind``: its retention from Neon's now (the last Date header),
+        capped a margin inside Neon's 30-day maximum. None when the retention is unset or far longer (prune
+        deletes those)."""
         if self.retention is None:
             return None
         seconds = retention_seconds(self.retention, kind)
-        if seconds is None or seconds <= 0 or timedelta(seconds=seconds) > MAX_EXPIRY:
+        if seconds is None or seconds <= 0 or timedelta(seconds=seconds) > MAX_EXPIRY + timedelta(days=1):
             return None
-        return _iso(datetime.now(UTC) + timedelta(seconds=seconds))
+        ahead = min(timedelta(seconds=seconds), MAX_EXPIRY - EXPIRY_MARGIN)
+        return _iso(self.server_now() + ahead)  # create_snapshot has read production by now: Neon's Date is known
 
     def create_snapshot(
         self,
@@ -624,14 +706,29 @@ class NeonProvider:
         branches, annotations = self._list_all(fresh=False)
         return self._to_snapshot(b, annotations.get(str(b["id"])), branches)
 
-    def create_branch(self, name: str, parent_id: str, *, endpoint: bool = True) -> None:
-        """Branch ``name`` from any branch (setup: production from the default branch); waits for its operations."""
+    def create_branch(self, name: str, parent_id: str | None, *, endpoint: bool = True) -> None:
+        """Make branch ``name`` (``parent_id`` None: from the default branch); waits for its operations. A lost
+        answer is reconciled by looking the name up, never by sending the POST again blindly."""
         what = f"create branch '{name}'"
-        body: Json = {"branch": {"name": name, "parent_id": parent_id}}
+        body: Json = {"branch": {"name": name, **({"parent_id": parent_id} if parent_id else {})}}
         if endpoint:
             body["endpoints"] = [{"type": "read_write"}]
-        resp = self._call("POST", self._path("/branches"), what=what, json=body)
-        self._wait_operations(self._json(resp, what).get("operations"), what)
+        post_policy = replace(self.policy, statuses=frozenset({423, 429, 503}))
+        for attempt in range(3):
+            try:
+                resp = self._request("POST", self._path("/branches"), what=what, ok=(200, 201, *UNSURE), json=body,
+                                     policy=post_policy)
+                if resp.status_code not in UNSURE:
+                    self._wait_operations(self._json(resp, what).get("operations"), what)
+                    break
+            except httpx.TransportError:
+                pass
+            if self._find(name)[0] is not None:
+                break
+            if attempt == 2:
+                raise ProviderError(f"Neon API: {what}: no usable answer after 3 tries; the branch does not exist",
+                                    hint="check https://neonstatus.com, then run the command again")
+            self.policy.sleep(self.policy.backoff(attempt, None))
         self._forget_listing()
 
     def branch_endpoints(self, branch_id: str) -> list[Json]:
@@ -664,27 +761,40 @@ class NeonProvider:
             raise ProviderError(f"{e} ({what})", hint="check the compute in the Neon console; retry later") from None
 
     def ensure_serving(self, name: str) -> None:
-        """Give the branch a ready read-write compute and clear its expiry: call before repointing the app at it
-        (cheap when the compute exists), so Neon's expiry job never deletes a branch the app uses."""
+        """Give the branch a ready read-write compute, waking an archived branch or an idle compute. The expiry
+        stays: a snapshot that only stands ready to serve is not in use (:meth:`hold` clears it)."""
         b = self._require(name)
         self._ensure_endpoint(b, name)
+
+    def hold(self, name: str) -> None:
+        b = self._require(name, fresh=False)
         if b.get("expires_at"):
             self._patch_branch(str(b["id"]), {"expires_at": None}, f"clear the expiry of '{name}'")
 
     def _ensure_endpoint(self, b: Json, name: str) -> None:
         bid = str(b["id"])
         what = f"start a compute for branch '{name}'"
-        deadline = self.clock() + self.operation_deadline
-        if not any(e.get("type") == "read_write" and e.get("branch_id") == bid for e in self._endpoints(bid)):
+        deadline = self.clock() + self.operation_deadline  # its own deadline, inside the caller's budget
+        rw = [e for e in self._endpoints(bid) if e.get("type") == "read_write" and e.get("branch_id") == bid]
+        if not rw:
             body = {"endpoint": {"branch_id": bid, "type": "read_write"}}
             resp = self._call("POST", self._path("/endpoints"), what=what, json=body, ok=(200, 201, 409))
             if resp.status_code != 409:  # 409: "read-write endpoint already exists" -- someone beat us to it
                 self._wait_operations(self._json(resp, what).get("operations"), what, deadline)
+        elif b.get("current_state") == "archived" or rw[0].get("current_state") == "idle":
+            # an archived branch (idle for a while, docs: branch archiving) or a suspended compute: wake it now,
+            # within the deadline, rather than on the app's first connection
+            what = f"wake branch '{name}' ({b.get('current_state')}, compute {rw[0].get('current_state')})"
+            resp = self._call("POST", self._path(f"/endpoints/{rw[0]['id']}/start"), what=what)
+            self._wait_operations(self._json(resp, what).get("operations"), what, deadline)
         self._wait_endpoint(bid, what, deadline)
+        if b.get("current_state") == "archived":
+            self._wait_branch_ready(bid, what, deadline)
+            self._forget_listing()
 
-    def connection_url(self, name: str) -> str:
+    def connection_url(self, name: str, *, like: str | None = None) -> str:
         b = self._require(name)
-        return self._uri(str(b["id"]))
+        return self._uri(str(b["id"]), pooled=self._pooled_like(like))
 
     def delete(self, name: str) -> None:
         b, _ = self._find(name, fresh=False)
@@ -753,21 +863,43 @@ class NeonProvider:
                 return str(b.get("name"))
         return None
 
-    def project_info(self) -> NeonProjectInfo:
+    def project_info(self, *, details: bool = False) -> NeonProjectInfo:
+        """The project and its plan; ``details`` adds production's size, the root-branch count and Neon's backup
+        schedule (each one that cannot be read is named in ``unread``)."""
         what = "read the project"
         body = self._json(self._call("GET", self._path(), what=what), what)
         p = self._field(body, "project", what)
         owner = p.get("owner") or {}
-        size = p.get("synthetic_storage_size")
-        return NeonProjectInfo(
+        limit = p.get("branch_logical_size_limit_bytes")
+        info = NeonProjectInfo(
             id=str(p.get("id", self.project_id)),
             name=str(p.get("name", "")),
             history_retention_seconds=int(self._field(p, "history_retention_seconds", what)),
             branches_limit=owner.get("branches_limit"),
             subscription_type=owner.get("subscription_type"),
-            logical_size_bytes=int(size) if isinstance(size, int) else None,
+            branch_logical_size_limit_bytes=int(limit) if isinstance(limit, int) and limit > 0 else None,
+            root_branches_limit=root_branch_limit(owner.get("subscription_type")),
             store_passwords=p.get("store_passwords"),
         )
+        if not details:
+            return info
+        unread: list[str] = []
+        branches, _ = self._list_all()
+        prod = next((b for b in branches if b.get("name") == self.production_branch), None)
+        size = prod.get("logical_size") if prod else None
+        schedule: list[Json] | None = None
+        try:
+            schedule = self.backup_schedule_get()
+        except ProviderError as e:
+            unread.append(f"Neon's backup schedule ({e.message})")
+        if not isinstance(size, int):
+            unread.append("production's logical size")
+        return info.model_copy(update={
+            "logical_size_bytes": size if isinstance(size, int) else None,
+            "root_branches": sum(1 for b in branches if not b.get("parent_id")),
+            "schedule": schedule,
+            "unread": tuple(unread),
+        })
 
     def record_app_target(self, name: str) -> None:
         from deploysafe.providers import record  # the production branch's catalog: see record.py
@@ -790,14 +922,112 @@ class NeonProvider:
         body = self._json(self._call("GET", self._path("/branches/count"), what=what), what)
         return int(self._field(body, "count", what))
 
-    def restore_in_place(self, source_name: str, preserve_as: str) -> None:
-        """Restore production from ``source_name``'s head; the old production is kept as ``preserve_as``."""
+    def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
+        """Instant restore rules (docs: introduction/branch-restore, guides/backup-restore, introduction/plans):
+        only a root branch is restored, from its own history or another root branch's; the snapshot's
+        ``parent_lsn`` names the moment, which must still be inside the history window; the kept failed state
+        becomes a root branch, so one root-branch and one branch slot must be free."""
+        self._forget_listing()
         prod = self._production_branch()
-        src = self._require(source_name)
-        what = f"restore '{self.production_branch}' from '{source_name}'"
-        body = {"source_branch_id": src["id"], "preserve_under_name": preserve_as}
-        resp = self._call("POST", self._path(f"/branches/{prod['id']}/restore"), what=what, json=body)
-        self._wait_operations(self._json(resp, what).get("operations"), what)
+        branches, _ = self._list_all(fresh=False)
+        by_id = {str(b.get("id")): b for b in branches}
+        name = self.production_branch
+        if prod.get("parent_id"):
+            parent = by_id.get(str(prod["parent_id"]), {}).get("name", prod["parent_id"])
+            return RestorePlan.refused(
+                f"production branch '{name}' is a child of '{parent}'; Neon restores only root branches in place",
+                "make the project's root branch production (`deploysafe setup` explains how), "
+                'or use [rollback] strategy = "repoint"',
+            )
+        info = self.project_info()
+        if info.branches_limit is not None and len(branches) >= info.branches_limit:
+            return RestorePlan.refused(
+                f"the project has {len(branches)} of its {info.branches_limit} branches; the restore keeps the "
+                "failed state in one more", "run `deploysafe prune` or delete unused branches, then retry",
+            )
+        roots = sum(1 for b in branches if not b.get("parent_id"))
+        root_cap = root_branch_limit(info.subscription_type)
+        if root_cap is not None and roots >= root_cap:
+            return RestorePlan.refused(
+                f"the project has {roots} of its {root_cap} root branches; the restore keeps the failed state "
+                "in a new root branch",
+                "delete old failed-state branches (`deploysafe prune`), or raise the plan",
+            )
+        if at is not None:
+            try:
+                self._validate_at(at)
+            except PointInTimeError as e:
+                return RestorePlan.refused(e.message, e.hint or "pick a later time")
+            return RestorePlan(possible=True, target=name, source=name, source_id=str(prod["id"]),
+                               source_timestamp=at, own_history=True)
+        assert snapshot is not None
+        snap, _ = self._find(snapshot, fresh=False)
+        if snap is None:
+            return RestorePlan.refused(f"Neon branch '{snapshot}' not found", "`deploysafe snapshot list` shows them")
+        lsn = snap.get("parent_lsn")
+        parent = by_id.get(str(snap.get("parent_id")))
+        if parent is None or not lsn:
+            return RestorePlan.refused(f"'{snapshot}' has no parent branch and LSN to restore from",
+                                       'roll back with [rollback] strategy = "repoint"')
+        if parent.get("parent_id"):
+            return RestorePlan.refused(
+                f"'{snapshot}' was branched from '{parent.get('name')}', which is not a root branch; Neon restores "
+                "only from a root branch's history", 'roll back with [rollback] strategy = "repoint"',
+            )
+        taken = parse_time(snap.get("parent_timestamp")) or parse_time(snap.get("created_at"))
+        window = float(info.history_retention_seconds)
+        if taken is None or taken < self.server_now() - timedelta(seconds=max(0.0, window - PITR_MARGIN)):
+            return RestorePlan.refused(
+                f"'{snapshot}' was taken before the project's {window / 3600:g} h history window; its moment can no "
+                "longer be restored in place", 'roll back with [rollback] strategy = "repoint" (the branch is intact)',
+            )
+        own = parent.get("id") == prod.get("id")
+        notes = () if own else (
+            f"restores from root branch '{parent.get('name')}': Neon then keeps the failed state in a branch that "
+            "cannot be deleted",
+        )
+        return RestorePlan(possible=True, target=name, source=str(parent.get("name")), source_id=str(parent["id"]),
+                           source_lsn=str(lsn), own_history=own, notes=notes)
+
+    def restore_in_place(self, plan: RestorePlan, preserve_as: str) -> None:
+        """POST restore once; a lost or gateway answer is reconciled by looking for ``preserve_as`` (made only by
+        that restore) before the request is ever sent again (spec: POST is not safe to resend blindly)."""
+        if not plan.possible:
+            raise ProviderError(plan.reason, hint=plan.fix)
+        prod = self._production_branch()
+        what = f"restore '{plan.target}' from '{plan.source}'"
+        body: Json = {"source_branch_id": plan.source_id, "preserve_under_name": preserve_as}
+        if plan.source_lsn:
+            body["source_lsn"] = plan.source_lsn
+        elif plan.source_timestamp is not None:
+            body["source_timestamp"] = _iso(plan.source_timestamp)
+        deadline = self.clock() + self.operation_deadline
+        post_policy = replace(self.policy, statuses=frozenset({423, 429, 503}))
+        path = self._path(f"/branches/{prod['id']}/restore")
+        operations: Any = None
+        for attempt in range(3):
+            lost: str | None = None
+            try:
+                resp = self._request("POST", path, what=what, ok=(200, *UNSURE), json=body, policy=post_policy)
+                if resp.status_code in UNSURE:
+                    lost = f"HTTP {resp.status_code}"
+                else:
+                    operations = self._json(resp, what).get("operations")
+            except httpx.TransportError as e:
+                lost = type(e).__name__
+            if lost is None:
+                break
+            kept, _ = self._find(preserve_as)
+            if kept is not None:  # the restore happened; only its answer was lost
+                break
+            if attempt == 2:
+                raise ProviderError(
+                    f"Neon API: {what}: no usable answer after 3 tries ({lost}); production was not restored",
+                    hint="check https://neonstatus.com, then run the rollback again",
+                )
+            self.policy.sleep(self.policy.backoff(attempt, None))
+        self._wait_operations(operations, what, deadline)
+        self._wait_branch_ready(str(prod["id"]), what, deadline)
         self._forget_listing()
         self._prod = None
 

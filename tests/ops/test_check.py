@@ -40,7 +40,9 @@ class FakeProvider:
         return self.answers.get("allowance")
 
     def project_info(self) -> Any:
-        return SimpleNamespace(subscription_type=self.answers.get("plan", "launch"), logical_size_bytes=self.answers.get("size"))
+        return SimpleNamespace(subscription_type=self.answers.get("plan", "launch"), logical_size_bytes=self.answers.get("size"),
+                               branch_logical_size_limit_bytes=self.answers.get("branch_limit"), root_branches=None,
+                               root_branches_limit=None, schedule=None, unread=())
 
     def branch_endpoints(self, branch_id: str) -> list[dict[str, str]]:
         return self.answers.get("endpoints", {}).get(branch_id, [])
@@ -98,8 +100,13 @@ def test_database_size_both_ways(tmp_path: Path) -> None:
     assert status(C.check_database_size, facts(tmp_path, extra=limit, snapshots=prod(500))) == OK
     assert status(C.check_database_size, facts(tmp_path, extra=limit, snapshots=prod(850))) == WARN
     assert status(C.check_database_size, facts(tmp_path, extra=limit, snapshots=prod(1000))) == FAIL
-    neon_free = FakeProvider("neon", plan="free_v3", size=450 * 1024 * 1024)
-    assert status(C.check_database_size, facts(tmp_path, neon_free, project=neon_free.project_info())) == WARN
+    # Neon: production's logical size (not the project's synthetic storage) against the plan's per-branch limit
+    neon_free = FakeProvider("neon", plan="free_v3")
+    assert status(C.check_database_size, facts(tmp_path, neon_free, project=neon_free.project_info(),
+                                                snapshots=prod(450 * 1024 * 1024))) == WARN
+    neon_limit = FakeProvider("neon", plan="launch", branch_limit=1000)
+    assert status(C.check_database_size, facts(tmp_path, neon_limit, project=neon_limit.project_info(),
+                                                snapshots=prod(1000))) == FAIL
 
 
 def test_app_target_both_ways(tmp_path: Path) -> None:

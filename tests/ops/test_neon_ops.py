@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from neon_double import NeonDouble, neon_double  # noqa: F401  (fixture)
+from neon_double import NeonDouble, Point, neon_double  # noqa: F401  (fixture)
 
 from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import ProviderError
@@ -40,6 +40,7 @@ def neon_ops(neon_double: NeonDouble, tmp_path: Path,
     loaded = LoadedConfig(parse_config(text), tmp_path / "deploysafe.toml")
     prov = NeonProvider.from_config(loaded, policy=RetryPolicy(sleep=lambda s: None), poll_interval=0.0)
     seed_users(d.branch_url("production"))
+    d.checkpoint("production", at=datetime.now(UTC) - timedelta(hours=2))  # the rows have been there for 2 hours
     yield loaded, prov, d
     prov.close()
 
@@ -100,6 +101,22 @@ def test_neon_checks_both_ways(neon_ops: Any) -> None:
     assert s["app-target"] == FAIL and s["leaked-computes"] == OK  # in use: not leaked, but not production either
 
 
+def test_check_counts_neons_scheduled_snapshots_and_reports_root_branches(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    d.subscription_type = "launch"
+    s = {r.name: r for r in run_checks(loaded, prov, None, now=datetime.now(UTC))}
+    assert s["daily-backup"].status == FAIL
+    prov.backup_schedule_set([{"frequency": "daily", "hour": 3, "retention_seconds": 7 * 86400}])
+    s = {r.name: r for r in run_checks(loaded, prov, None, now=datetime.now(UTC))}
+    assert s["daily-backup"].status == OK and "Neon's backup schedule" in s["daily-backup"].reason
+    assert "root branches 1 of 5" in s["branch-count"].reason
+    d.subscription_type = "free_v3"
+    d.add_branch("root-2")
+    d.add_branch("root-3")
+    s = {r.name: r for r in run_checks(loaded, prov, None, now=datetime.now(UTC))}
+    assert s["branch-count"].status == WARN and "rollbacks will repoint" in s["branch-count"].reason
+
+
 def test_drill_on_neon_point_in_time_and_deleted(neon_ops: Any) -> None:
     loaded, prov, d = neon_ops
     report = run_drill(loaded, prov, journal(loaded, "drill"), age=3600.0)
@@ -109,6 +126,30 @@ def test_drill_on_neon_point_in_time_and_deleted(neon_ops: Any) -> None:
     created = [p for m, p, _ in d.log if m == "POST" and p.endswith("/branches")]
     assert created and all(p["seconds"] > 0 for p in report.as_dict()["phases"])
     assert load_reports(loaded.state_dir)[-1]["provider"] == "neon"
+
+
+def test_drill_passes_on_a_7_day_window_with_its_default_age(neon_ops: Any) -> None:
+    loaded, prov, d = neon_ops
+    d.history_seconds = 7 * 86400
+    # the seeded rows have been there for 8 days (history before the window is gone either way)
+    points = d.history[d.by_name("production")["id"]]
+    points.insert(0, Point(datetime.now(UTC) - timedelta(days=8), 1, points[-1].db))
+    report = run_drill(loaded, prov, journal(loaded, "drill"))
+    assert report.outcome == "passed", report.reason
+    age = datetime.now(UTC) - datetime.fromisoformat(report.target_time)
+    assert timedelta(days=6, hours=23) < age < timedelta(days=7)
+
+
+def test_drill_refuses_an_age_beyond_the_window_before_touching_anything(neon_ops: Any) -> None:
+    from deploysafe.errors import PointInTimeError
+
+    loaded, prov, d = neon_ops
+    d.history_seconds = 86400
+    prov.create_snapshot("pre-deploy-old", SnapshotKind.PRE_DEPLOY)
+    before = (len(d.branches), len([m for m, _, _ in d.log if m != "GET"]))
+    with pytest.raises(PointInTimeError, match="beyond the project's 1d00h history window"):
+        run_drill(loaded, prov, journal(loaded, "drill"), age=2 * 86400.0)
+    assert (len(d.branches), len([m for m, _, _ in d.log if m != "GET"])) == before
 
 
 def test_restore_rows_and_dropped_table_on_neon(neon_ops: Any) -> None:
@@ -142,7 +183,7 @@ def test_restore_at_uses_a_temporary_branch_and_drops_it(neon_ops: Any) -> None:
     assert done.diff.only_source == done.diff.only_production == done.diff.differing == 0
 
 
-def test_setup_creates_and_protects_production_and_fits_retention(neon_double: NeonDouble, tmp_path: Path,
+def test_setup_makes_the_root_default_branch_production_protects_it_and_fits_retention(neon_double: NeonDouble, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     d = neon_double
     d.by_name("production")["name"] = "main"  # the project has only its default branch
@@ -155,9 +196,12 @@ def test_setup_creates_and_protects_production_and_fits_retention(neon_double: N
     try:
         dry = run_setup(loaded, prov, journal(loaded, "setup"), dry_run=True)
         assert not dry.done and "production" not in [b["name"] for b in d.branches.values()]
+        url_before = d.branch_url("main")
         report = run_setup(loaded, prov, journal(loaded, "setup"))
         prod = d.by_name("production")
-        assert prod["parent_id"] == d.by_name("main")["id"] and prod["protected"]
+        # production is the root default branch (instant restore works on roots only), not a child of main
+        assert "parent_id" not in prod and prod["default"] and prod["protected"]
+        assert d.branch_url("production") == url_before and len(d.branches) == 1
         assert len(report.done) == 2
         assert report.retention["daily"] == "4d" and report.retention["weekly"] == "2w"  # fits 10 branches
         assert any("Connect" in t and "vercel" in t for t in report.todo)
@@ -166,3 +210,24 @@ def test_setup_creates_and_protects_production_and_fits_retention(neon_double: N
         assert not again.done  # idempotent
     finally:
         prov.close()
+
+
+def test_setup_explains_what_a_child_production_loses(pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from neon_double import make_double
+
+    d = make_double(pg_server, subscription_type="launch")
+    try:
+        d.add_branch("main", default=True, endpoint=True)
+        d.add_branch("production", parent="main", endpoint=True, protected=True)
+        monkeypatch.setenv("NEON_API_KEY", d.api_key)
+        text = (f'[provider]\ntype = "neon"\nproject_id = "{d.project_id}"\ndatabase = "{d.database}"\n'
+                f'role = "{d.role}"\napi_url = "{d.base_url}"\n\n[platform]\ntype = "dotenv"\nenv_file = ".env"\n')
+        loaded = LoadedConfig(parse_config(text), tmp_path / "deploysafe.toml")
+        prov = NeonProvider.from_config(loaded, policy=RetryPolicy(sleep=lambda s: None), poll_interval=0.0)
+        report = run_setup(loaded, prov, journal(loaded, "setup"))
+        prov.close()
+        todo = " ".join(report.todo)
+        assert "child of 'main'" in todo and "instant restore" in todo and "production_branch = 'main'" in todo
+        assert not report.done and {b["name"] for b in d.branches.values()} == {"main", "production"}
+    finally:
+        d.stop()

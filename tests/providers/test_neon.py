@@ -139,10 +139,37 @@ def test_create_waits_for_every_operation_over_several_polls(router: respx.Route
     assert post.calls.last.request.headers["authorization"] == f"Bearer {KEY}"
 
 
-def test_failed_operation_is_reread_once_then_reported(router: respx.Router, neon: NeonProvider) -> None:
+def ticking_provider(router: respx.Router, sleeps: Sleeps) -> NeonProvider:
+    """A provider whose clock moves 5 s per read, so a 120 s deadline passes in a few polls."""
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 5.0
+        return now[0]
+
+    return NeonProvider(project_id=PROJECT, api_key=KEY, production_branch="production", database="neondb",
+                        role="neondb_owner", transport=httpx.MockTransport(router.handler),
+                        policy=RetryPolicy(sleep=sleeps), poll_interval=5.0, clock=clock)
+
+
+def test_failed_operation_that_neon_retries_is_waited_on_until_the_deadline(router: respx.Router, sleeps: Sleeps) -> None:
+    # `failed` with failures_count > 0 is Neon retrying (spec: failures_count, retry_at): one re-read is not enough,
+    # the operation is waited on until the deadline, and the error names the last failure
+    p = ticking_provider(router, sleeps)
     route_lists(router)
     router.post(f"{P}/branches").mock(return_value=reply("branch_create_201"))
     ops = router.get(path__regex=rf"/{P}/operations/").mock(return_value=reply("operation_get_failed"))
+    with pytest.raises(ProviderError, match="create_branch .* did not finish .*failed 1 time.*timeline creation failed"):
+        p.create_snapshot("manual-1", SnapshotKind.MANUAL)
+    assert ops.call_count > 2
+
+
+def test_failed_operation_without_a_retry_is_reread_once_then_reported(router: respx.Router, neon: NeonProvider) -> None:
+    route_lists(router)
+    router.post(f"{P}/branches").mock(return_value=reply("branch_create_201"))
+    body = fx("operation_get_failed")["body"]
+    body["operation"]["failures_count"] = 0
+    ops = router.get(path__regex=rf"/{P}/operations/").mock(return_value=httpx.Response(200, json=body))
     with pytest.raises(ProviderError, match="create_branch .* ended 'failed': timeline creation failed"):
         neon.create_snapshot("manual-1", SnapshotKind.MANUAL)
     assert ops.call_count == 2
@@ -160,15 +187,7 @@ def test_failed_then_finished_after_neon_retries_it(router: respx.Router, neon: 
 
 
 def test_operation_deadline_gives_a_clear_error(router: respx.Router, sleeps: Sleeps) -> None:
-    now = [0.0]
-
-    def clock() -> float:
-        now[0] += 5.0
-        return now[0]
-
-    p = NeonProvider(project_id=PROJECT, api_key=KEY, production_branch="production", database="neondb",
-                     role="neondb_owner", transport=httpx.MockTransport(router.handler), policy=RetryPolicy(sleep=sleeps),
-                     poll_interval=5.0, clock=clock)
+    p = ticking_provider(router, sleeps)
     route_lists(router)
     router.post(f"{P}/branches").mock(return_value=reply("branch_create_201"))
     router.get(path__regex=rf"/{P}/operations/").mock(return_value=reply("operation_get_running"))
@@ -255,8 +274,8 @@ def test_point_in_time_outside_the_window_fails_before_any_post(router: respx.Ro
     route_lists(router)
     router.get(P).mock(return_value=reply("project_get_free"))  # history_retention_seconds 21600 (6 h)
     post = router.post(f"{P}/branches").mock(return_value=reply("branch_create_201"))
-    with pytest.raises(PointInTimeError, match=r"keeps 6 h of history.*2160 s safety margin"):
-        neon.create_snapshot("restore-1", SnapshotKind.RESTORE, at=datetime.now(UTC) - timedelta(hours=5, minutes=30))
+    with pytest.raises(PointInTimeError, match=r"keeps 6 h of history.*300 s safety margin"):
+        neon.create_snapshot("restore-1", SnapshotKind.RESTORE, at=datetime.now(UTC) - timedelta(hours=5, minutes=57))
     with pytest.raises(PointInTimeError, match="in the future"):
         neon.create_snapshot("restore-1", SnapshotKind.RESTORE, at=datetime.now(UTC) + timedelta(minutes=5))
     with pytest.raises(PointInTimeError, match="no time zone"):

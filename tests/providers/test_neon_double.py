@@ -77,7 +77,7 @@ def test_list_three_pages_marks_ours_children_and_production(neon_double: NeonDo
     neon_double.add_branch("weekly-1", parent="production", annotation={"deploysafe": "weekly"}, database=False)
     snaps = {s.name: s for s in neon.list_snapshots()}
     assert set(snaps) == {"production", "dev", "daily-1", "child-of-dev", "weekly-1"}
-    assert neon_double.count("GET", r"/branches\?") == 3
+    assert neon_double.count("GET", r"/branches\?") == 4  # 3 pages + the empty page Neon's last `next` leads to
     assert snaps["production"].is_production and snaps["production"].is_default and snaps["production"].has_children
     assert snaps["dev"].has_children and not snaps["dev"].ours
     assert snaps["daily-1"].ours and snaps["daily-1"].kind == SnapshotKind.DAILY
@@ -125,7 +125,7 @@ def test_point_in_time_inside_window_and_refused_outside(neon_double: NeonDouble
     assert neon_double.by_name("restore-2h")["parent_timestamp"] == at.strftime("%Y-%m-%dT%H:%M:%SZ")
     posts = neon_double.count("POST", r"/branches$")
     with pytest.raises(PointInTimeError, match=r"outside the history window: the project keeps 6 h"):
-        neon.create_snapshot("restore-too-old", SnapshotKind.RESTORE, at=datetime.now(UTC) - timedelta(hours=5, minutes=50))
+        neon.create_snapshot("restore-too-old", SnapshotKind.RESTORE, at=datetime.now(UTC) - timedelta(hours=5, minutes=58))
     assert neon_double.count("POST", r"/branches$") == posts  # refused before calling Neon
     # the double itself rejects out-of-window requests the way Neon does (client check bypassed)
     neon_double.history_seconds = 60
@@ -134,7 +134,7 @@ def test_point_in_time_inside_window_and_refused_outside(neon_double: NeonDouble
         neon.create_snapshot("restore-server", SnapshotKind.RESTORE, at=datetime.now(UTC) - timedelta(hours=1))
 
 
-def test_lazy_endpoint_then_ensure_serving_clears_expiry(neon_double: NeonDouble) -> None:
+def test_lazy_endpoint_then_ensure_serving_keeps_expiry_until_hold(neon_double: NeonDouble) -> None:
     p = provider_for(neon_double, snapshot_endpoint="lazy")
     p.create_snapshot("pre-deploy-lazy", SnapshotKind.PRE_DEPLOY)
     assert not [e for e in neon_double.endpoints.values() if e["branch_id"] == neon_double.by_name("pre-deploy-lazy")["id"]]
@@ -145,6 +145,8 @@ def test_lazy_endpoint_then_ensure_serving_clears_expiry(neon_double: NeonDouble
     bid = neon_double.by_name("pre-deploy-lazy")["id"]
     assert len([e for e in neon_double.endpoints.values() if e["branch_id"] == bid]) == 1
     assert [e["current_state"] for e in p.branch_endpoints(bid)] == ["active"]
+    assert "expires_at" in neon_double.by_name("pre-deploy-lazy")  # ready to serve is not in use
+    p.hold("pre-deploy-lazy")  # the app is moved onto it: Neon's expiry job must not delete it
     assert "expires_at" not in neon_double.by_name("pre-deploy-lazy")
     assert p.identify("postgresql://u:p@" + next(e["host"] for e in neon_double.endpoints.values() if e["branch_id"] == bid)
                       .replace(".c-2", "-pooler.c-2") + "/neondb") == "pre-deploy-lazy"
@@ -178,15 +180,7 @@ def test_branch_limit_and_auth_errors_are_clear(neon_double: NeonDouble, neon: N
     assert e.value.status == 401 and "NEON_API_KEY" in (e.value.hint or "") and "wrong-key-123" not in str(e.value)
 
 
-def test_restore_in_place_keeps_old_production(neon_double: NeonDouble, neon: NeonProvider) -> None:
-    seed_rows(neon_double, 4)
-    neon.create_snapshot("pre-deploy-r", SnapshotKind.PRE_DEPLOY)
-    prod_url = neon.production().url
-    with psycopg.connect(prod_url, autocommit=True) as c:
-        c.execute("DELETE FROM users WHERE id > 1")
-    neon.restore_in_place("pre-deploy-r", "production_before_rollback")
-    assert len(rows(neon.production().url)) == 4
-    assert neon.get("production_before_rollback").name == "production_before_rollback"
+def test_backup_schedule_and_project_info(neon_double: NeonDouble, neon: NeonProvider) -> None:
     neon_double.subscription_type = "launch"
     neon.backup_schedule_set([{"frequency": "daily", "hour": 3, "retention_seconds": 7 * 86400}])
     assert neon.backup_schedule_get()[0]["frequency"] == "daily"
@@ -194,14 +188,23 @@ def test_restore_in_place_keeps_old_production(neon_double: NeonDouble, neon: Ne
     assert info.history_retention_seconds == neon_double.history_seconds and info.subscription_type == "launch"
 
 
-def test_pooled_flag_follows_config_or_production(neon_double: NeonDouble) -> None:
+def test_pooled_url_follows_config_or_the_apps_url_and_production_stays_direct(neon_double: NeonDouble) -> None:
+    neon_double.add_branch("snap", parent="production", endpoint=True)
     p = provider_for(neon_double, pooled=True)
-    p.production()
-    assert neon_double.uri_requests[-1]["pooled"] is True
+    p.production()  # the advisory lock and pg_dump need a session: always direct
+    assert neon_double.uri_requests[-1]["pooled"] is False
+    assert "-pooler." in p.connection_url("snap")
     q = provider_for(neon_double)
-    q.match_pooling("postgresql://u:p@ep-x-123-pooler.c-2.us-east-2.aws.neon.tech/neondb")
-    q.connection_url("production")
-    assert neon_double.uri_requests[-1]["pooled"] is True
+    url = q.connection_url("snap", like="postgresql://u:p@ep-x-123-pooler.c-2.us-east-2.aws.neon.tech/neondb")
+    assert neon_double.uri_requests[-1]["pooled"] is True and "-pooler." in url
+    assert rows_or_none(url) is None  # the pooled URL really connects (to the branch's database)
+    assert "-pooler" not in q.connection_url("snap", like="postgresql://u:p@ep-x-123.c-2.us-east-2.aws.neon.tech/db")
+    assert "-pooler" not in provider_for(neon_double, pooled=False).connection_url("snap", like=url)
+
+
+def rows_or_none(url: str) -> Any:
+    with psycopg.connect(url) as c:
+        return c.execute("SELECT to_regclass('users')").fetchone()[0]  # type: ignore[index]
 
 
 def test_spec_drift_is_caught(pg_server: Any) -> None:

@@ -279,6 +279,9 @@ query = "select count(name) from users"
 [retention]
 pre_deploy = "1h"
 
+[rollback]
+strategy = "repoint"  # the matrix drives faults into the platform calls a repoint makes
+
 [lint]
 destructive = "warn"
 """)
