@@ -218,25 +218,42 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                          lambda h: migrate.generate(loaded, prod.url, on_line=console.detail))
             summary.new_files = [str(p) for p in gen.new_files]
             for f in gen.new_files:
-                console.info(f"new migration: {f.name}")
-            if gen.sql.strip():
+                console.info(f"new migration: {f.name}" + (" (the whole schema: not judged as the change)"
+                                                            if gen.baseline else ""))
+            if gen.sql.strip() and not gen.baseline:
                 console.plain(gen.sql.strip())
             checkpoint()
+            planned: list[str] = []
 
             def lint_step(h: Any) -> None:
-                report = lint.lint_files(list(gen.new_files))
+                # Lint what push will run (a read-only dry run), not only the files generate wrote (issue 14).
+                push_plan = migrate.plan_push(loaded, prod.url, on_line=console.detail)
+                planned.extend(push_plan.statements)
+                h.details["planned_statements"] = len(push_plan.statements)
+                files = [] if gen.baseline else list(gen.new_files)
+                report = lint.lint_change(files, push_plan.sql, folder=migrate.migrations_dir(loaded))
                 summary.lint = [f.__dict__ for f in report.findings]
                 h.details["findings"] = len(report.findings)
                 for f in lint.enforce(report, cfg.lint.destructive, opts.allow_destructive):
                     console.warn(f"{f.file}:{f.line} {f.severity} {f.rule}: {f.message} ({f.url})")
+                if push_plan.failure is not None:
+                    raise push_plan.failure
 
             _timed(summary, journal, "lint", lint_step)
             checkpoint()
             if opts.rehearse:
                 _timed(summary, journal, "rehearse", lambda h: _rehearse(loaded, provider, plan.snapshot))
                 checkpoint()
+
+            def push_step(h: Any) -> None:
+                result = migrate.push(loaded, prod.url, on_line=console.detail, planned=planned)
+                if result.unverified_reason:
+                    h.details["unverified"] = result.unverified_reason
+                    console.warn(f"push applied its statements but is unverified ({result.unverified_reason}); "
+                                 "the probes decide")
+
             try:
-                _timed(summary, journal, "push", lambda h: migrate.push(loaded, prod.url, on_line=console.detail))
+                _timed(summary, journal, "push", push_step)
             except StepError as e:
                 if e.production_changed:
                     production_changed = True
