@@ -230,6 +230,9 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 push_plan = migrate.plan_push(loaded, prod.url, on_line=console.detail)
                 planned.extend(push_plan.statements)
                 h.details["planned_statements"] = len(push_plan.statements)
+                if not push_plan.understood:
+                    console.warn(f"`{push_plan.step.command}` listed no statements and did not say \"No changes "
+                                 "detected\": linting only the new migration files")
                 files = [] if gen.baseline else list(gen.new_files)
                 report = lint.lint_change(files, push_plan.sql, folder=migrate.migrations_dir(loaded))
                 summary.lint = [f.__dict__ for f in report.findings]

@@ -106,6 +106,7 @@ class PushPlan:
     statements: list[str]
     no_changes: bool
     failure: StepError | None = None  # push would stop at a question or fail: raise it after linting
+    understood: bool = True  # the dry run listed statements, said "No changes detected", or failed
 
     @property
     def sql(self) -> str:
@@ -249,15 +250,10 @@ def plan_push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None
             step="push-plan", hint=unexpected[0].pattern.hint, output=step.output,
             patterns=[m.pattern.name for m in unexpected],
         )
-    elif not (statements or no_changes):
-        seen = drizzle_patterns.find(step.output)
-        failure = StepError(
-            f"push-plan: `{step.command}` (exit {step.exit_code}) listed no statements and did not say "
-            "\"No changes detected\"" + (f": {drizzle_patterns.describe(seen)}" if seen else ""),
-            step="push-plan", hint=f"run `{step.command}` by hand against a copy of the database",
-            output=step.output,
-        )
-    return PushPlan(step=step, statements=statements, no_changes=no_changes, failure=failure)
+    # A push command whose dry run says neither (a custom script): nothing to lint from it, not a failure;
+    # the check after push still proves the result.
+    return PushPlan(step=step, statements=statements, no_changes=no_changes, failure=failure,
+                    understood=bool(statements or no_changes or failure))
 
 
 # The dry run's own approval question, and what a --force in the user's command makes of it
@@ -325,8 +321,9 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None,
         )
     if check.exit_code == 0 and drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(check.output)):
         return PushResult(step=step, statements_applied=changed, verified=True)
-    again = drizzle_kit.planned_statements(check.output)
-    if changed and planned and again and drizzle_kit.normalised(again) <= drizzle_kit.normalised(planned):
+    pending = drizzle_kit.planned_statements(check.output)
+    again = [s for s in pending if drizzle_kit.normalised([s]) & drizzle_kit.normalised(planned or [])]
+    if changed and again:
         raise StepError(
             f"push does not converge: it applied its statements, yet drizzle-kit would run {len(again)} of them "
             f"again on every push: {_one_line(' '.join(again))}",
@@ -335,21 +332,15 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None,
                  "name over 63 characters, which PostgreSQL truncates (give it a shorter name in the schema)",
             output=step.output + "\n--- dry check ---\n" + check.output, statements=again,
         )
-    pending = _pending_statements(check.output)
     raise StepError(
         f"push reported success but the database does not match the schema afterwards"
         f" ({'part of the change was applied' if changed else 'nothing was applied'})"
-        + (f"; still pending: {pending}" if pending else ""),
+        + (f"; still pending: {_one_line(' '.join(pending))}" if pending else ""),
         step="push",
         production_changed=changed,
         hint=f"run `{check.command}` by hand against a copy of the database to see what differs",
         output=step.output + "\n--- dry check ---\n" + check.output,
     )
-
-
-def _pending_statements(output: str) -> str:
-    """The SQL the dry run listed as still to execute, on one line."""
-    return _one_line(" ".join(drizzle_kit.planned_statements(output)))
 
 
 def _one_line(text: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,7 @@ from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import LintBlocked, StepError, StepTimeout
 from deploysafe.lint import enforce, lint_sql
 from deploysafe.drizzle_kit import kit_version, planned_statements
-from deploysafe.migrate import dry_check_command, generate, migrations_dir, push, schema_fingerprint
+from deploysafe.migrate import dry_check_command, generate, migrations_dir, plan_push, push, schema_fingerprint
 from deploysafe.redact import url_password
 
 OUTPUT = Path(__file__).parent / "fixtures" / "drizzle-output"
@@ -443,3 +444,54 @@ def test_push_killed_at_its_timeout_reports_whether_production_changed(
         push(loaded, url)
     assert exc.value.production_changed is changed
     assert exc.value.step == "push" and exc.value.context["output"] == "statement done"
+
+
+LONG_FK = """
+export const preferenceHistory = pgTable("notification_preference_history_entries", {
+  id: serial("id").primaryKey(),
+  accountOwnerIdentifier: integer("account_owner_identifier").references(() => users.id),
+});
+"""
+
+
+def test_a_push_that_never_converges_is_named_not_timed_out(drizzle_app: Path, make_db: Callable[..., str]) -> None:
+    # drizzle-kit 0.25 names this foreign key with 76 characters; PostgreSQL keeps 63, so every
+    # push drops and re-adds it (issue 14).
+    _on_line(drizzle_app, "0.25")
+    url = make_db()
+    _sql(url, USERS_SQL)
+    loaded = _loaded(drizzle_app, url, **DIRECT)
+    _edit_schema(drizzle_app, "serial, text,", "serial, text, integer,")
+    (drizzle_app / "src" / "schema.ts").write_text((drizzle_app / "src" / "schema.ts").read_text() + LONG_FK)
+    plan = plan_push(loaded, url)
+    assert plan.failure is None and any("ADD CONSTRAINT" in s for s in plan.statements)
+    with pytest.raises(StepError) as exc:
+        push(loaded, url, planned=plan.statements)
+    msg = str(exc.value)
+    assert "push does not converge" in msg and "notification_preference_history_entries_account_owner" in msg
+    assert exc.value.production_changed is True and "63 characters" in (exc.value.hint or "")
+    assert "notification_preference_history_entries" in _tables(url)
+
+
+def _fake_push(app: Path, check: str) -> str:
+    """A push that applies a real statement; its dry run (``--strict``) runs ``check``."""
+    script = app / "push.sh"
+    script.write_text(
+        '#!/bin/sh\ncase "$*" in *--strict*) ' + check + ";; esac\n"
+        'psql "$DATABASE_URL" -qc "CREATE TABLE IF NOT EXISTS applied (id int)"\necho "[✓] Changes applied"\n'
+    )
+    script.chmod(0o755)
+    return "./push.sh"
+
+
+def test_a_post_push_check_that_hangs_leaves_a_good_push_unverified_not_failed(
+    tmp_path: Path, make_db: Callable[..., str]
+) -> None:
+    if shutil.which("psql") is None:
+        pytest.skip("psql not installed")
+    url = make_db()
+    loaded = _loaded(tmp_path, url, push=_fake_push(tmp_path, "exec sleep 60"), step_timeout="8s")
+    result = push(loaded, url)
+    assert result.statements_applied and not result.verified
+    assert result.unverified_reason and "did not finish" in result.unverified_reason
+    assert "applied" in _tables(url)
