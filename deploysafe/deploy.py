@@ -218,8 +218,9 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                          lambda h: migrate.generate(loaded, prod.url, on_line=console.detail))
             summary.new_files = [str(p) for p in gen.new_files]
             for f in gen.new_files:
-                console.info(f"new migration: {f.name}" + (" (the whole schema: not judged as the change)"
-                                                            if gen.baseline else ""))
+                shown = f"{f.parent.name}/{f.name}" if f.name == "migration.sql" else f.name  # 1.0: a folder each
+                console.info(f"new migration: {shown}" + (" (the whole schema: not judged as the change)"
+                                                         if gen.baseline else ""))
             if gen.sql.strip() and not gen.baseline:
                 console.plain(gen.sql.strip())
             checkpoint()

@@ -495,3 +495,38 @@ def test_a_post_push_check_that_hangs_leaves_a_good_push_unverified_not_failed(
     assert result.statements_applied and not result.verified
     assert result.unverified_reason and "did not finish" in result.unverified_reason
     assert "applied" in _tables(url)
+
+
+def test_drizzle_kit_1_refusing_a_0x_migrations_folder_is_exit_3_with_the_fix(
+    drizzle_app: Path, make_db: Callable[..., str]
+) -> None:
+    _on_line(drizzle_app, "1.0")
+    url = make_db()
+    folder = drizzle_app / "drizzle"
+    (folder / "meta").mkdir(parents=True)
+    (folder / "0000_initial.sql").write_text('CREATE TABLE "users" ("id" serial PRIMARY KEY NOT NULL);\n')
+    (folder / "meta" / "_journal.json").write_text(
+        '{"version": "7", "dialect": "postgresql", "entries": [{"idx": 0, "version": "7", "when": 1700000000000,'
+        ' "tag": "0000_initial", "breakpoints": true}]}'
+    )
+    with pytest.raises(StepError) as exc:
+        generate(_loaded(drizzle_app, url, **DIRECT), url)
+    assert exc.value.exit_code == 3 and exc.value.production_changed is False
+    assert "outdated-migrations-folder" in str(exc.value) and "drizzle-kit up" in (exc.value.hint or "")
+
+
+def test_drizzle_kit_1_generate_writes_a_folder_per_migration_and_the_first_is_a_baseline(
+    drizzle_app: Path, make_db: Callable[..., str]
+) -> None:
+    _on_line(drizzle_app, "1.0")
+    url = make_db()
+    loaded = _loaded(drizzle_app, url, **DIRECT)
+    first = generate(loaded, url)
+    assert first.baseline and len(first.new_files) == 1 and first.new_files[0].name == "migration.sql"
+    assert (first.new_files[0].parent / "snapshot.json").is_file()
+    _edit_schema(drizzle_app, '  name: text("name"),', '  name: text("name"),\n  nickname: text("nickname"),')
+    second = generate(loaded, url)
+    assert not second.baseline and second.sql.strip() == 'ALTER TABLE "users" ADD COLUMN "nickname" text;'
+    from deploysafe.drizzle_layout import migrations
+
+    assert [m.path for m in migrations(migrations_dir(loaded))] == [first.new_files[0], second.new_files[0]]
