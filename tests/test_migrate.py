@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from conftest import _unavailable
 from deploysafe import drizzle_patterns
 from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import LintBlocked, StepError, StepTimeout
@@ -301,7 +302,7 @@ LINE_MODULES = {"0.25": VERSIONS / "0.25" / "node_modules", "0.30": VERSIONS / "
 def _on_line(app: Path, line: str) -> None:
     modules = LINE_MODULES[line]
     if not (modules / ".bin" / "drizzle-kit").exists():
-        pytest.skip(f"drizzle-kit {line} not installed (bash scripts/setup)")
+        _unavailable(f"drizzle-kit {line} is not installed: run `bash scripts/setup`")
     (app / "node_modules").unlink()
     (app / "node_modules").symlink_to(modules)
 
