@@ -232,7 +232,8 @@ def plan_push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None
     step = _dry_run(loaded, _step_env(loaded, database_url), "push-plan", on_line)
     statements = drizzle_kit.planned_statements(step.output)
     hints = drizzle_kit.data_loss_hints(step.output)
-    if not statements and hints and "rename-hint-missing" not in {m.pattern.name for m in drizzle_patterns.find(step.output)}:
+    renames_open = any(m.pattern.name == "rename-hint-missing" for m in drizzle_patterns.find(step.output))
+    if not statements and hints and not renames_open:
         # drizzle-kit 1.0 lists no statement while a data-loss decision is open: confirm it for this
         # read-only explain only, to lint the statements behind it (push itself still stops there).
         listed = _dry_run(loaded, _step_env(loaded, database_url), "push-plan", on_line, hints)
