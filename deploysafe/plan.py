@@ -65,7 +65,8 @@ def plan_deploy(
                 else "without a compute (it gets one at rollback: [provider] snapshot_endpoint = \"lazy\")"),
              undo="nothing to undo; the snapshot is kept"),
         Step("generate", f"run `{app.generate}` in {app.dir}; record the new migration files"),
-        Step("lint", f"classify the new SQL; destructive = {config.lint.destructive!r}"
+        Step("lint", f"classify what push will run (read-only dry run) and the new SQL; "
+                     f"destructive = {config.lint.destructive!r}"
              + (" (overridden by --allow-destructive)" if allow_destructive else "")),
     ]
     if rehearse:
