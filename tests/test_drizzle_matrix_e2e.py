@@ -18,32 +18,17 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from conftest import FIXTURE_APP, ROOT, _unavailable
 from deploysafe import drizzle_layout, embedded
 from deploysafe.demo import BREAKING_CHANGE, SAFE_CHANGE, DemoApp, copy_app, edit_schema, start_app, stop_app
 from deploysafe.migrate import schema_fingerprint
 from deploysafe.npm import run_step
-from e2e import assert_no_secret, ds, env_url, healthy, rows, set_config
+from e2e import DRIZZLE_LINES, FIXTURE_APP, assert_no_secret, ds, env_url, healthy, line_modules, rows, set_config
 
 pytestmark = pytest.mark.e2e
 
-VERSIONS = ROOT / "tests" / "fixtures" / "drizzle-versions"
-LINES = {
-    "0.25": VERSIONS / "0.25" / "node_modules",
-    "0.30": VERSIONS / "0.30" / "node_modules",
-    "0.31": FIXTURE_APP / "node_modules",
-    "1.0": VERSIONS / "1.0" / "node_modules",
-}
 RENAME = ('  name: text("name"),\n', '  fullName: text("full_name"),\n')
 # drizzle-kit 1.0 confirms data loss only through hints (its --force does not, without a TTY).
 DROP_NAME_HINTS = [{"type": "confirm_data_loss", "kind": "column", "entity": ["public", "users", "name"]}]
-
-
-def _modules(line: str) -> Path:
-    nm = LINES[line]
-    if not (nm / ".bin" / "drizzle-kit").exists():
-        _unavailable(f"drizzle-kit {line} is not installed: run `bash scripts/setup`")
-    return nm
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +40,7 @@ def first_migrations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
 def _first_folder(cache: dict[str, Path], line: str, tmp: Path) -> Path:
     if line not in cache:
         app = tmp / f"gen-{line}"
-        copy_app(app, template=FIXTURE_APP, node_modules=_modules(line))
+        copy_app(app, template=FIXTURE_APP, node_modules=line_modules(line))
         r = run_step("generate", "node_modules/.bin/drizzle-kit generate", cwd=app,
                      env={"DATABASE_URL": "postgresql://unused@127.0.0.1:1/x"}, timeout=180)
         assert r.exit_code == 0, r.output
@@ -63,13 +48,13 @@ def _first_folder(cache: dict[str, Path], line: str, tmp: Path) -> Path:
     return cache[line]
 
 
-@pytest.fixture(params=list(LINES))
+@pytest.fixture(params=list(DRIZZLE_LINES))
 def line_app(request: pytest.FixtureRequest, tmp_path: Path, pg_server: embedded.EmbeddedPostgres,
              first_migrations: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DemoApp]]:
     line = str(request.param)
     folder = _first_folder(first_migrations, line, tmp_path_factory.getbasetemp())
     root = tmp_path / "app"
-    copy_app(root, template=FIXTURE_APP, node_modules=_modules(line))
+    copy_app(root, template=FIXTURE_APP, node_modules=line_modules(line))
     shutil.copytree(folder, root / "drizzle")
     name = f"prod_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_server.url(), autocommit=True) as c:

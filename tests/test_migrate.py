@@ -10,7 +10,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import _unavailable
 from deploysafe import drizzle_patterns
 from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import LintBlocked, StepError, StepTimeout
@@ -18,6 +17,7 @@ from deploysafe.lint import enforce, lint_sql
 from deploysafe.drizzle_kit import kit_version, planned_statements
 from deploysafe.migrate import dry_check_command, generate, migrations_dir, plan_push, push, schema_fingerprint
 from deploysafe.redact import url_password
+from e2e import DRIZZLE_LINES, line_modules
 
 OUTPUT = Path(__file__).parent / "fixtures" / "drizzle-output"
 
@@ -293,21 +293,14 @@ def test_column_drop_is_blocked_before_push_and_production_is_untouched(
     assert "name" in _columns(url)
 
 
-VERSIONS = Path(__file__).parent / "fixtures" / "drizzle-versions"
-LINE_MODULES = {"0.25": VERSIONS / "0.25" / "node_modules", "0.30": VERSIONS / "0.30" / "node_modules",
-                "0.31": Path(__file__).parent / "fixtures" / "drizzle-app" / "node_modules",
-                "1.0": VERSIONS / "1.0" / "node_modules"}
-
-
 def _on_line(app: Path, line: str) -> None:
-    modules = LINE_MODULES[line]
-    if not (modules / ".bin" / "drizzle-kit").exists():
-        _unavailable(f"drizzle-kit {line} is not installed: run `bash scripts/setup`")
+    """Run the copied app on another drizzle-kit line."""
+    modules = line_modules(line)
     (app / "node_modules").unlink()
     (app / "node_modules").symlink_to(modules)
 
 
-@pytest.mark.parametrize("line", list(LINE_MODULES))
+@pytest.mark.parametrize("line", list(DRIZZLE_LINES))
 def test_refused_data_loss_prompt_is_a_failed_push_before_production_changed(
     drizzle_app: Path, make_db: Callable[..., str], line: str
 ) -> None:
