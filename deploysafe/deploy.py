@@ -251,13 +251,31 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 loaded, prod.url, "generate", lambda: migrate.generate(loaded, prod.url, on_line=console.detail)))
             summary.new_files = [str(p) for p in gen.new_files]
             for f in gen.new_files:
-                console.info(f"new migration: {f.name}")
-            if gen.sql.strip():
+                shown = f"{f.parent.name}/{f.name}" if f.name == "migration.sql" else f.name  # 1.0: a folder each
+                console.info(f"new migration: {shown}" + (" (the whole schema: not judged as the change)"
+                                                         if gen.baseline else ""))
+            if gen.sql.strip() and not gen.baseline:
                 console.plain(gen.sql.strip())
             checkpoint()
+            planned: list[str] = []
 
             def lint_step(h: Any) -> None:
-                report = lint.lint_files(list(gen.new_files))
+                if cfg.app.workflow == "migrate":
+                    _lint(h, _pending_migration_files(loaded, prod.url, gen.new_files), "")
+                    return
+                # Lint what push will run (a read-only dry run), not only the files generate wrote (issue 14).
+                push_plan = migrate.plan_push(loaded, prod.url, on_line=console.detail)
+                planned.extend(push_plan.statements)
+                h.details["planned_statements"] = len(push_plan.statements)
+                if not push_plan.understood:
+                    console.warn(f"`{push_plan.step.command}` listed no statements and did not say \"No changes "
+                                 "detected\": linting only the new migration files")
+                _lint(h, [] if gen.baseline else list(gen.new_files), push_plan.sql)
+                if push_plan.failure is not None:
+                    raise push_plan.failure
+
+            def _lint(h: Any, files: list[Path], planned_sql: str) -> None:
+                report = lint.lint_change(files, planned_sql, folder=migrate.migrations_dir(loaded))
                 summary.lint = [f.__dict__ for f in report.findings]
                 h.details["findings"] = len(report.findings)
                 for f in lint.enforce(report, cfg.lint.destructive, opts.allow_destructive):
@@ -269,10 +287,18 @@ def _run(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, platform
                 _timed(summary, journal, "rehearse", lambda h: migrate.untouched(
                     loaded, prod.url, "rehearse", lambda: _rehearse(loaded, provider, plan.snapshot)))
                 checkpoint()
+
+            def push_step(h: Any) -> None:
+                result = migrate.apply(loaded, prod.url, on_line=console.detail, planned=planned)
+                if result.unverified_reason:
+                    h.details["unverified"] = result.unverified_reason
+                    console.warn(f"push applied its statements but is unverified ({result.unverified_reason}); "
+                                 "the probes decide")
+
             # production may change from here: a journal that cannot be written no longer stops the run (issue 15)
             journal.strict = False
             try:
-                _timed(summary, journal, "push", lambda h: migrate.apply(loaded, prod.url, on_line=console.detail))
+                _timed(summary, journal, "push", push_step)
             except StepError as e:
                 if e.production_changed:
                     production_changed = True
@@ -380,6 +406,18 @@ def _watch(loaded: LoadedConfig, url: str, journal: Journal, seconds: float) -> 
     from deploysafe.watch import watch_window
 
     return watch_window(loaded, url, journal, seconds)
+
+
+def _pending_migration_files(loaded: LoadedConfig, database_url: str, new_files: list[Path]) -> list[Path]:
+    """workflow = migrate: every migration the migrate command will apply (journal entries not yet in the
+    migrations table), whoever generated it and whenever, plus what generate wrote in this run."""
+    from deploysafe import migrator
+    from deploysafe.migrate import migrations_dir
+
+    folder = migrations_dir(loaded)
+    state = migrator.state(loaded, database_url, folder)
+    pending = [folder / f"{e.tag}.sql" for e in state.pending]
+    return [*dict.fromkeys([*(p for p in pending if p.is_file()), *new_files])]
 
 
 def _app_deploy(loaded: LoadedConfig, database_url: str) -> None:

@@ -353,18 +353,61 @@ def enforce(report: LintReport, policy: str, allow_destructive: bool = False) ->
     return [f for f in report.findings if f.severity in warn and not f.allowed]
 
 
+def lint_change(files: list[Path], planned_sql: str, *, folder: Path | None = None,
+                plan_name: str = "<push plan>") -> LintReport:
+    """Lint what will be applied: ``files`` plus the statements push would run (issue 14).
+
+    A planned statement already judged in ``files`` is not reported twice. One that is not
+    (a migration committed earlier, a re-run of a blocked deploy, a push without files) is
+    reported under ``plan_name``, allowed when a migration in ``folder`` carries a
+    ``-- deploysafe: allow`` comment for it.
+    """
+    report = lint_files(files)
+    if not planned_sql.strip():
+        return report
+    seen = {(f.rule, _norm(f.statement)) for f in report.findings}
+    allows = _allows_in(folder)
+    extra: list[Finding] = []
+    for f in lint_sql(planned_sql, plan_name).findings:
+        if (f.rule, _norm(f.statement)) in seen:
+            continue
+        rules = allows.get(_norm(f.statement), frozenset())
+        extra.append(Finding(f.file, f.line, f.statement, f.rule, f.severity, f.message, f.url,
+                             f.allowed or f.rule in rules or "all" in rules))
+    return LintReport(report.findings + extra)
+
+
+def _norm(sql: str) -> str:
+    """One statement compared as text: comments (drizzle's ``--> statement-breakpoint``) and spacing ignored."""
+    return " ".join(re.sub(r"--[^\n]*", " ", sql).split()).rstrip(";").strip()
+
+
+def _allows_in(folder: Path | None) -> dict[str, frozenset[str]]:
+    """Statement (normalised) -> rules allowed for it by comments, over every migration in ``folder``."""
+    from pglast.parser import ParseError
+
+    from deploysafe import drizzle_layout
+
+    out: dict[str, frozenset[str]] = {}
+    for m in drizzle_layout.migrations(folder) if folder is not None else []:
+        try:
+            stmts = _statements(m.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ParseError):
+            continue
+        for st in stmts:
+            if st.allows:
+                out[_norm(st.text)] = out.get(_norm(st.text), frozenset()) | st.allows
+    return out
+
+
 def pending_migrations(loaded: LoadedConfig, database_url: str | None) -> list[Path]:
-    """Migration files not yet recorded in drizzle.__drizzle_migrations (sha256 of the file); all without a URL."""
+    """Migration files (either layout) not yet recorded in drizzle.__drizzle_migrations; all without a URL."""
+    from deploysafe import drizzle_layout
     from deploysafe.migrate import migrations_dir
 
     folder = migrations_dir(loaded)
-    files = sorted(folder.glob("*.sql")) if folder.is_dir() else []
-    if database_url is None or not files:
-        return files
-    applied = _applied_hashes(database_url)
-    import hashlib
-
-    return [p for p in files if hashlib.sha256(p.read_bytes()).hexdigest() not in applied]
+    applied = _applied_hashes(database_url) if database_url is not None else set()
+    return [m.path for m in drizzle_layout.pending_migrations(folder, applied)]
 
 
 def _applied_hashes(database_url: str) -> set[str]:

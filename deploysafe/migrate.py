@@ -14,14 +14,22 @@ How push is verified
        production changed; it tells a push that applied nothing (failure before production
        changed, exit 3) from one that applied part of its statements (failure after
        production changed: the deploy rolls back).
-    2. After a push that reported success, the push command is run again as a dry check with
-       ``--strict --verbose`` appended and ``PGOPTIONS=-c default_transaction_read_only=on``
-       (honoured by node-postgres). drizzle-kit re-introspects the live database and diffs it
-       against the schema: "No changes detected" means the database matches. Any other
-       outcome means it does not. The check cannot change anything: stdin is closed so every
-       approval prompt is refused, and even if a ``--force`` in the user's script skipped the
-       prompt, the read-only session rejects each statement. The fingerprint is compared once
-       more to prove it.
+    2. After a push that reported success, the push command is run again as a read-only dry
+       run (:func:`deploysafe.drizzle_kit.dry_run_command`: ``--strict --verbose`` on 0.x,
+       ``--explain`` on 1.0, where ``--strict`` does nothing) with
+       ``PGOPTIONS=-c default_transaction_read_only=on`` (honoured by node-postgres).
+       drizzle-kit re-introspects the live database and diffs it against the schema: "No
+       changes detected" means the database matches. Any other outcome means it does not;
+       when the statements still pending are ones push just applied, push does not converge
+       (e.g. drizzle-kit 0.25 re-adds a foreign key whose name PostgreSQL truncated to 63
+       characters) and the error names them. The check cannot change anything: stdin is
+       closed so every approval prompt is refused, and even if a ``--force`` in the user's
+       script skipped the prompt, the read-only session rejects each statement. The
+       fingerprint is compared once more to prove it. A check that hangs past its timeout
+       leaves the push unverified (a warning), not failed: probes judge the deploy.
+
+Every step is watched while it runs: a prompt that waits for an answer ends the step at
+once (:func:`deploysafe.drizzle_patterns.stop_reason`), it never waits out the timeout.
 """
 
 from __future__ import annotations
@@ -32,10 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from deploysafe import drizzle_patterns
+from deploysafe import drizzle_kit, drizzle_layout, drizzle_patterns
 from deploysafe.config import LoadedConfig
 from deploysafe.drizzle import normalise, read_app
-from deploysafe.errors import Interrupted, StepError
+from deploysafe.errors import Interrupted, StepError, StepTimeout
 from deploysafe.npm import StepResult, run_step
 from deploysafe.redact import register_secret, url_password
 
@@ -158,6 +166,7 @@ class GenerateResult:
     step: StepResult
     new_files: list[Path]
     sql: str
+    baseline: bool = False  # the first migration of an empty folder: the whole schema, not the change
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,22 @@ class PushResult:
     step: StepResult
     statements_applied: bool  # the live schema changed
     verified: bool  # a read-only dry check found no pending changes
+    unverified_reason: str | None = None  # why the check could not say (verified is then False)
+
+
+@dataclass(frozen=True)
+class PushPlan:
+    """What push would execute, from a read-only dry run (:func:`plan_push`)."""
+
+    step: StepResult
+    statements: list[str]
+    no_changes: bool
+    failure: StepError | None = None  # push would stop at a question or fail: raise it after linting
+    understood: bool = True  # the dry run listed statements, said "No changes detected", or failed
+
+    @property
+    def sql(self) -> str:
+        return "\n".join(s if s.rstrip().endswith(";") else s + ";" for s in self.statements)
 
 
 def schema_fingerprint(database_url: str) -> str:
@@ -209,8 +234,23 @@ def _sql_files(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in sorted(folder.rglob("*.sql"))}
 
 
+def _run(name: str, command: str, loaded: LoadedConfig, env: dict[str, str], on_line: OnLine) -> StepResult:
+    """A drizzle-kit step, ended at once when it stops at a question."""
+    return run_step(name, command, cwd=loaded.app_dir, env=env, timeout=loaded.config.app.step_timeout,
+                    on_line=on_line, stop_when=drizzle_patterns.stop_reason, pass_env=loaded.config.app.pass_env)
+
+
 def _fail_on_patterns(step: StepResult, *, what: str, production_changed: bool = False) -> None:
     matches = drizzle_patterns.find(step.output)
+    if step.stopped_at is not None:
+        hint = matches[0].pattern.hint if matches else None
+        raise StepError(
+            f"{step.name}: drizzle-kit stopped at a question nobody can answer here, so the step was ended at once"
+            f" ({what.replace(', although it exited 0', '')}): "
+            + (drizzle_patterns.describe(matches) if matches else step.stopped_at),
+            step=step.name, production_changed=production_changed, hint=hint, output=step.output,
+            patterns=[m.pattern.name for m in matches],
+        )
     if step.exit_code != 0:
         detail = f": {drizzle_patterns.describe(matches)}" if matches else ""
         raise StepError(
@@ -236,24 +276,70 @@ def generate(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None)
     app = loaded.config.app
     folder = migrations_dir(loaded)
     before = _sql_files(folder)
+    before_migrations = drizzle_layout.migrations(folder)
     if not app.generate:  # the app has no generate step ([app] generate = "")
         return GenerateResult(step=StepResult("generate", "", 0, "", 0.0), new_files=[], sql="")
-    step = run_step(
-        "generate", app.generate, cwd=loaded.app_dir, env=_step_env(loaded, database_url),
-        timeout=app.step_timeout, on_line=on_line, pass_env=app.pass_env,
-    )
+    step = _run("generate", app.generate, loaded, _step_env(loaded, database_url), on_line)
     _fail_on_patterns(step, what="generation stopped at a question or an error")
     after = _sql_files(folder)
     new_files = [p for p in after if p not in before]
     sql = "\n".join(after[p].decode("utf-8", errors="replace") for p in new_files)
-    return GenerateResult(step=step, new_files=new_files, sql=sql)
+    return GenerateResult(step=step, new_files=new_files, sql=sql,
+                          baseline=drizzle_layout.is_baseline(before_migrations, new_files))
 
 
-def dry_check_command(push_command: str) -> str:
-    """The push command with ``--strict --verbose`` passed through to drizzle-kit (npm needs ``--``)."""
-    from deploysafe.pkgmanager import pass_args
+def dry_check_command(push_command: str, version: drizzle_kit.KitVersion = drizzle_kit.UNKNOWN) -> str:
+    """The push command with the read-only dry-run flags of ``version`` passed through to drizzle-kit."""
+    return drizzle_kit.dry_run_command(push_command, version)
 
-    return pass_args(push_command, "--strict --verbose")
+
+def _dry_run(loaded: LoadedConfig, env: dict[str, str], name: str, on_line: OnLine,
+             hints: list[dict[str, object]] | None = None) -> StepResult:
+    command = dry_check_command(loaded.config.app.push, drizzle_kit.kit_version(loaded.app_dir))
+    if hints:
+        command = drizzle_kit.with_hints(command, hints)
+    return _run(name, command, loaded, {**env, "PGOPTIONS": READ_ONLY_PGOPTIONS}, on_line)
+
+
+def plan_push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> PushPlan:
+    """The statements push would execute against ``database_url``, from a read-only dry run (nothing changes).
+
+    A question the push itself would stop at (data loss, truncate, rename, 1.0's missing
+    hints) or an error is kept in ``failure``: the caller lints the listed statements first,
+    so a destructive statement is named as such, then raises it (before production changed).
+    """
+    before = schema_fingerprint(database_url)
+    step = _dry_run(loaded, _step_env(loaded, database_url), "push-plan", on_line)
+    statements = drizzle_kit.planned_statements(step.output)
+    hints = drizzle_kit.data_loss_hints(step.output)
+    renames_open = any(m.pattern.name == "rename-hint-missing" for m in drizzle_patterns.find(step.output))
+    if not statements and hints and not renames_open:
+        # drizzle-kit 1.0 lists no statement while a data-loss decision is open: confirm it for this
+        # read-only explain only, to lint the statements behind it (push itself still stops there).
+        listed = _dry_run(loaded, _step_env(loaded, database_url), "push-plan", on_line, hints)
+        statements = drizzle_kit.planned_statements(listed.output)
+    if _fingerprint_after(database_url, step="push-plan") != before:  # impossible read-only; prove it
+        raise StepError("push-plan: the read-only dry run changed the database schema", step="push-plan",
+                        production_changed=True, hint="report this as a deploysafe bug", output=step.output)
+    no_changes = not statements and bool(drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(step.output)))
+    unexpected = [m for m in drizzle_patterns.find(step.output) if m.pattern.name not in _DRY_RUN_EXPECTED]
+    failure: StepError | None = None
+    if unexpected:
+        failure = StepError(
+            f"push would stop at a question or an error (seen in its read-only dry run): "
+            f"{drizzle_patterns.describe(unexpected)}",
+            step="push-plan", hint=unexpected[0].pattern.hint, output=step.output,
+            patterns=[m.pattern.name for m in unexpected],
+        )
+    # A push command whose dry run says neither (a custom script): nothing to lint from it, not a failure;
+    # the check after push still proves the result.
+    return PushPlan(step=step, statements=statements, no_changes=no_changes, failure=failure,
+                    understood=bool(statements or no_changes or failure))
+
+
+# The dry run's own approval question, and what a --force in the user's command makes of it
+# (statements rejected by the read-only session): expected, not failures.
+_DRY_RUN_EXPECTED = frozenset({"strict-approval", "tty-required", "uncaught-error", "database-error"})
 
 
 def _fingerprint_after(database_url: str, *, step: str) -> str:
@@ -280,14 +366,18 @@ def _rethrow(e: StepError, production_changed: bool) -> StepError:
     return type(e)(e.message, hint=e.hint, step=e.step, production_changed=production_changed, **e.context)
 
 
-def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> PushResult:
-    """Run ``[app] push`` and prove the live database now matches the schema (module docstring)."""
+def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None,
+         planned: list[str] | None = None) -> PushResult:
+    """Run ``[app] push`` and prove the live database now matches the schema (module docstring).
+
+    ``planned``: the statements :func:`plan_push` listed beforehand, to tell a push that does
+    not converge from one that stopped half-way.
+    """
     app = loaded.config.app
     env = _step_env(loaded, database_url)
     before = schema_fingerprint(database_url)
     try:
-        step = run_step("push", app.push, cwd=loaded.app_dir, env=env, timeout=app.step_timeout, on_line=on_line,
-                        pass_env=app.pass_env)
+        step = _run("push", app.push, loaded, env, on_line)
     except StepError as e:  # killed at its timeout, perhaps half-way through its statements
         raise _rethrow(e, _fingerprint_after(database_url, step="push") != before) from None
     except (KeyboardInterrupt, Interrupted) as e:  # a signal: run_step has ended the push's process group
@@ -304,11 +394,14 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> 
     if drizzle_patterns.NO_CHANGES.search(clean_out) and not changed:
         return PushResult(step=step, statements_applied=False, verified=True)
     try:
-        check = run_step(
-            "push-verify", dry_check_command(app.push), cwd=loaded.app_dir,
-            env={**env, "PGOPTIONS": READ_ONLY_PGOPTIONS}, timeout=app.step_timeout, on_line=on_line,
-            pass_env=app.pass_env,
-        )
+        check = _dry_run(loaded, env, "push-verify", on_line)
+    except StepTimeout as e:
+        if changed and drizzle_patterns.CHANGES_APPLIED.search(clean_out):
+            # push said it applied its statements and the schema changed; a check that hangs says
+            # nothing against that: leave it to the probes rather than roll a good deploy back.
+            return PushResult(step=step, statements_applied=True, verified=False,
+                              unverified_reason=f"the read-only check after push did not finish: {e.message}")
+        raise _rethrow(e, changed) from None
     except StepError as e:
         raise _rethrow(e, changed) from None
     except (KeyboardInterrupt, Interrupted) as e:
@@ -321,31 +414,30 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> 
         )
     if check.exit_code == 0 and drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(check.output)):
         return PushResult(step=step, statements_applied=changed, verified=True)
-    pending = _pending_statements(check.output)
+    pending = drizzle_kit.planned_statements(check.output)
+    again = [s for s in pending if drizzle_kit.normalised([s]) & drizzle_kit.normalised(planned or [])]
+    if changed and again:
+        raise StepError(
+            f"push does not converge: it applied its statements, yet drizzle-kit would run {len(again)} of them "
+            f"again on every push: {_one_line(' '.join(again))}",
+            step="push", production_changed=True,
+            hint="drizzle-kit and the database disagree on these objects; a common cause is a constraint or index "
+                 "name over 63 characters, which PostgreSQL truncates (give it a shorter name in the schema)",
+            output=step.output + "\n--- dry check ---\n" + check.output, statements=again,
+        )
     raise StepError(
         f"push reported success but the database does not match the schema afterwards"
         f" ({'part of the change was applied' if changed else 'nothing was applied'})"
-        + (f"; still pending: {pending}" if pending else ""),
+        + (f"; still pending: {_one_line(' '.join(pending))}" if pending else ""),
         step="push",
         production_changed=changed,
-        hint=f"run `{dry_check_command(app.push)}` by hand against a copy of the database to see what differs",
+        hint=f"run `{check.command}` by hand against a copy of the database to see what differs",
         output=step.output + "\n--- dry check ---\n" + check.output,
     )
 
 
-def _pending_statements(output: str) -> str:
-    """The SQL drizzle-kit --verbose lists under "You are about to execute current statements", on one line."""
-    lines = drizzle_patterns.clean(output).split("\n")
-    for i, line in enumerate(lines):
-        if "You are about to execute current statements" in line:
-            sql: list[str] = []
-            for stmt in lines[i + 1 :]:
-                if stmt.startswith(("error:", "Error:")) or "Do you" in stmt or "Warning" in stmt:
-                    break
-                sql.append(stmt.strip())
-            text = " ".join(s for s in sql if s)
-            return text if len(text) <= 500 else text[:499] + "…"
-    return ""
+def _one_line(text: str) -> str:
+    return text if len(text) <= 500 else text[:499] + "…"
 
 
 def run_migrations(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> PushResult:
@@ -363,7 +455,7 @@ def run_migrations(loaded: LoadedConfig, database_url: str, *, on_line: OnLine =
     before = schema_fingerprint(database_url)
     env = _step_env(loaded, database_url)
     try:
-        step = run_step("migrate", app.migrate, cwd=loaded.app_dir, env=env, timeout=app.step_timeout, on_line=on_line)
+        step = _run("migrate", app.migrate, loaded, env, on_line)
     except StepError as e:
         raise _rethrow(e, _fingerprint_after(database_url, step="migrate") != before) from None
     after = _fingerprint_after(database_url, step="migrate")
@@ -417,8 +509,11 @@ def untouched(loaded: LoadedConfig, production_url: str, step: str, fn: Callable
     return result
 
 
-def apply(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None) -> PushResult:
-    """Apply the change the configured workflow's way: ``[app] push``, or ``[app] migrate``."""
+def apply(
+    loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None, planned: list[str] | None = None
+) -> PushResult:
+    """Apply the change the configured workflow's way: ``[app] push`` (``planned``: what its dry run listed),
+    or ``[app] migrate``."""
     if loaded.config.app.workflow == "migrate":
         return run_migrations(loaded, database_url, on_line=on_line)
-    return push(loaded, database_url, on_line=on_line)
+    return push(loaded, database_url, on_line=on_line, planned=planned)

@@ -7,6 +7,11 @@ handed to ``on_line`` and kept for the journal.
 
 Never hang (issue 4): the deadline covers the whole step; on timeout the whole process
 group gets SIGTERM, then SIGKILL after a short grace, and :class:`StepTimeout` is raised.
+
+Never wait out a prompt (issue 14): ``stop_when`` sees every line while the step runs, and
+also the unfinished last line (a prompt's answer list ends without a newline). When it
+returns a reason, the process group is stopped at once the same way and the result says
+why (``stopped_at``); the caller decides what that means.
 Output is read with a selector, not a blocking read, so a grandchild that keeps the pipe
 open after the step exited cannot hold us either: after a short drain the group is
 killed and we stop reading.
@@ -41,6 +46,7 @@ from deploysafe.redact import redact, register_secret, url_password
 
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 DRAIN_GRACE = 1.0  # how long to keep reading after the step exited, if a child holds the pipe
+STOP_DRAIN = 0.5  # how long to keep reading after ``stop_when`` matched, before stopping the group
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class StepResult:
     exit_code: int
     output: str  # redacted, ANSI-free, stdout and stderr merged
     duration: float
+    stopped_at: str | None = None  # why ``stop_when`` ended the step early, if it did
 
 
 def step_environment(command: str, env: dict[str, str], pass_env: Iterable[str] = ()) -> dict[str, str]:
@@ -141,12 +148,16 @@ def _kill_group(pgid: int, sig: int) -> None:
         pass
 
 
-def _pump(proc: subprocess.Popen[bytes], fd: int, deadline: float, emit: Callable[[bytes], None]) -> tuple[bool, bytes]:
-    """Emit whole lines until EOF, the deadline, or an orphan holding the pipe.
+def _pump(
+    proc: subprocess.Popen[bytes], fd: int, deadline: float, emit: Callable[[bytes], None],
+    stop: Callable[[bytes], bool],
+) -> tuple[bool, bytes]:
+    """Emit whole lines until EOF, the deadline, ``stop`` saying so, or an orphan holding the pipe.
 
     Returns (timed out?, the unfinished last line).
     """
     exited_at: float | None = None
+    stop_at: float | None = None
     buf = b""
     with selectors.DefaultSelector() as sel:
         sel.register(fd, selectors.EVENT_READ)
@@ -154,6 +165,8 @@ def _pump(proc: subprocess.Popen[bytes], fd: int, deadline: float, emit: Callabl
             now = time.monotonic()
             if now >= deadline:
                 return True, buf
+            if stop_at is not None and now >= stop_at:
+                return False, buf
             if exited_at is None and proc.poll() is not None:
                 exited_at = now
             if exited_at is not None and now - exited_at > DRAIN_GRACE:
@@ -171,6 +184,9 @@ def _pump(proc: subprocess.Popen[bytes], fd: int, deadline: float, emit: Callabl
             *complete, buf = buf.split(b"\n")
             for raw in complete:
                 emit(raw)
+            if stop_at is None and stop(buf):
+                # keep what the tool prints right after the question (its error, its stack, its hints)
+                stop_at = time.monotonic() + STOP_DRAIN
 
 
 def run_step(
@@ -182,6 +198,7 @@ def run_step(
     timeout: float,
     on_line: Callable[[str], None] | None = None,
     pass_env: Iterable[str] = (),
+    stop_when: Callable[[str], str | None] | None = None,
 ) -> StepResult:
     """Run ``command`` in ``cwd`` with ``env`` added to the environment built for it; see the module docstring.
 
@@ -191,13 +208,27 @@ def run_step(
     full_env = step_environment(command, env, pass_env)
     check_runnable(command, cwd, full_env)
     lines: list[str] = []
+    stopped: list[str] = []
+
+    def watch(line: str) -> None:
+        if stop_when is not None and not stopped:
+            reason = stop_when(line)
+            if reason:
+                stopped.append(reason)
 
     def emit(raw: bytes) -> None:
         for part in clean(raw.decode("utf-8", errors="replace")).split("\n"):
             line = redact(part.rstrip())
             lines.append(line)
+            watch(line)
             if on_line is not None:
                 on_line(line)
+
+    def stop(partial: bytes) -> bool:
+        if not stopped and partial:
+            for part in clean(partial.decode("utf-8", errors="replace")).split("\n"):
+                watch(part.rstrip())
+        return bool(stopped)
 
     started = time.monotonic()
     try:
@@ -216,27 +247,29 @@ def run_step(
     pgid = proc.pid  # start_new_session: the child leads its own group
     watchdog = Watchdog(pgid)
     try:
-        return _supervise(name, command, proc, pgid, started, timeout, emit, lines)
+        return _supervise(name, command, proc, pgid, started, timeout, emit, lines, stop, stopped)
     finally:
         watchdog.release()
 
 
 def _supervise(name: str, command: str, proc: subprocess.Popen[bytes], pgid: int, started: float, timeout: float,
-               emit: Callable[[bytes], None], lines: list[str]) -> StepResult:
-    """Read the step's output until it ends or its deadline passes; end its group on timeout or interrupt."""
+               emit: Callable[[bytes], None], lines: list[str], stop: Callable[[bytes], bool],
+               stopped: list[str]) -> StepResult:
+    """Read the step's output until it ends, its deadline passes or ``stop`` matched (``stopped`` says why);
+    end its group on timeout, stop or interrupt."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     deadline = started + timeout
     try:
-        timed_out, tail = _pump(proc, fd, deadline, emit)
+        timed_out, tail = _pump(proc, fd, deadline, emit, stop)
     except BaseException:
         # on_line raised, Ctrl-C or SIGTERM: the step runs in its own session and would not see the
         # terminal's signal, so end its whole group at once rather than leave it running (issues 4, 15).
         _kill_group(pgid, signal.SIGKILL)
         proc.wait()
         raise
-    if timed_out:
+    if timed_out or stopped:
         _kill_group(pgid, signal.SIGTERM)
         try:
             proc.wait(timeout=KILL_GRACE)
@@ -265,4 +298,5 @@ def _supervise(name: str, command: str, proc: subprocess.Popen[bytes], pgid: int
             output=output,
             duration=duration,
         )
-    return StepResult(name=name, command=redact(command), exit_code=code, output=output, duration=duration)
+    return StepResult(name=name, command=redact(command), exit_code=code, output=output, duration=duration,
+                      stopped_at=stopped[0] if stopped else None)

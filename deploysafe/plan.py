@@ -70,7 +70,9 @@ def plan_deploy(
              undo="nothing to undo; the snapshot is kept"),
         Step("generate", f"run `{app.generate}` in {app.dir}; record the new migration files"
              if app.generate else "no generate step ([app] generate is empty)"),
-        Step("lint", f"classify the new SQL; destructive = {config.lint.destructive!r}"
+        Step("lint", ("classify every pending migration (not yet in the migrations table)"
+                      if app.workflow == "migrate" else "classify what push will run (read-only dry run) and the new SQL")
+             + f"; destructive = {config.lint.destructive!r}"
              + (" (overridden by --allow-destructive)" if allow_destructive else "")),
     ]
     target = f"with {', '.join([*app.database_env, *app.database_env_parts.values()])} set to it" + (

@@ -86,3 +86,27 @@ def env_without(*names: str) -> dict[str, str]:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- the drizzle-kit version matrix (issue 14) -----------------------------------------------------
+
+FIXTURE_APP = ROOT / "tests" / "fixtures" / "drizzle-app"
+DRIZZLE_LINES = {  # line -> its node_modules, installed by scripts/setup (0.31: the fixture app's own)
+    "0.25": ROOT / "tests" / "fixtures" / "drizzle-versions" / "0.25" / "node_modules",
+    "0.30": ROOT / "tests" / "fixtures" / "drizzle-versions" / "0.30" / "node_modules",
+    "0.31": FIXTURE_APP / "node_modules",
+    "1.0": ROOT / "tests" / "fixtures" / "drizzle-versions" / "1.0" / "node_modules",
+}
+
+
+def line_modules(line: str) -> Path:
+    """The line's node_modules; a missing install skips locally and fails in CI (as conftest does)."""
+    import pytest
+
+    nm = DRIZZLE_LINES[line]
+    if not (nm / ".bin" / "drizzle-kit").exists():
+        reason = f"drizzle-kit {line} is not installed: run `bash scripts/setup`"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must provide this: {reason}")
+        pytest.skip(reason)
+    return nm

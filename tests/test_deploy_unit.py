@@ -122,7 +122,11 @@ def install_doubles(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
         new = [loaded.app_dir / "drizzle" / "0001_x.sql"]
         return migrate.GenerateResult(StepResult("generate", "gen", 0, "", 0.0), new, "ALTER TABLE users ADD x int;")
 
-    def push(loaded: LoadedConfig, url: str, *, on_line: Any = None) -> migrate.PushResult:
+    def plan_push(loaded: LoadedConfig, url: str, *, on_line: Any = None) -> migrate.PushPlan:
+        assert url == rig.prod_url  # read-only, against production, before push
+        return migrate.PushPlan(StepResult("push-plan", "plan", 0, "", 0.0), ["ALTER TABLE users ADD x int;"], False)
+
+    def push(loaded: LoadedConfig, url: str, *, on_line: Any = None, planned: Any = None) -> migrate.PushResult:
         rig.pushed.append(url)
         if url != rig.prod_url:  # --rehearse: the throwaway copy
             return migrate.PushResult(StepResult("push", "push", 0, "", 0.0), True, True)
@@ -149,7 +153,9 @@ def install_doubles(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(migrate, "push", push)
     # a database's schema changes with each push it receives: what proves generate/rehearse left production alone
     monkeypatch.setattr(migrate, "schema_fingerprint", lambda url: f"{url}#{rig.pushed.count(url)}")
-    monkeypatch.setattr(lint, "lint_files", lambda paths: lint.LintReport(list(rig.findings)))
+    monkeypatch.setattr(migrate, "plan_push", plan_push)
+    # the rig's findings stand for everything linted: the files and the planned statements
+    monkeypatch.setattr(lint, "lint_change", lambda paths, sql, **kw: lint.LintReport(list(rig.findings)))
     monkeypatch.setattr(probes, "analyse", analyse)
     monkeypatch.setattr(watch, "watch_window", watch_window)
     monkeypatch.setattr(diverge, "rows_only_in_failed", lambda failed, snap, **kw: [])

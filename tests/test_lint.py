@@ -226,3 +226,35 @@ def test_cli_lint_missing_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.chdir(tmp_path)
     assert run(["lint", "nope.sql"]) == 2
     assert "nope.sql does not exist" in capsys.readouterr().err
+
+
+# --- what will be applied (issue 14) ------------------------------------------------------------
+
+DROP_NAME = 'ALTER TABLE "users" DROP COLUMN "name";'
+
+
+def test_lint_change_judges_the_planned_statements_when_no_file_holds_them(tmp_path: Path) -> None:
+    # A migration committed before the deploy (or a re-run of a blocked deploy): generate wrote nothing.
+    report = lint.lint_change([], DROP_NAME, folder=tmp_path / "drizzle", plan_name="<push plan>")
+    assert [(f.file, f.rule, f.allowed) for f in report.findings] == [("<push plan>", "ban-drop-column", False)]
+    with pytest.raises(LintBlocked, match="ban-drop-column"):
+        enforce(report, "block")
+
+
+def test_lint_change_reports_a_statement_once_under_its_file(tmp_path: Path) -> None:
+    f = tmp_path / "0002_drop_name.sql"
+    f.write_text(DROP_NAME + "\n")
+    report = lint.lint_change([f], "  " + DROP_NAME.replace(" DROP", "\nDROP"), folder=tmp_path)
+    assert [(x.file, x.rule) for x in report.findings] == [(str(f), "ban-drop-column")]
+
+
+def test_an_allow_comment_in_a_committed_migration_covers_the_planned_statement(tmp_path: Path) -> None:
+    folder = tmp_path / "drizzle"
+    folder.mkdir()
+    (folder / "0000_init.sql").write_text('CREATE TABLE "users" ("id" serial, "name" text);\n')
+    (folder / "0001_drop.sql").write_text(
+        "-- deploysafe: allow ban-drop-column\n" + DROP_NAME + "\n--> statement-breakpoint\n"
+        'ALTER TABLE "users" DROP COLUMN "id";\n'
+    )
+    report = lint.lint_change([], DROP_NAME + '\nALTER TABLE "users" DROP COLUMN "id";', folder=folder)
+    assert [(f.statement.split()[-1], f.allowed) for f in report.findings] == [('"name"', True), ('"id"', False)]

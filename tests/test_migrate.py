@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,8 +14,10 @@ from deploysafe import drizzle_patterns
 from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import LintBlocked, StepError, StepTimeout
 from deploysafe.lint import enforce, lint_sql
-from deploysafe.migrate import dry_check_command, generate, migrations_dir, push, schema_fingerprint
+from deploysafe.drizzle_kit import kit_version, planned_statements
+from deploysafe.migrate import dry_check_command, generate, migrations_dir, plan_push, push, schema_fingerprint
 from deploysafe.redact import url_password
+from e2e import DRIZZLE_LINES, line_modules
 
 OUTPUT = Path(__file__).parent / "fixtures" / "drizzle-output"
 
@@ -24,63 +27,179 @@ USERS_SQL = (
 )
 
 
-def _captured(name: str) -> str:
-    return (OUTPUT / f"{name}.txt").read_text(encoding="utf-8")
+def _captured(name: str, version: str = "0.31.11") -> str:
+    return (OUTPUT / version / f"{name}.txt").read_text(encoding="utf-8")
 
 
-# --- patterns, on output captured from the fixture app (capture.py) ------------------------------
+# --- patterns, on output captured from the fixture app on each drizzle-kit line (capture.py) ------
 
-CASES = [
-    ("generate_initial", []),
-    ("generate_no_changes", []),
-    ("push_applied", []),
-    ("push_no_changes", []),
-    ("generate_rename_prompt", ["rename-prompt", "tty-required", "uncaught-error"]),
-    ("generate_rename_prompt_tty", ["rename-prompt"]),
-    ("push_data_loss_prompt", ["data-loss-prompt", "tty-required", "uncaught-error"]),
-    ("push_truncate_prompt", ["truncate-prompt", "tty-required", "uncaught-error"]),
-    ("push_database_error_partial", ["database-error"]),
-    ("push_verify_pending", ["tty-required", "uncaught-error"]),
-    ("push_verify_pending_force", ["database-error"]),
-    ("push_strict_prompt_tty", ["strict-approval"]),
-]
+_0X_OLD = {  # 0.25 and 0.30 draw the prompt and print no TTY error
+    "generate_initial": [],
+    "generate_no_changes": [],
+    "push_applied": [],
+    "push_no_changes": [],
+    "generate_rename_prompt": ["rename-prompt"],
+    "push_data_loss_prompt": ["data-loss-prompt"],
+    "push_truncate_prompt": ["truncate-prompt"],
+    "push_database_error_partial": ["data-loss-prompt"],  # 0.25/0.30 ask to truncate before a type change
+    "push_verify_pending": ["strict-approval"],
+    "push_verify_pending_force": ["database-error"],
+}
+CASES: dict[str, dict[str, list[str]]] = {
+    "0.25.0": {**_0X_OLD, "push_long_fk_applied": [], "push_verify_nonconverging": ["strict-approval"]},
+    "0.30.6": _0X_OLD,
+    "0.31.11": {
+        "generate_initial": [],
+        "generate_no_changes": [],
+        "push_applied": [],
+        "push_no_changes": [],
+        "generate_rename_prompt": ["rename-prompt", "tty-required", "uncaught-error"],
+        "generate_rename_prompt_tty": ["rename-prompt"],
+        "push_data_loss_prompt": ["data-loss-prompt", "tty-required", "uncaught-error"],
+        "push_truncate_prompt": ["truncate-prompt", "tty-required", "uncaught-error"],
+        "push_database_error_partial": ["database-error"],
+        "push_verify_pending": ["tty-required", "uncaught-error"],
+        "push_verify_pending_force": ["database-error"],
+        "push_strict_prompt_tty": ["strict-approval"],
+    },
+    "1.0.0-rc.5": {
+        "generate_initial": [],
+        "generate_no_changes": [],
+        "push_applied": [],
+        "push_no_changes": [],
+        "push_explain_no_changes": [],
+        "push_strict_deprecated": [],
+        "push_explain_pending": [],
+        "generate_rename_prompt": ["rename-hint-missing"],
+        "push_data_loss_prompt": ["data-loss-hint-missing"],
+        "push_data_loss_force": ["data-loss-hint-missing"],
+        "push_explain_data_loss": ["data-loss-hint-missing"],
+        "push_unique_on_duplicates": ["database-error"],
+        "generate_outdated_folder": ["outdated-migrations-folder"],
+    },
+}
+ALL = [(v, n, e) for v, cases in CASES.items() for n, e in cases.items()]
 
 
-@pytest.mark.parametrize(("name", "expected"), CASES)
-def test_patterns_on_real_drizzle_kit_output(name: str, expected: list[str]) -> None:
-    found = [m.pattern.name for m in drizzle_patterns.find(_captured(name))]
+def _exit(version: str, name: str) -> int:
+    return int((OUTPUT / version / f"{name}.exit").read_text().strip())
+
+
+@pytest.mark.parametrize(("version", "name", "expected"), ALL)
+def test_patterns_on_real_drizzle_kit_output(version: str, name: str, expected: list[str]) -> None:
+    found = [m.pattern.name for m in drizzle_patterns.find(_captured(name, version))]
     assert found == expected
 
 
-def test_every_pattern_is_matched_by_real_captured_output() -> None:
-    covered = {name for _, expected in CASES for name in expected}
+def test_every_pattern_is_matched_by_real_captured_output_and_every_capture_is_checked() -> None:
+    covered = {name for _, _, expected in ALL for name in expected}
     assert covered == {p.name for p in drizzle_patterns.PATTERNS}
-    assert {f.stem for f in OUTPUT.glob("*.txt")} == {n for n, _ in CASES}
+    for version, cases in CASES.items():
+        assert (OUTPUT / version / "VERSION").read_text().strip() == f"drizzle-kit {version}"
+        assert {f.stem for f in (OUTPUT / version).glob("*.txt")} == set(cases)
 
 
-@pytest.mark.parametrize("name", [n for n, e in CASES if e and not n.endswith("_tty")])
-def test_every_failure_was_captured_with_exit_code_zero(name: str) -> None:
-    # Why the patterns exist: drizzle-kit reports these failures with exit code 0.
-    assert (OUTPUT / f"{name}.exit").read_text().strip() == "0"
+@pytest.mark.parametrize(("version", "name"), [(v, n) for v, n, e in ALL if e and not v.startswith("1.") and not n.endswith("_tty")])
+def test_every_0x_failure_was_captured_with_exit_code_zero(version: str, name: str) -> None:
+    # Why the patterns exist: drizzle-kit 0.x reports these failures with exit code 0.
+    assert _exit(version, name) == 0
+
+
+def test_drizzle_kit_1_exits_2_on_missing_hints_and_1_on_errors() -> None:
+    v = "1.0.0-rc.5"
+    assert [_exit(v, n) for n in ("generate_rename_prompt", "push_data_loss_prompt", "push_data_loss_force")] == [2, 2, 2]
+    assert _exit(v, "push_unique_on_duplicates") == 1 and _exit(v, "generate_outdated_folder") == 1
+
+
+def _first_stop(text: str) -> str | None:
+    """What run_step's watcher sees: every line, including an unfinished last one."""
+    for line in drizzle_patterns.clean(text).split("\n"):
+        reason = drizzle_patterns.stop_reason(line)
+        if reason:
+            return reason
+    return None
+
+
+@pytest.mark.parametrize(("version", "name", "expected"), ALL)
+def test_a_step_is_stopped_exactly_when_drizzle_kit_waits_for_an_answer(
+    version: str, name: str, expected: list[str]
+) -> None:
+    waiting = [n for n in expected if n in {p.name for p in drizzle_patterns.PATTERNS if p.waits}]
+    reason = _first_stop(_captured(name, version))
+    if waiting:
+        assert reason is not None and any(f"[{n}, seen in" in reason for n in waiting)
+    else:
+        assert reason is None
 
 
 def test_outcome_markers_on_real_output() -> None:
-    assert drizzle_patterns.CHANGES_APPLIED.search(drizzle_patterns.clean(_captured("push_applied")))
-    assert drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(_captured("push_no_changes")))
-    assert drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(_captured("generate_no_changes")))
+    for version in CASES:
+        assert drizzle_patterns.CHANGES_APPLIED.search(drizzle_patterns.clean(_captured("push_applied", version)))
+        assert drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(_captured("push_no_changes", version)))
+        assert drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(_captured("generate_no_changes", version)))
     assert not drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(_captured("push_verify_pending")))
+    v1 = "1.0.0-rc.5"
+    assert drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(_captured("push_explain_no_changes", v1)))
+    # Why every 1.0 push used to be rolled back: --strict does nothing there, not even "No changes detected".
+    strict = drizzle_patterns.clean(_captured("push_strict_deprecated", v1))
+    assert "Deprecated" in strict and not drizzle_patterns.NO_CHANGES.search(strict)
+    assert planned_statements(strict) == []
 
 
 def test_describe_names_pattern_version_and_line() -> None:
     text = drizzle_patterns.describe(drizzle_patterns.find(_captured("push_data_loss_prompt")))
-    assert "[data-loss-prompt, seen in drizzle-kit 0.31.11]" in text
+    assert "[data-loss-prompt, seen in drizzle-kit 0.25.0, 0.30.6, 0.31.11]" in text
     assert "THIS ACTION WILL CAUSE DATA LOSS" in text or "Do you still want to push changes?" in text
+
+
+NICK = 'ALTER TABLE "users" ADD COLUMN "nick" text;'
+POSTS_BODY = '"posts" ( "id" serial PRIMARY KEY NOT NULL, "title" text NOT NULL );'
+
+
+@pytest.mark.parametrize("version", ["0.25.0", "0.30.6", "0.31.11"])
+def test_planned_statements_from_the_0x_dry_run(version: str) -> None:
+    # 0.31 created "posts" in the scenario before (0.25/0.30 asked to truncate instead), so only "nick" is left
+    for name in ("push_verify_pending", "push_verify_pending_force"):
+        planned = planned_statements(_captured(name, version))
+        assert planned[-1] == NICK
+        if version == "0.31.11":
+            assert planned == [NICK]
+        else:  # 0.25 writes CREATE TABLE IF NOT EXISTS
+            assert len(planned) == 2 and planned[0].startswith("CREATE TABLE") and planned[0].endswith(POSTS_BODY)
+    assert planned_statements(_captured("push_no_changes", version)) == []
+
+
+def test_planned_statements_from_the_1_0_explain() -> None:
+    planned = planned_statements(_captured("push_explain_pending", "1.0.0-rc.5"))
+    assert NICK in planned
+    assert any(s.startswith('CREATE TABLE "posts"') for s in planned)
+    assert planned_statements(_captured("push_explain_no_changes", "1.0.0-rc.5")) == []
+
+
+def test_a_do_block_spanning_lines_is_one_statement() -> None:
+    # drizzle-kit 0.25 drops the truncated foreign key and adds it again under its full name
+    planned = planned_statements(_captured("push_verify_nonconverging", "0.25.0"))
+    assert len(planned) == 2
+    assert planned[0].startswith('ALTER TABLE "notification_preference_history_entries" DROP CONSTRAINT')
+    assert planned[1].startswith("DO $$ BEGIN ALTER TABLE") and planned[1].endswith("END $$;")
+    assert "_account_owner_identifier_users_id_fk" in planned[1]
 
 
 def test_dry_check_command_passes_flags_through_npm() -> None:
     assert dry_check_command("npm run db:push") == "npm run db:push -- --strict --verbose"
     assert dry_check_command("npx drizzle-kit push") == "npx drizzle-kit push --strict --verbose"
     assert dry_check_command("npm run db:push -- --config x.ts") == "npm run db:push -- --config x.ts --strict --verbose"
+
+
+def test_dry_check_on_drizzle_kit_1_uses_explain(tmp_path: Path) -> None:
+    pkg = tmp_path / "node_modules" / "drizzle-kit"
+    pkg.mkdir(parents=True)
+    (pkg / "package.json").write_text('{"name": "drizzle-kit", "version": "1.0.0-rc.5"}')
+    app = tmp_path / "apps" / "web"  # a workspace: drizzle-kit hoisted to the root
+    app.mkdir(parents=True)
+    version = kit_version(app)
+    assert (version.text, version.has_explain) == ("1.0.0-rc.5", True)
+    assert dry_check_command("npm run db:push", version) == "npm run db:push -- --explain"
 
 
 # --- real runs ----------------------------------------------------------------------------------
@@ -174,20 +293,32 @@ def test_column_drop_is_blocked_before_push_and_production_is_untouched(
     assert "name" in _columns(url)
 
 
+def _on_line(app: Path, line: str) -> None:
+    """Run the copied app on another drizzle-kit line."""
+    modules = line_modules(line)
+    (app / "node_modules").unlink()
+    (app / "node_modules").symlink_to(modules)
+
+
+@pytest.mark.parametrize("line", list(DRIZZLE_LINES))
 def test_refused_data_loss_prompt_is_a_failed_push_before_production_changed(
-    drizzle_app: Path, make_db: Callable[..., str]
+    drizzle_app: Path, make_db: Callable[..., str], line: str
 ) -> None:
+    _on_line(drizzle_app, line)
     url = make_db()
     _sql(url, USERS_SQL)
     _sql(url, "INSERT INTO users (email, name) VALUES ('a@example.com', 'Ada')")
-    loaded = _loaded(drizzle_app, url, **DIRECT)
+    loaded = _loaded(drizzle_app, url, **DIRECT, step_timeout="10m")
     _edit_schema(drizzle_app, '  name: text("name"),\n', "")
     with pytest.raises(StepError) as exc:
         push(loaded, url)
     err = exc.value
     assert err.production_changed is False and err.exit_code == 3 and err.step == "push"
-    assert "push applied nothing, although it exited 0" in str(err)
-    assert "data-loss-prompt" in str(err)
+    if line == "1.0":  # 1.0 asks nothing without a TTY: it lists the decision and exits 2
+        assert "exited with code 2" in str(err) and "data-loss-hint-missing" in str(err)
+    else:  # ended at the question, not at the step's timeout (issue 14)
+        assert "stopped at a question" in str(err) and "push applied nothing" in str(err)
+        assert "data-loss-prompt" in str(err)
     assert "name" in _columns(url)
 
 
@@ -302,7 +433,7 @@ def test_push_killed_at_its_timeout_reports_whether_production_changed(
         "print('statement done', flush=True)\n"
         "time.sleep(60)\n"
     )
-    loaded = _loaded(tmp_path, url, push=f"{sys.executable} {script}", step_timeout="2s")
+    loaded = _loaded(tmp_path, url, push=f"{sys.executable} {script}", step_timeout="10s")  # python + psycopg start slowly on a busy machine
     with pytest.raises(StepTimeout) as exc:
         push(loaded, url)
     assert exc.value.production_changed is changed
@@ -392,3 +523,89 @@ def test_a_failed_push_that_changed_only_one_object_kind_reports_production_chan
     with pytest.raises(StepError) as exc:
         push(_loaded(tmp_path, url, push="sh push.sh"), url)
     assert exc.value.production_changed is True, f"a push that changed only {kind} was called 'nothing changed'"
+
+
+LONG_FK = """
+export const preferenceHistory = pgTable("notification_preference_history_entries", {
+  id: serial("id").primaryKey(),
+  accountOwnerIdentifier: integer("account_owner_identifier").references(() => users.id),
+});
+"""
+
+
+def test_a_push_that_never_converges_is_named_not_timed_out(drizzle_app: Path, make_db: Callable[..., str]) -> None:
+    # drizzle-kit 0.25 names this foreign key with 76 characters; PostgreSQL keeps 63, so every
+    # push drops and re-adds it (issue 14).
+    _on_line(drizzle_app, "0.25")
+    url = make_db()
+    _sql(url, USERS_SQL)
+    loaded = _loaded(drizzle_app, url, **DIRECT)
+    _edit_schema(drizzle_app, "serial, text,", "serial, text, integer,")
+    (drizzle_app / "src" / "schema.ts").write_text((drizzle_app / "src" / "schema.ts").read_text() + LONG_FK)
+    plan = plan_push(loaded, url)
+    assert plan.failure is None and any("ADD CONSTRAINT" in s for s in plan.statements)
+    with pytest.raises(StepError) as exc:
+        push(loaded, url, planned=plan.statements)
+    msg = str(exc.value)
+    assert "push does not converge" in msg and "notification_preference_history_entries_account_owner" in msg
+    assert exc.value.production_changed is True and "63 characters" in (exc.value.hint or "")
+    assert "notification_preference_history_entries" in _tables(url)
+
+
+def _fake_push(app: Path, check: str) -> str:
+    """A push that applies a real statement; its dry run (``--strict``) runs ``check``."""
+    script = app / "push.sh"
+    script.write_text(
+        '#!/bin/sh\ncase "$*" in *--strict*) ' + check + ";; esac\n"
+        'psql "$DATABASE_URL" -qc "CREATE TABLE IF NOT EXISTS applied (id int)"\necho "[✓] Changes applied"\n'
+    )
+    script.chmod(0o755)
+    return "./push.sh"
+
+
+def test_a_post_push_check_that_hangs_leaves_a_good_push_unverified_not_failed(
+    tmp_path: Path, make_db: Callable[..., str]
+) -> None:
+    if shutil.which("psql") is None:
+        pytest.skip("psql not installed")
+    url = make_db()
+    loaded = _loaded(tmp_path, url, push=_fake_push(tmp_path, "exec sleep 60"), step_timeout="8s")
+    result = push(loaded, url)
+    assert result.statements_applied and not result.verified
+    assert result.unverified_reason and "did not finish" in result.unverified_reason
+    assert "applied" in _tables(url)
+
+
+def test_drizzle_kit_1_refusing_a_0x_migrations_folder_is_exit_3_with_the_fix(
+    drizzle_app: Path, make_db: Callable[..., str]
+) -> None:
+    _on_line(drizzle_app, "1.0")
+    url = make_db()
+    folder = drizzle_app / "drizzle"
+    (folder / "meta").mkdir(parents=True)
+    (folder / "0000_initial.sql").write_text('CREATE TABLE "users" ("id" serial PRIMARY KEY NOT NULL);\n')
+    (folder / "meta" / "_journal.json").write_text(
+        '{"version": "7", "dialect": "postgresql", "entries": [{"idx": 0, "version": "7", "when": 1700000000000,'
+        ' "tag": "0000_initial", "breakpoints": true}]}'
+    )
+    with pytest.raises(StepError) as exc:
+        generate(_loaded(drizzle_app, url, **DIRECT), url)
+    assert exc.value.exit_code == 3 and exc.value.production_changed is False
+    assert "outdated-migrations-folder" in str(exc.value) and "drizzle-kit up" in (exc.value.hint or "")
+
+
+def test_drizzle_kit_1_generate_writes_a_folder_per_migration_and_the_first_is_a_baseline(
+    drizzle_app: Path, make_db: Callable[..., str]
+) -> None:
+    _on_line(drizzle_app, "1.0")
+    url = make_db()
+    loaded = _loaded(drizzle_app, url, **DIRECT)
+    first = generate(loaded, url)
+    assert first.baseline and len(first.new_files) == 1 and first.new_files[0].name == "migration.sql"
+    assert (first.new_files[0].parent / "snapshot.json").is_file()
+    _edit_schema(drizzle_app, '  name: text("name"),', '  name: text("name"),\n  nickname: text("nickname"),')
+    second = generate(loaded, url)
+    assert not second.baseline and second.sql.strip() == 'ALTER TABLE "users" ADD COLUMN "nickname" text;'
+    from deploysafe.drizzle_layout import migrations
+
+    assert [m.path for m in migrations(migrations_dir(loaded))] == [first.new_files[0], second.new_files[0]]

@@ -119,3 +119,33 @@ def test_a_failing_line_handler_stops_the_step_too(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="log sink broke"):
         run_step("x", f"echo $$ > {pidfile}; echo hello; sleep 60", cwd=tmp_path, env={}, timeout=30, on_line=explode)
     assert _wait_gone(int(pidfile.read_text()))
+
+
+def test_stop_when_ends_the_step_at_the_line_not_at_the_timeout(tmp_path: Path) -> None:
+    # A prompt drawn without a newline, then silence: the watcher sees the unfinished line too (issue 14).
+    started = time.monotonic()
+    r = run_step(
+        "push", "echo 'Do you still want to push changes?'; printf 'No, abort'; sleep 30; echo after",
+        cwd=tmp_path, env={}, timeout=60,
+        stop_when=lambda line: "asked" if line == "No, abort" else None,
+    )
+    assert time.monotonic() - started < 10
+    assert r.stopped_at == "asked"
+    assert r.output.splitlines()[:2] == ["Do you still want to push changes?", "No, abort"]
+    assert "after" not in r.output
+
+
+def test_stop_when_kills_the_whole_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    r = run_step("x", f"(sleep 30 & echo $! > {pidfile}; wait) & echo 'QUESTION'; sleep 30",
+                 cwd=tmp_path, env={}, timeout=60, stop_when=lambda line: line if line == "QUESTION" else None)
+    assert r.stopped_at == "QUESTION"
+    deadline = time.monotonic() + 2
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _wait_gone(int(pidfile.read_text()))
+
+
+def test_without_a_match_the_step_runs_to_its_end(tmp_path: Path) -> None:
+    r = run_step("x", "echo one; echo two", cwd=tmp_path, env={}, timeout=10, stop_when=lambda line: None)
+    assert r.stopped_at is None and r.exit_code == 0 and r.output == "one\ntwo"

@@ -102,7 +102,7 @@ def test_no_warning_when_the_app_is_on_production_or_unknown(where: str | None) 
 
 def test_allow_destructive_and_the_policy_show_in_the_lint_step() -> None:
     lint = {s.name: s for s in plan(config('[lint]\ndestructive = "warn"\n'), allow_destructive=True).steps}["lint"]
-    assert lint.does == "classify the new SQL; destructive = 'warn' (overridden by --allow-destructive)"
+    assert lint.does == "classify what push will run (read-only dry run) and the new SQL; destructive = 'warn' (overridden by --allow-destructive)"
 
 
 def test_the_plan_is_frozen_and_the_input_lists_are_copied() -> None:
@@ -125,7 +125,7 @@ def test_render_exact() -> None:
         f"   2. snapshot   create {SNAP} from production, ready to serve, and resolve its URL"
         "  (on failure: nothing to undo; the snapshot is kept)",
         "   3. generate   run `npm run db:generate` in .; record the new migration files",
-        "   4. lint       classify the new SQL; destructive = 'block'",
+        "   4. lint       classify what push will run (read-only dry run) and the new SQL; destructive = 'block'",
         "   5. rehearse   run `npm run db:push` against a throwaway copy first (with DATABASE_URL set to it); delete it after; production must not change",
         "   6. push       run `npm run db:push` against production (with DATABASE_URL set to it) and verify the schema matches" + undo,
         "   7. probes     probe until healthy: health, users" + undo,
