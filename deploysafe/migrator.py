@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploysafe import drizzle_layout
 from deploysafe.config import LoadedConfig
 from deploysafe.drizzle import read_app
 from deploysafe.errors import PreconditionError, StepError
@@ -68,6 +69,12 @@ def table_name(loaded: LoadedConfig) -> tuple[str, str]:
 def read_journal(folder: Path) -> list[Entry]:
     """The journal's entries with each file's sha256, as drizzle's migrator computes them."""
     path = folder / "meta" / "_journal.json"
+    if drizzle_layout.layout(folder) == "folders":
+        raise PreconditionError(
+            f"{folder} holds drizzle-kit 1.0's migrations (one folder each); the migrate workflow reads "
+            "drizzle-kit 0.x's meta/_journal.json only",
+            hint='deploy this app with [app] workflow = "push", or keep drizzle-kit 0.x for the migrate workflow',
+        )
     if not path.is_file():
         raise PreconditionError(
             f"no migrations journal at {path}",

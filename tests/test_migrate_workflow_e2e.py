@@ -134,3 +134,56 @@ def test_an_applied_migration_edited_since_is_refused_before_production_changes(
     assert r.code == 3, r.stderr
     assert f"{first.stem}: applied to this database already, but the file was edited since" in r.json["error"]
     assert _recorded(migrate_app) == recorded
+
+
+def _commit_migration(app: DemoApp, tag: str, statements: list[str]) -> Path:
+    """A migration written by hand (or generated on another machine) and committed: its file and journal entry,
+    with no snapshot change, so `drizzle-kit generate` has nothing new to write. Lint policy: block."""
+    cfg = (app.root / "deploysafe.toml").read_text()
+    if 'destructive = "warn"' in cfg:
+        set_config(app, **{'destructive = "warn"': 'destructive = "block"'})
+    folder = app.root / "drizzle"
+    journal_path = folder / "meta" / "_journal.json"
+    journal = json.loads(journal_path.read_text())
+    entries = journal["entries"]
+    entries.append({**entries[-1], "idx": len(entries), "when": entries[-1]["when"] + 1000, "tag": tag})
+    journal_path.write_text(json.dumps(journal, indent=2))
+    path = folder / f"{tag}.sql"
+    path.write_text("\n--> statement-breakpoint\n".join(statements) + "\n")
+    return path
+
+
+def test_a_pending_destructive_migration_committed_earlier_is_blocked_by_lint(migrate_app: DemoApp) -> None:
+    drop = _commit_migration(migrate_app, "0001_drop_name", ['ALTER TABLE "users" DROP COLUMN "name";'])
+    recorded = _recorded(migrate_app)
+    r = ds(migrate_app, "--json", "deploy")
+    assert r.code == 3, r.stdout + r.stderr
+    assert r.json["new_files"] == []  # generate wrote nothing: the lint judged the pending migration
+    assert "destructive statement(s) blocked" in r.json["error"] and drop.name in r.json["error"]
+    assert [e["step"] for e in r.json["timeline"]][-1] == "lint"
+    assert rows(migrate_app.production_url, "select count(name) from users") == (25,)  # the column is still there
+    assert _recorded(migrate_app) == recorded and healthy(migrate_app)
+
+
+def test_an_applied_destructive_migration_is_not_linted_again(migrate_app: DemoApp) -> None:
+    applied = _commit_migration(migrate_app, "0001_scratch", ['CREATE TABLE "scratch" ("id" integer);',
+                                                              'DROP TABLE "scratch";'])
+    r0 = _npm_migrate(migrate_app)
+    assert r0.returncode == 0 and "applied 1" in r0.stdout, r0.stdout + r0.stderr
+    pending = _commit_migration(migrate_app, "0002_drop_name", ['ALTER TABLE "users" DROP COLUMN "name";'])
+    recorded = _recorded(migrate_app)
+    r = ds(migrate_app, "--json", "deploy")
+    assert r.code == 3, r.stdout + r.stderr
+    assert pending.name in r.json["error"] and applied.name not in r.json["error"]
+    assert {Path(f["file"]).name for f in r.json["lint"]} == {pending.name}
+    assert _recorded(migrate_app) == recorded
+    # with the pending one gone, the applied DROP TABLE blocks nothing: the deploy goes through
+    pending.unlink()
+    journal_path = migrate_app.root / "drizzle" / "meta" / "_journal.json"
+    journal = json.loads(journal_path.read_text())
+    journal["entries"] = journal["entries"][:-1]
+    journal_path.write_text(json.dumps(journal, indent=2))
+    r2 = ds(migrate_app, "--json", "deploy")
+    assert r2.code == 0, r2.stdout + r2.stderr
+    assert r2.json["outcome"] == "deployed" and r2.json["lint"] == []
+    assert _recorded(migrate_app) == recorded
