@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from deploysafe.pkgmanager import PackageManager
+
 Kind = Literal["tty", "prompt", "error"]
 
 
@@ -35,8 +37,13 @@ class Pattern:
     regex: re.Pattern[str]
     seen_in: str
     meaning: str
-    hint: str
+    hint: str  # may name {drizzle_kit} and {manager}: see render_hint
     waits: bool  # drizzle-kit waits for an answer here: stop the step at once
+
+
+def render_hint(pattern: Pattern, manager: PackageManager) -> str:
+    """The pattern's hint in the app's package manager's terms, e.g. `pnpm exec drizzle-kit generate`."""
+    return pattern.hint.replace("{drizzle_kit}", manager.exec("drizzle-kit")).replace("{manager}", manager.name)
 
 
 def _p(name: str, kind: Kind, regex: str, seen_in: str, meaning: str, hint: str, *, waits: bool = False) -> Pattern:
@@ -58,7 +65,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r"created or renamed from another|\bprompt(?:Columns|Named|Schemas|NamedWithSchemas)Conflicts?\b",
         ALL_LINES,
         "generate/push asked whether a table/column was created or renamed",
-        "run `npx drizzle-kit generate` by hand, answer the rename question, commit the migration, deploy again",
+        "run `{drizzle_kit} generate` by hand, answer the rename question, commit the migration, deploy again",
         waits=True,
     ),
     _p(
@@ -67,7 +74,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r"^\d+\. Rename or create\s",
         "drizzle-kit 1.0.0-rc.5 (missing_hints, exit 2)",
         "generate/push needs to know whether a table/column was created or renamed",
-        "run `npx drizzle-kit generate` by hand in a terminal and answer, or add the `--hints` drizzle-kit printed "
+        "run `{drizzle_kit} generate` by hand in a terminal and answer, or add the `--hints` drizzle-kit printed "
         "above to the generate command; commit the migration, deploy again",
     ),
     _p(
@@ -121,7 +128,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r"Your migrations folder format is outdated, please run drizzle-kit up",
         "drizzle-kit 1.0.0-rc.5 (exit 1)",
         "drizzle-kit 1.0 refuses the 0.x migrations folder (meta/_journal.json + NNNN_name.sql)",
-        "run `npx drizzle-kit up` in the app folder once, commit the converted migrations folder "
+        "run `{drizzle_kit} up` in the app folder once, commit the converted migrations folder "
         "(one <timestamp>_<name>/ folder per migration), then deploy again",
     ),
     _p(
@@ -138,7 +145,7 @@ PATTERNS: tuple[Pattern, ...] = (
         r"^(?:\w*Error|Error): .+",
         ALL_LINES,
         "drizzle-kit reported an error",
-        "read the error above; run the same npm script by hand to reproduce it",
+        "read the error above; run the same {manager} script by hand to reproduce it",
     ),
 )
 

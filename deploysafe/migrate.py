@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from deploysafe import drizzle_kit, drizzle_layout, drizzle_patterns
+from deploysafe import drizzle_kit, drizzle_layout, drizzle_patterns, pkgmanager
 from deploysafe.config import LoadedConfig
 from deploysafe.drizzle import normalise, read_app
 from deploysafe.errors import Interrupted, StepError, StepTimeout
@@ -240,10 +240,11 @@ def _run(name: str, command: str, loaded: LoadedConfig, env: dict[str, str], on_
                     on_line=on_line, stop_when=drizzle_patterns.stop_reason, pass_env=loaded.config.app.pass_env)
 
 
-def _fail_on_patterns(step: StepResult, *, what: str, production_changed: bool = False) -> None:
+def _fail_on_patterns(step: StepResult, loaded: LoadedConfig, *, what: str, production_changed: bool = False) -> None:
     matches = drizzle_patterns.find(step.output)
+    manager = pkgmanager.detect(loaded.app_dir)
     if step.stopped_at is not None:
-        hint = matches[0].pattern.hint if matches else None
+        hint = drizzle_patterns.render_hint(matches[0].pattern, manager) if matches else None
         raise StepError(
             f"{step.name}: drizzle-kit stopped at a question nobody can answer here, so the step was ended at once"
             f" ({what.replace(', although it exited 0', '')}): "
@@ -257,7 +258,7 @@ def _fail_on_patterns(step: StepResult, *, what: str, production_changed: bool =
             f"{step.name}: `{step.command}` exited with code {step.exit_code}{detail}",
             step=step.name,
             production_changed=production_changed,
-            hint=matches[0].pattern.hint if matches else f"run `{step.command}` by hand to see why it fails",
+            hint=drizzle_patterns.render_hint(matches[0].pattern, manager) if matches else f"run `{step.command}` by hand to see why it fails",
             output=step.output,
         )
     if matches:
@@ -265,7 +266,7 @@ def _fail_on_patterns(step: StepResult, *, what: str, production_changed: bool =
             f"{step.name}: {what}, although it exited 0: {drizzle_patterns.describe(matches)}",
             step=step.name,
             production_changed=production_changed,
-            hint=matches[0].pattern.hint,
+            hint=drizzle_patterns.render_hint(matches[0].pattern, manager),
             output=step.output,
             patterns=[m.pattern.name for m in matches],
         )
@@ -280,7 +281,7 @@ def generate(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None)
     if not app.generate:  # the app has no generate step ([app] generate = "")
         return GenerateResult(step=StepResult("generate", "", 0, "", 0.0), new_files=[], sql="")
     step = _run("generate", app.generate, loaded, _step_env(loaded, database_url), on_line)
-    _fail_on_patterns(step, what="generation stopped at a question or an error")
+    _fail_on_patterns(step, loaded, what="generation stopped at a question or an error")
     after = _sql_files(folder)
     new_files = [p for p in after if p not in before]
     sql = "\n".join(after[p].decode("utf-8", errors="replace") for p in new_files)
@@ -328,7 +329,8 @@ def plan_push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None
         failure = StepError(
             f"push would stop at a question or an error (seen in its read-only dry run): "
             f"{drizzle_patterns.describe(unexpected)}",
-            step="push-plan", hint=unexpected[0].pattern.hint, output=step.output,
+            step="push-plan", output=step.output,
+            hint=drizzle_patterns.render_hint(unexpected[0].pattern, pkgmanager.detect(loaded.app_dir)),
             patterns=[m.pattern.name for m in unexpected],
         )
     # A push command whose dry run says neither (a custom script): nothing to lint from it, not a failure;
@@ -389,7 +391,7 @@ def push(loaded: LoadedConfig, database_url: str, *, on_line: OnLine = None,
         if changed
         else "push applied nothing"
     )
-    _fail_on_patterns(step, what=what, production_changed=changed)
+    _fail_on_patterns(step, loaded, what=what, production_changed=changed)
     clean_out = drizzle_patterns.clean(step.output)
     if drizzle_patterns.NO_CHANGES.search(clean_out) and not changed:
         return PushResult(step=step, statements_applied=False, verified=True)
@@ -462,7 +464,7 @@ def run_migrations(loaded: LoadedConfig, database_url: str, *, on_line: OnLine =
     changed = before != after
     what = ("migrate changed the schema and then stopped; production changed" if changed
             else "migrate applied nothing")
-    _fail_on_patterns(step, what=what, production_changed=changed)
+    _fail_on_patterns(step, loaded, what=what, production_changed=changed)
     try:
         after_state = migrator.state(loaded, database_url, folder)
     except StepError as e:
