@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploysafe import drizzle_patterns
+from deploysafe import drizzle_patterns, pg
 from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import LintBlocked, StepError, StepTimeout
 from deploysafe.lint import enforce, lint_sql
@@ -510,8 +509,6 @@ PARTIAL_PUSHES = {
 def test_a_failed_push_that_changed_only_one_object_kind_reports_production_changed(
     kind: str, tmp_path: Path, make_db: Callable[..., str]
 ) -> None:
-    from deploysafe import pg
-
     url = make_db()
     for statement in [USERS_SQL, _TOUCH]:
         _sql(url, statement)
@@ -557,7 +554,7 @@ def _fake_push(app: Path, check: str) -> str:
     script = app / "push.sh"
     script.write_text(
         '#!/bin/sh\ncase "$*" in *--strict*) ' + check + ";; esac\n"
-        'psql "$DATABASE_URL" -qc "CREATE TABLE IF NOT EXISTS applied (id int)"\necho "[✓] Changes applied"\n'
+        f'"{pg.find_tool("psql", 14)}" -X "$DATABASE_URL" -qc "CREATE TABLE IF NOT EXISTS applied (id int)"\necho "[✓] Changes applied"\n'
     )
     script.chmod(0o755)
     return "./push.sh"
@@ -566,8 +563,6 @@ def _fake_push(app: Path, check: str) -> str:
 def test_a_post_push_check_that_hangs_leaves_a_good_push_unverified_not_failed(
     tmp_path: Path, make_db: Callable[..., str]
 ) -> None:
-    if shutil.which("psql") is None:
-        pytest.skip("psql not installed")
     url = make_db()
     loaded = _loaded(tmp_path, url, push=_fake_push(tmp_path, "exec sleep 60"), step_timeout="8s")
     result = push(loaded, url)
