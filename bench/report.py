@@ -28,8 +28,11 @@ NOTES = {
     "indexes and is the price of copying online while the app stays connected.",
     "prune_neon": "The Neon API double enforces 700 requests/minute with bursts of 40 and answers 429 beyond it; "
     "the provider paces itself at 97% of the limit, so it gets no 429 at all.",
-    "rollback_neon": "Restore in place needs no platform call: the app's DATABASE_URL stays, Neon moves the compute "
-    "to the restored timeline and the app's connections reconnect. Repoint pays for clearing the snapshot's expiry, "
+    "rollback_neon": "Restore in place writes nothing to the platform: the app's DATABASE_URL stays, Neon moves the "
+    "compute to the restored timeline and the app's connections reconnect. Its one platform call is a read: with "
+    "[rollback] app = \"auto\" it asks whether the app's live release changed during the deploy (then the old code "
+    "comes back too); app = \"keep\" makes it zero. Recording where the app points happens after the probes pass, "
+    "off the critical path. Repoint pays for clearing the snapshot's expiry, "
     "the variable, the redeploy and its readiness; a real redeploy takes far longer than this fixture's instant READY. "
     "The double's restore copies a real database (CREATE DATABASE ... TEMPLATE) inside the request, where Neon "
     "switches a copy-on-write timeline in seconds: the measured restore time is mostly that copy, so compare the "

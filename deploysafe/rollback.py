@@ -238,17 +238,20 @@ def execute(
         production_name = prepared.failed_state
         _restore(provider, prepared, timed)
         done.append("set")  # production's URL already serves the snapshot's data
-        record_repoint(provider, production_name, journal)
         if back_to is not None:  # the code changed during the deploy: bring it back too (the URL did not change)
             restored = app_half(None)
             done.append("pick_up")
             timed("wait_live", lambda: platform.wait_live(restored, loaded.config.platform.ready_timeout),
                   release=restored.id)
         assert prepared.url is not None
-        return _probe(loaded, prepared.url, journal, outcome, timed, verdict_at,
-                      f"production restored to {prepared.snapshot!r}",
-                      [f"Keep {prepared.failed_state!r}: it holds the failed production state and the writes made "
-                       "since the snapshot."])
+        try:
+            return _probe(loaded, prepared.url, journal, outcome, timed, verdict_at,
+                          f"production restored to {prepared.snapshot!r}",
+                          [f"Keep {prepared.failed_state!r}: it holds the failed production state and the writes "
+                           "made since the snapshot."])
+        finally:
+            # the app still points at production: recorded after the probes, off the critical path
+            record_repoint(provider, production_name, journal)
     if prepared.url is None:  # lazy: the snapshot's compute is made now, on the critical path
 
         def serve() -> None:
