@@ -95,8 +95,15 @@ def prepare(
         # production keeps its URL: the platform is needed only to record the live release (code rollback)
         release = None
         if loaded.config.rollback.app == "auto" and platform.release_rollback() is not None:
-            platform.prepare()
-            release = _live_release(loaded, platform)
+            try:
+                platform.prepare()
+            except DeploysafeError as e:  # the restore needs no platform: only the code half is lost
+                from deploysafe.console import console
+
+                console.warn(f"{platform.name}: cannot record the live release ({e.message}); a restore in place "
+                             "will move only the database")
+            else:
+                release = _live_release(loaded, platform)
         return Prepared(snapshot, prod.url, None, prod.name, time.monotonic() - t0, release, restore=plan)
     platform.prepare()
     try:

@@ -13,7 +13,7 @@ from deploysafe.errors import DeploysafeError, PlatformError, PreconditionError,
 from deploysafe.inuse import REPOINT_STEP, last_repoint
 from deploysafe.journal import Journal, read_journal
 from deploysafe.platforms.base import CurrentValue
-from deploysafe.providers.base import Snapshot, SnapshotKind
+from deploysafe.providers.base import RestorePlan, Snapshot, SnapshotKind
 from test_deploy_unit import Rig, make_loaded, make_rig, rig  # noqa: F401  (fixtures used by name)
 
 SNAP = "pre-deploy-20261125T100000Z-abc1234"
@@ -171,6 +171,22 @@ def test_auto_strategy_repoints_where_the_provider_cannot_restore(tmp_path: Path
     p = rollback.prepare(snap_rig.loaded, snap_rig.provider, snap_rig.platform, SNAP)
     assert p.restore is None
     assert execute(snap_rig, p).healthy and snap_rig.platform.value == snap_rig.provider.url_of(SNAP)
+
+
+def test_a_restore_in_place_records_the_live_release_and_survives_a_platform_it_cannot_reach(
+    tmp_path: Path, snap_rig: Rig
+) -> None:
+    snap_rig.loaded = make_loaded(tmp_path, '[rollback]\nstrategy = "auto"\n')
+    snap_rig.platform.can_return = True
+    plan = RestorePlan(possible=True, own_history=True, target="production", source="production")
+    p = rollback.prepare(snap_rig.loaded, snap_rig.provider, snap_rig.platform, SNAP, plan=plan, decided=True)
+    # the live release is recorded (a code rollback may need it); nothing is read or set for the database
+    assert p.restore == plan and p.app_release is not None
+    assert snap_rig.platform.faults.methods() == ["prepare", "describe"]
+    # the restore itself needs no platform: one that cannot be reached costs only the code half
+    snap_rig.platform.faults.fail("prepare", PlatformError("fake: 503 from the API", platform="fake"))
+    p = rollback.prepare(snap_rig.loaded, snap_rig.provider, snap_rig.platform, SNAP, plan=plan, decided=True)
+    assert p.restore == plan and p.app_release is None
 
 
 # --- manual steps per platform -----------------------------------------------------------------------------
