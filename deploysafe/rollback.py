@@ -94,7 +94,7 @@ def prepare(
     if plan is not None:
         # production keeps its URL: the platform is needed only to record the live release (code rollback)
         release = None
-        if loaded.config.rollback.app == "auto" and platform.release_rollback() is not None:
+        if _wants_release(loaded, platform):
             try:
                 platform.prepare()
             except DeploysafeError as e:  # the restore needs no platform: only the code half is lost
@@ -119,10 +119,15 @@ def prepare(
                     like=like)
 
 
+def _wants_release(loaded: LoadedConfig, platform: Platform) -> bool:
+    """Whether a rollback may bring back the app's code: [rollback] app = "auto" and the platform can."""
+    return loaded.config.rollback.app == "auto" and platform.release_rollback() is not None
+
+
 def _live_release(loaded: LoadedConfig, platform: Platform) -> Release | None:
     """The app release live now, when a rollback may have to bring it back ([rollback] app = "auto" and the
     platform can); None otherwise or when the platform cannot say (the plan said the code may not come back)."""
-    if loaded.config.rollback.app != "auto" or platform.release_rollback() is None:
+    if not _wants_release(loaded, platform):
         return None
     try:
         return platform.describe()
@@ -219,7 +224,7 @@ def execute(
             outcome.timings[step] = time.monotonic() - t0
 
     capability = platform.release_rollback()
-    back_to, running = _release_to_bring_back(loaded, platform, prepared, timed)
+    back_to, running = _release_to_bring_back(platform, prepared, timed)
 
     def app_half(new_url: str | None) -> Release:
         """Make the app pick up the database half: a restart/redeploy of what runs now, or, when the live release
@@ -303,12 +308,10 @@ def _probe(
     return outcome
 
 
-def _release_to_bring_back(
-    loaded: LoadedConfig, platform: Platform, prepared: Prepared, timed: Any
-) -> tuple[Release | None, str | None]:
+def _release_to_bring_back(platform: Platform, prepared: Prepared, timed: Any) -> tuple[Release | None, str | None]:
     """(the recorded release, when the app's live release changed since it was recorded; what runs now)."""
-    recorded = prepared.app_release
-    if recorded is None or loaded.config.rollback.app != "auto" or platform.release_rollback() is None:
+    recorded = prepared.app_release  # set by prepare only with app = "auto" on a platform that can bring it back
+    if recorded is None:
         return None, None
     now: Release | None = timed("app_check", platform.describe, recorded=recorded.id, code=recorded.code)
     if now is not None and now.runs == recorded.runs:
