@@ -22,15 +22,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 import httpx  # noqa: E402
 import respx  # noqa: E402
 from _common import save  # noqa: E402
-from neon_double import make_double, seed_production  # noqa: E402
 
-from deploysafe import embedded, rollback  # noqa: E402
 from deploysafe.config import LoadedConfig, parse_config  # noqa: E402
+from deploysafe.demo import embedded  # noqa: E402
+from deploysafe.deploy import rollback
 from deploysafe.http import RetryPolicy  # noqa: E402
 from deploysafe.journal import Journal  # noqa: E402
 from deploysafe.platforms import make_platform  # noqa: E402
 from deploysafe.providers import make_provider  # noqa: E402
 from deploysafe.providers.base import SnapshotKind  # noqa: E402
+from support.neon_double import make_double, seed_production  # noqa: E402
 
 LATENCY = 0.2
 VERCEL = ROOT / "tests" / "fixtures" / "vercel"

@@ -109,11 +109,11 @@ def main() -> None:
         py = [timed(base, [sys.executable, "-c", "pass"], env, cpu=cpu_py) for _ in range(runs)]
         version = [timed(base, [str(DEPLOYSAFE), "--version"], env) for _ in range(runs)]
         # the hook process alone, on the same no-op input: through click, and (for comparison)
-        # calling deploysafe.prepush directly, which is what skipping click would save
+        # calling deploysafe.hook.prepush directly, which is what skipping click would save
         head = subprocess.run(["git", "rev-parse", "HEAD", "HEAD~1"], cwd=hooked, env=env, capture_output=True, text=True)
         new, old = head.stdout.split()
         line = f"refs/heads/main {new} refs/heads/main {old}\n"
-        direct = "import sys,pathlib;from deploysafe.prepush import run_pre_push as r;" \
+        direct = "import sys,pathlib;from deploysafe.hook.prepush import run_pre_push as r;" \
                  "sys.exit(r('origin','u',sys.stdin.buffer.read(),repo_root=pathlib.Path.cwd()))"
         via_click = [timed(hooked, [str(DEPLOYSAFE), "hook", "pre-push", "origin", "u"], env, line) for _ in range(runs)]
         no_click = [timed(hooked, [sys.executable, "-c", direct], env, line) for _ in range(runs)]

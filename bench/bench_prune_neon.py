@@ -21,10 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from neon_double import NeonDouble, seed_production  # noqa: E402
-
 from deploysafe.http import RetryPolicy  # noqa: E402
-from deploysafe.providers.neon import NeonProvider  # noqa: E402
+from deploysafe.providers.neon.provider import NeonProvider  # noqa: E402
+from support.neon_double import NeonDouble, seed_production  # noqa: E402
 
 LIMIT_PER_MINUTE = 700.0
 

@@ -19,8 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import median, save  # noqa: E402
 
-from deploysafe import embedded, pg  # noqa: E402
-from deploysafe.demo import (  # noqa: E402
+from deploysafe import pg  # noqa: E402
+from deploysafe.demo import embedded
+from deploysafe.demo.run import (  # noqa: E402
     BREAKING_CHANGE,
     copy_app,
     edit_schema,

@@ -26,8 +26,8 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -38,15 +38,16 @@ import httpx  # noqa: E402
 import psycopg  # noqa: E402
 import respx  # noqa: E402
 from _common import median, save  # noqa: E402
-from neon_double import NeonDouble, make_double, seed_production  # noqa: E402
 
-from deploysafe import embedded, probes, rollback  # noqa: E402
 from deploysafe.config import LoadedConfig, parse_config  # noqa: E402
+from deploysafe.demo import embedded  # noqa: E402
+from deploysafe.deploy import probes, rollback
 from deploysafe.http import RetryPolicy  # noqa: E402
 from deploysafe.journal import Journal  # noqa: E402
 from deploysafe.platforms import make_platform  # noqa: E402
 from deploysafe.providers import make_provider  # noqa: E402
 from deploysafe.providers.base import SnapshotKind  # noqa: E402
+from support.neon_double import NeonDouble, make_double, seed_production  # noqa: E402
 
 LATENCY = 0.2
 VERCEL = ROOT / "tests" / "fixtures" / "vercel"

@@ -4,7 +4,7 @@ Not a test. Run it by hand:
 
     .venv/bin/python bench/bench_snapshot_local.py --size-gb 1
 
-It starts a throwaway embedded PostgreSQL (deploysafe.embedded.start(); fsync off, as for
+It starts a throwaway embedded PostgreSQL (deploysafe.demo.embedded.start(); fsync off, as for
 the whole suite), generates a database of at least ``--size-gb`` GB (four tables of wide rows
 with primary keys, filled in parallel with INSERT ... SELECT generate_series), CHECKPOINTs, and
 then measures in the same run:
@@ -34,7 +34,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from deploysafe import embedded  # noqa: E402
+from deploysafe.demo import embedded  # noqa: E402
 from deploysafe.providers.base import SnapshotKind  # noqa: E402
 from deploysafe.providers.local import LocalProvider  # noqa: E402
 

@@ -44,8 +44,8 @@ from typing import Any
 import psycopg
 
 from deploysafe import pg
-from deploysafe.pg import direct_url
 from deploysafe.errors import LockHeld, PreconditionError, ProviderError
+from deploysafe.pg import direct_url
 
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 20, 5, 4
 KEEPALIVE_BOUND = KEEPALIVE_IDLE + KEEPALIVE_INTERVAL * KEEPALIVE_COUNT  # seconds until the server gives up

@@ -97,7 +97,7 @@ def find_tool(name: str, min_major: int) -> str:
     if which:
         cands.append(which)
     cands += [str(p / name) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
-    from deploysafe.embedded import pgserver_bin_dir
+    from deploysafe.demo.embedded import pgserver_bin_dir
 
     bundled = pgserver_bin_dir()
     if bundled:

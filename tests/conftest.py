@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploysafe import embedded
 from deploysafe.childenv import clear_claims
+from deploysafe.demo import embedded
 from deploysafe.redact import clear_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,7 +143,7 @@ def drizzle_app(tmp_path: Path, node_modules: Path) -> Path:
 def app_template(pg_server: embedded.EmbeddedPostgres, node_modules: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """Once per session: the fixture app's first migration generated and pushed into a template database,
     so each end-to-end test starts from a copy in a fraction of a second instead of re-running drizzle-kit."""
-    from deploysafe.demo import copy_app, init_schema
+    from deploysafe.demo.run import copy_app, init_schema
 
     root = tmp_path_factory.mktemp("app-template") / "app"
     name = f"tmpl_{uuid.uuid4().hex[:8]}"
@@ -158,7 +158,7 @@ def app_template(pg_server: embedded.EmbeddedPostgres, node_modules: Path, tmp_p
 def live_app(tmp_path: Path, pg_server: embedded.EmbeddedPostgres, app_template: tuple[str, Path],
              node_modules: Path) -> Iterator[object]:
     """The fixture app as the demo sets it up: schema pushed, 25 users, running, deploysafe.toml written."""
-    from deploysafe.demo import copy_app, start_app, stop_app
+    from deploysafe.demo.run import copy_app, start_app, stop_app
 
     template_db, drizzle_dir = app_template
     name = f"prod_{uuid.uuid4().hex[:10]}"

@@ -161,7 +161,7 @@ def test_failing_restart_prints_the_reference_not_the_token(environ: dict[str, s
 def test_app_steps_get_the_users_environment_without_deploysafes_credentials(
     environ: dict[str, str], tmp_path: Path
 ) -> None:
-    from deploysafe.npm import run_step
+    from deploysafe.process import run_step
 
     parse_config(config_text(), env=environ)
     rec = tmp_path / "push"

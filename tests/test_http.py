@@ -12,7 +12,7 @@ import pytest
 import respx
 
 from deploysafe.http import DeadlineExceeded, RetryPolicy, fetch, make_client, poll, retry_after_seconds, send
-from slow_server import slow_server
+from support.slow_server import slow_server
 
 
 def client(router: respx.MockRouter) -> httpx.Client:

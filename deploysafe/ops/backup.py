@@ -55,7 +55,7 @@ def run_backup(
     now: datetime | None = None,
     prune: bool = True,
 ) -> BackupResult:
-    from deploysafe.snapshots import backup_name, ensure_headroom, production_lock
+    from deploysafe.snapshots.manage import backup_name, ensure_headroom, production_lock
 
     now = now or utcnow()
     kind = kind or pick_kind(now.date(), loaded.config.backup.weekly_day)
@@ -80,7 +80,7 @@ def run_backup(
 def _prune(
     loaded: LoadedConfig, provider: Provider, platform: Platform | None, journal: Journal, result: BackupResult, now: datetime
 ) -> None:
-    from deploysafe.snapshots import prune
+    from deploysafe.snapshots.manage import prune
 
     plan = prune(loaded, provider, platform, dry_run=False, journal=journal, now=now)  # one clock for the whole run
     result.pruned = [s.name for s, _ in plan.deleted]

@@ -29,9 +29,9 @@ from deploysafe.providers.base import Snapshot, SnapshotKind
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
-    from deploysafe.inuse import InUse
     from deploysafe.platforms.base import Platform
     from deploysafe.providers.base import Provider
+    from deploysafe.snapshots.inuse import InUse
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 _RANK = {OK: 0, WARN: 1, FAIL: 2}
@@ -72,7 +72,7 @@ class Facts:
 
     @cached_property
     def in_use(self) -> InUse:
-        from deploysafe.inuse import app_points_at
+        from deploysafe.snapshots.inuse import app_points_at
 
         return app_points_at(self.loaded, self.provider, self.platform)
 

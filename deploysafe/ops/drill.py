@@ -124,7 +124,7 @@ def _judge(check: DrillCheck, value: Any) -> tuple[bool, str]:
 
 def _verify(loaded: LoadedConfig, url: str) -> list[CheckOutcome]:
     from deploysafe.config import DrillCheck
-    from deploysafe.probes import sql_probe
+    from deploysafe.deploy.probes import sql_probe
 
     out: list[CheckOutcome] = []
     for probe in loaded.config.probes.sql:
@@ -175,7 +175,7 @@ def _checked_age(provider: Provider, age: float | None) -> float:
 
 def _make_branch(loaded: LoadedConfig, provider: Provider, name: str, target_time: datetime) -> tuple[str, datetime]:
     """Create the drill branch; returns (what it came from, its recovery point)."""
-    from deploysafe.snapshots import ensure_headroom
+    from deploysafe.snapshots.manage import ensure_headroom
 
     ensure_headroom(loaded, provider, None)  # only expired snapshots go, and only on a plan with a branch limit
     if is_neon(provider):
@@ -207,7 +207,7 @@ def run_drill(
     age = _checked_age(provider, age)  # before anything is touched (headroom pruning included)
     targets = loaded.config.drill.targets
     target_time = now - timedelta(seconds=age)
-    from deploysafe.snapshots import drill_name
+    from deploysafe.snapshots.manage import drill_name
 
     name = drill_name(now)
     report = DrillReport(date=now.date().isoformat(), started_at=now.isoformat(), branch=name, provider=provider.name,

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 from deploysafe import pg
 from deploysafe.console import console
 from deploysafe.errors import DeploysafeError, PartialChange, PreconditionError, ProviderError, UsageError
-from deploysafe.pg import direct_url  # used here for the source and production copies
 from deploysafe.ops import utcnow
+from deploysafe.pg import direct_url  # used here for the source and production copies
 from deploysafe.providers.base import SnapshotKind
 
 if TYPE_CHECKING:
@@ -302,7 +302,7 @@ def _insert_missing(conn: psycopg.Connection[Any], target: Any, pk: list[str], c
 
 @contextmanager
 def _temporary_source(loaded: LoadedConfig, provider: Provider, at: datetime, journal: Journal) -> Iterator[str]:
-    from deploysafe.snapshots import ensure_headroom, restore_name
+    from deploysafe.snapshots.manage import ensure_headroom, restore_name
 
     name = restore_name(at)
     with journal.step("restore-table-branch", branch=name, at=at.isoformat()):
@@ -404,7 +404,7 @@ def _restore_from(
     if dry_run or not confirm(plan):
         journal.event("result", outcome="dry run" if dry_run else "declined", table=table, target=target_name)
         return plan
-    from deploysafe.snapshots import production_lock
+    from deploysafe.snapshots.manage import production_lock
 
     # Writing into production: hold the deploy lock so a deploy's migration never runs at the same time.
     with production_lock(loaded, provider, journal, "restore-table"), \

@@ -28,7 +28,7 @@ def run_user_command(platform: str, what: str, command: str, *, cwd: Path, env: 
     ``env`` is what deploysafe adds; the command also gets the user's environment without deploysafe's
     own credentials, and the variables it names (``${DEPLOY_HOOK_TOKEN}``): see :mod:`deploysafe.childenv`.
     """
-    from deploysafe.npm import run_step
+    from deploysafe.process import run_step
 
     try:
         result = run_step(what, command, cwd=cwd, env=env, timeout=timeout)

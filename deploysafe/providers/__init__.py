@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 ADAPTERS: dict[str, tuple[str, str]] = {
     "local": ("deploysafe.providers.local", "LocalProvider"),
-    "neon": ("deploysafe.providers.neon", "NeonProvider"),
+    "neon": ("deploysafe.providers.neon.provider", "NeonProvider"),
 }
 
 

@@ -17,9 +17,9 @@ import hashlib
 import json
 import subprocess
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import psycopg

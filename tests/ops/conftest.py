@@ -10,8 +10,7 @@ import pytest
 
 from deploysafe.config import LoadedConfig
 from deploysafe.providers.local import LocalProvider
-
-from .helpers import Hook, seed_users, write_config
+from support.ops_helpers import Hook, seed_users, write_config
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from deploysafe.journal import Journal, read_journal
 from deploysafe.ops.backup import describe_item, parse_schedule_item, pick_kind, run_backup, schedule_show
 from deploysafe.providers.base import SnapshotKind
 from deploysafe.providers.local import LocalProvider
-
-from .helpers import rows
+from support.ops_helpers import rows
 
 WED = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 SUN = datetime(2026, 11, 29, 3, 0, tzinfo=UTC)

@@ -16,8 +16,7 @@ from deploysafe.journal import Journal
 from deploysafe.ops import check as C
 from deploysafe.ops.check import FAIL, OK, WARN, CheckResult, Facts, exit_code, run_checks, run_one, summary
 from deploysafe.providers.base import Snapshot, SnapshotKind
-
-from .helpers import write_config
+from support.ops_helpers import write_config
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -12,8 +12,7 @@ import pytest
 from deploysafe.cli import run
 from deploysafe.journal import read_journal, runs
 from deploysafe.redact import url_password
-
-from .helpers import Hook, rows
+from support.ops_helpers import Hook, rows
 
 
 def cli(loaded: Any, *args: str) -> int:

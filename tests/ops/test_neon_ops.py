@@ -9,7 +9,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from neon_double import NeonDouble, Point, neon_double  # noqa: F401  (fixture)
 
 from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.errors import ProviderError
@@ -21,9 +20,9 @@ from deploysafe.ops.drill import load_reports, run_drill
 from deploysafe.ops.restore_table import restore_table
 from deploysafe.ops.setup import run_setup
 from deploysafe.providers.base import SnapshotKind
-from deploysafe.providers.neon import NeonProvider
-
-from .helpers import rows, seed_users
+from deploysafe.providers.neon.provider import NeonProvider
+from support.neon_double import NeonDouble, Point, neon_double  # noqa: F401  (fixture)
+from support.ops_helpers import rows, seed_users
 
 WED = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
@@ -213,7 +212,7 @@ def test_setup_makes_the_root_default_branch_production_protects_it_and_fits_ret
 
 
 def test_setup_explains_what_a_child_production_loses(pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from neon_double import make_double
+    from support.neon_double import make_double
 
     d = make_double(pg_server, subscription_type="launch")
     try:

@@ -6,8 +6,7 @@ import pytest
 
 from deploysafe.config import NotifyConfig
 from deploysafe.notify import notify, payload
-
-from .helpers import Hook
+from support.ops_helpers import Hook
 
 
 def test_slack_and_json_shapes(hook: Hook) -> None:

@@ -13,7 +13,7 @@ from deploysafe.errors import PointInTimeError, PreconditionError, UsageError
 from deploysafe.journal import Journal
 from deploysafe.ops.restore_table import direct_url, dump_pattern, restore_table, restored_name
 from deploysafe.providers.base import SnapshotKind
-from .helpers import rows
+from support.ops_helpers import rows
 
 NOW = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from .support import Clock
+from support.platforms import Clock
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from deploysafe.http import RetryPolicy
 from deploysafe.platforms import make_platform
 from deploysafe.platforms.base import CurrentValue, Platform, Release
 from deploysafe.platforms.fly import FlyPlatform, auth_header
-
-from .support import Clock
+from support.platforms import Clock
 
 TOKEN = "fo1_DoNotLeakThisFlyToken0123456789abc"
 API = "https://api.machines.dev/v1/apps/shop"

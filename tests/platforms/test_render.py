@@ -17,8 +17,7 @@ from deploysafe.http import RetryPolicy
 from deploysafe.platforms import make_platform
 from deploysafe.platforms.base import CurrentValue, Platform, Release
 from deploysafe.platforms.render import RenderPlatform
-
-from .support import Clock, responder
+from support.platforms import Clock, responder
 
 TOKEN = "rnd_DoNotLeakThisRenderKey0123456789"
 API = "https://api.render.com/v1"

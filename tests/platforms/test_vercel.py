@@ -16,8 +16,7 @@ from deploysafe.http import RetryPolicy
 from deploysafe.platforms import make_platform
 from deploysafe.platforms.base import Platform, Release
 from deploysafe.platforms.vercel import VercelPlatform
-
-from .support import Clock, responder
+from support.platforms import Clock, responder
 
 TOKEN = "vcp_DoNotLeakThisVercelToken0123456789"
 API = "https://api.vercel.com"

@@ -149,7 +149,7 @@ def test_a_copy_killed_half_way_is_listed_incomplete_never_served_and_pruned(pg_
     from datetime import UTC, datetime
 
     from deploysafe.config import RetentionConfig
-    from deploysafe.retention import plan_prune
+    from deploysafe.snapshots.retention import plan_prune
 
     seed(pg_url)
     prov = LocalProvider(pg_url, strategy="dump")

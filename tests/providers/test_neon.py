@@ -11,14 +11,14 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from neon_double import spec_errors
 
 from deploysafe.config import LoadedConfig, RetentionConfig, parse_config
 from deploysafe.errors import PointInTimeError, PreconditionError, ProviderError
 from deploysafe.http import RetryPolicy
 from deploysafe.providers import make_provider
 from deploysafe.providers.base import Provider, SnapshotKind
-from deploysafe.providers.neon import NeonProvider
+from deploysafe.providers.neon.provider import NeonProvider
+from support.neon_double import spec_errors
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "neon"
 BASE = "https://console.neon.tech/api/v2/"

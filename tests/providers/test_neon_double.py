@@ -8,13 +8,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from neon_double import NeonDouble, make_double, neon_double, seed_production  # noqa: F401  (fixture)
 
 from deploysafe.config import RetentionConfig
 from deploysafe.errors import PointInTimeError, ProviderError
 from deploysafe.http import RetryPolicy
 from deploysafe.providers.base import SnapshotKind
-from deploysafe.providers.neon import NeonProvider
+from deploysafe.providers.neon.provider import NeonProvider
+from support.neon_double import NeonDouble, make_double, neon_double, seed_production  # noqa: F401  (fixture)
 
 
 class Sleeps:

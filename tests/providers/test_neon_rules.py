@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from neon_double import NeonDouble, make_double, neon_double  # noqa: F401  (fixture)
 
 from deploysafe.config import RetentionConfig
 from deploysafe.errors import ProviderError
 from deploysafe.http import RetryPolicy
 from deploysafe.providers.base import SnapshotKind
-from deploysafe.providers.neon import NeonProvider
+from deploysafe.providers.neon.provider import NeonProvider
+from support.neon_double import NeonDouble, make_double, neon_double  # noqa: F401  (fixture)
 
 
 def provider_for(d: NeonDouble, **kw: Any) -> NeonProvider:

@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploysafe import embedded
 from deploysafe.cli import run
-from reliability_kit import assert_clean, cli, scratch_app, seed_users
+from deploysafe.demo import embedded
+from support.reliability_kit import assert_clean, cli, scratch_app, seed_users
 
 MARKER = "Pw0rdMarker"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psycopg
 
-from reliability_kit import SAFE, scratch_app, seed_users, set_change, set_faults
+from support.reliability_kit import SAFE, scratch_app, seed_users, set_change, set_faults
 
 N = 10
 

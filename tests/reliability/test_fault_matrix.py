@@ -30,13 +30,13 @@ import psycopg
 import pytest
 
 from deploysafe.config import LoadedConfig, load_config
-from deploysafe.deploy import DeployOptions, Summary, deploy
+from deploysafe.deploy.run import DeployOptions, Summary, deploy
 from deploysafe.errors import DeploysafeError
 from deploysafe.http import RetryPolicy
 from deploysafe.providers.local import LocalProvider
-from e2e import env_url, healthy
-from neon_double import NeonDouble, make_double, seed_production
-from reliability_kit import (
+from support.e2e import env_url, healthy
+from support.neon_double import NeonDouble, make_double, seed_production
+from support.reliability_kit import (
     BREAKING,
     HTTP_FAULTS,
     SAFE,
@@ -47,9 +47,9 @@ from reliability_kit import (
     forward_to,
     install_tool,
     journal_records,
+    json_of,
     kill_tools,
     neon_provider_toml,
-    json_of,
     prepare_app,
     set_change,
     set_faults,
@@ -121,7 +121,7 @@ def check_journal(loaded: LoadedConfig, code: int, summary: Summary) -> dict[str
 
 
 def check_status(loaded: LoadedConfig, code: int, summary: Summary, steps: dict[str, Any]) -> dict[str, Any]:
-    from deploysafe.recovery import status
+    from deploysafe.ops.recovery import status
 
     st = status(loaded)
     lr = st["last_run"]
@@ -151,7 +151,7 @@ class HttpWorld:
     policy: RetryPolicy = NO_SLEEP
 
     def provider(self) -> Any:
-        from deploysafe.providers.neon import NeonProvider
+        from deploysafe.providers.neon.provider import NeonProvider
 
         return NeonProvider.from_config(self.loaded, transport=self.neon_faults.transport(), policy=self.policy,
                                         poll_interval=0.0, operation_deadline=15.0)
@@ -295,7 +295,7 @@ destructive = "warn"
         load_config(str(root / "deploysafe.toml")), prod_url,
     )
     # status and rollback build their own adapters: give them the same (fault-free by then) edges
-    monkeypatch.setattr("deploysafe.recovery._adapters", lambda loaded: (world.provider(), world.platform()))
+    monkeypatch.setattr("deploysafe.ops.recovery._adapters", lambda loaded: (world.provider(), world.platform()))
     yield world
     assert not d.spec_problems, d.spec_problems
 
@@ -349,7 +349,7 @@ def test_http_fault(http_world: HttpWorld, call: str, fault: str) -> None:
         assert st["app_points_at"]["name"] == summary.snapshot
     if code == 4:
         assert summary.manual_steps, "exit 4 without the manual steps"
-        from deploysafe.recovery import manual_rollback
+        from deploysafe.ops.recovery import manual_rollback
 
         result = manual_rollback(w.loaded, to=None, at=None, yes=True, dry_run=False, confirm=lambda q: False)
         assert result.snapshot == summary.snapshot
@@ -362,8 +362,8 @@ def test_http_rollback_prints_no_secret(http_world: HttpWorld, capfd: pytest.Cap
     """The secret audit of the Neon + Render path: a deploy that rolls back, then status and a manual rollback."""
     import os
 
-    from deploysafe.deploy import github_summary, render_summary
-    from deploysafe.recovery import manual_rollback, render_status, status
+    from deploysafe.deploy.run import github_summary, render_summary
+    from deploysafe.ops.recovery import manual_rollback, render_status, status
     from deploysafe.redact import url_password
 
     w = http_world
@@ -478,7 +478,7 @@ def test_local_fault(live_app: Any, call: str, fault: str, monkeypatch: pytest.M
             assert healthy(app)
         if code == 4:
             assert summary.manual_steps
-            from deploysafe.recovery import manual_rollback
+            from deploysafe.ops.recovery import manual_rollback
 
             result = manual_rollback(loaded, to=None, at=None, yes=True, dry_run=False, confirm=lambda q: False)
             assert result.snapshot == summary.snapshot

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reliability_kit import assert_clean, cli, neon_provider_toml, scratch_app, seed_users
+from support.reliability_kit import assert_clean, cli, neon_provider_toml, scratch_app, seed_users
 
 CANARY_TABLE = "canary_keep_me"
 
@@ -248,7 +248,7 @@ def test_parse_at_returns_a_past_utc_moment_or_a_usage_error(text: str) -> None:
     from datetime import UTC, datetime
 
     from deploysafe.errors import UsageError
-    from deploysafe.snapshots import parse_at
+    from deploysafe.snapshots.manage import parse_at
 
     try:
         dt = parse_at(text)
@@ -261,7 +261,7 @@ def test_parse_at_returns_a_past_utc_moment_or_a_usage_error(text: str) -> None:
 
 def test_neon_timestamps_outside_the_window_are_refused(pg_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from neon_double import make_double, seed_production
+    from support.neon_double import make_double, seed_production
 
     d = make_double(pg_server, history_seconds=3600)
     try:

@@ -2,7 +2,7 @@
 
 Already elsewhere, not repeated here: the retention planner never selects an in-use, production, default,
 protected, parent-of-another, not-ours or newest-of-its-kind snapshot for any set of snapshots and clocks
-(tests/test_retention.py::test_prune_never_selects_what_must_stay and
+(tests/snapshots/test_retention.py::test_prune_never_selects_what_must_stay and
 ::test_headroom_is_as_safe_and_deletes_no_more_than_needed); URL and token redaction
 (tests/test_redact.py); the env-file rewrite (tests/test_envfile.py); durations (tests/test_durations.py).
 """
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from deploysafe.journal import Journal, read_journal, runs
 from deploysafe.lock import lock_key
 from deploysafe.providers.local import MAX_IDENT, db_name_for
-from deploysafe.snapshots import pre_deploy_name, validate_name
+from deploysafe.snapshots.manage import pre_deploy_name, validate_name
 
 names = st.text(min_size=1, max_size=120)
 
@@ -109,7 +109,7 @@ passwords = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), m
 def test_manual_steps_never_carry_the_snapshot_password(tmp_path: Path, password: str, platform: str) -> None:
     """The steps printed for a person (exit 4) name the snapshot, never its connection string or password."""
     from deploysafe.config import LoadedConfig, parse_config
-    from deploysafe.rollback import Prepared, manual_steps
+    from deploysafe.deploy.rollback import Prepared, manual_steps
 
     extra = {"dotenv": 'env_file = ".env"\nrestart = "systemctl restart app"',
              "render": 'service_id = "srv-1"', "command": 'set_command = "x"\nrestart = "y"'}[platform]

@@ -26,11 +26,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploysafe.demo import DemoApp
+from deploysafe.demo.run import DemoApp
 from deploysafe.envfile import write_var
 from deploysafe.pg import with_dbname
-from e2e import healthy
-from reliability_kit import BREAKING, SAFE, prepare_app, set_change
+from support.e2e import healthy
+from support.reliability_kit import BREAKING, SAFE, prepare_app, set_change
 
 pytestmark = pytest.mark.e2e
 
@@ -203,7 +203,7 @@ def test_rollback_with_failing_restart_leaks_no_interpolated_token_and_children_
     import shlex
 
     from deploysafe import pg
-    from reliability_kit import set_faults
+    from support.reliability_kit import set_faults
 
     app, env, markers, hook = audited
     records = tmp_path / "children"

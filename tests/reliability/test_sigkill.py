@@ -16,10 +16,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from deploysafe.demo import DemoApp
+from deploysafe.demo.run import DemoApp
 from deploysafe.providers.local import LocalProvider
-from e2e import ds, env_url, healthy
-from reliability_kit import BREAKING, SAFE, journal_records, kill_tools, prepare_app, set_change, set_faults
+from support.e2e import ds, env_url, healthy
+from support.reliability_kit import BREAKING, SAFE, journal_records, kill_tools, prepare_app, set_change, set_faults
 
 pytestmark = pytest.mark.e2e
 

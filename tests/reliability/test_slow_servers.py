@@ -20,7 +20,7 @@ import pytest
 from deploysafe.config import NotifyConfig
 from deploysafe.errors import PlatformError, ProviderError
 from deploysafe.http import RetryPolicy
-from slow_server import SlowServer, slow_server
+from support.slow_server import SlowServer, slow_server
 
 ONE_TRY = RetryPolicy(attempts=1, deadline=1.0, sleep=lambda s: None)
 BOUND = 1.0 + 4.0  # the deadline plus generous slack for a loaded CI machine
@@ -84,7 +84,7 @@ def test_a_platform_api_that_trickles_its_answer_fails_the_call_within_its_deadl
 
 
 def test_the_neon_api_that_trickles_its_answer_fails_the_call_within_its_deadline(server: SlowServer) -> None:
-    from deploysafe.providers.neon import NeonProvider
+    from deploysafe.providers.neon.provider import NeonProvider
 
     provider = NeonProvider(project_id="slow-project", api_key="neon_slow_key", production_branch="production",
                             database="app", role="app", api_url=server.url, policy=ONE_TRY)
@@ -111,7 +111,7 @@ def test_a_webhook_that_trickles_its_answer_only_warns_within_its_deadline(
 
 def test_the_watch_window_ends_unhealthy_on_a_trickling_health_endpoint(server: SlowServer, tmp_path: Path) -> None:
     from deploysafe.config import LoadedConfig, parse_config
-    from deploysafe.watch import watch_window
+    from deploysafe.deploy.watch import watch_window
 
     config = parse_config(f"""[provider]\ntype = "local"\ndatabase_url = "postgresql://u@127.0.0.1/x"\n
 [platform]\ntype = "dotenv"\nenv_file = ".env"\n[probes]\ninterval = "10ms"\nfailure_limit = 2\n[[probes.http]]\nname = "h"\nurl = "{server.url}/health"\ntimeout = "1s"\n""")

@@ -20,8 +20,8 @@ import pytest
 from deploysafe.errors import PreconditionError
 from deploysafe.journal import Journal, read_journal
 from deploysafe.providers.local import LocalProvider
-from e2e import env_url, healthy
-from reliability_kit import BREAKING, journal_records, kill_tools, prepare_app, set_change, set_faults
+from support.e2e import env_url, healthy
+from support.reliability_kit import BREAKING, journal_records, kill_tools, prepare_app, set_change, set_faults
 
 STATE = ".deploysafe"
 

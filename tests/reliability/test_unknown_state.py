@@ -24,7 +24,7 @@ from psycopg import sql
 from deploysafe import pg
 from deploysafe.providers.local import LocalProvider
 from deploysafe.providers.record import RECORD_KEY
-from reliability_kit import app_env_line, install_tool, set_change
+from support.reliability_kit import app_env_line, install_tool, set_change
 
 pytestmark = pytest.mark.e2e
 
@@ -164,7 +164,7 @@ def test_a_foreign_comment_on_production_is_never_overwritten(pg_url: str) -> No
 
 
 def test_same_database_compares_host_port_database_and_user() -> None:
-    from deploysafe.inuse import same_database
+    from deploysafe.snapshots.inuse import same_database
 
     a = "postgresql://app:pw1@db.example:5432/prod?sslmode=require"
     assert same_database(a, "postgresql://app:other@db.example:5432/prod")  # the password does not matter

@@ -1,0 +1,1 @@
+"""The demo: an embedded PostgreSQL server and the demo app."""

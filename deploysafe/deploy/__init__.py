@@ -1,0 +1,1 @@
+"""A deploy: its plan, the steps that run it, probes, watch and rollback."""

@@ -1,0 +1,360 @@
+"""Rollback: point the app at a snapshot, make it pick that up, and prove it is healthy.
+
+Used by ``deploy`` (automatically, when probes fail after production changed) and by the
+manual ``deploysafe rollback``. Everything that can be resolved before production changes
+(the snapshot's compute and URL, the platform's ids and current release) is resolved in
+:func:`prepare`, so the critical path after the "unhealthy" verdict is only: set the
+variable, pick it up, wait until live, probe.
+
+The failed production state is never deleted: it holds the writes made since the snapshot.
+If a step fails, :class:`RollbackFailed` carries the exact manual steps that remain.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from deploysafe.errors import DeploysafeError, PreconditionError, RollbackFailed
+from deploysafe.snapshots.inuse import REPOINT_STEP
+
+if TYPE_CHECKING:
+    from deploysafe.config import LoadedConfig
+    from deploysafe.deploy.probes import Verdict
+    from deploysafe.journal import Journal
+    from deploysafe.platforms.base import CurrentValue, Platform, Release
+    from deploysafe.providers.base import Provider, RestorePlan
+
+
+@dataclass
+class Prepared:
+    """What a rollback needs, resolved before production changes."""
+
+    snapshot: str
+    url: str | None  # None: the snapshot gets its compute at rollback time ([provider] snapshot_endpoint = "lazy")
+    previous: CurrentValue | None
+    failed_state: str  # the branch/database that holds the failed production state (kept)
+    prepare_s: float
+    # the app release live before production changed ([rollback] app = "auto" and the platform can bring it back)
+    app_release: Release | None = None
+    restore: RestorePlan | None = None  # set: production is restored in place (its URL stays; no platform call)
+    like: str | None = None  # the app's current URL: the snapshot's URL follows its connection style
+
+
+@dataclass
+class Outcome:
+    snapshot: str
+    healthy: bool
+    timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
+    verdict: Verdict | None = None
+    divergence: list[dict[str, Any]] = field(default_factory=list)
+    app_release: str | None = None  # the recorded app release brought back with the database
+
+    @property
+    def repoint_s(self) -> float:
+        return sum(
+            v for k, v in self.timings.items()
+            if k in ("serve", "hold", "set", "pick_up", "app_check", "app", "wait_live", "probes", "restore")
+        )
+
+
+def plan_in_place(
+    loaded: LoadedConfig, provider: Provider, snapshot: str | None, *, at: datetime | None = None
+) -> RestorePlan | None:
+    """The in-place restore to use, or None to repoint. ``strategy = "restore"`` that cannot be done is refused
+    here, before anything changes, with the reason and the fix; ``auto`` restores only from production's own
+    history (the kept failed state then stays deletable) and repoints otherwise."""
+    strategy = loaded.config.rollback.strategy
+    if strategy == "repoint":
+        return None
+    plan = provider.plan_restore(snapshot, at=at)
+    if plan.possible and (strategy == "restore" or plan.own_history):
+        return plan
+    if strategy == "restore":
+        raise PreconditionError(
+            f"cannot restore production in place: {plan.reason or 'the restore would read another branch'}",
+            hint=plan.fix or 'use [rollback] strategy = "auto" or "repoint"',
+        )
+    return None
+
+
+def prepare(
+    loaded: LoadedConfig, provider: Provider, platform: Platform, snapshot: str, *, serve: bool = True,
+    at: datetime | None = None, plan: RestorePlan | None = None, decided: bool = False,
+) -> Prepared:
+    """Resolve the snapshot's URL (making it able to serve) and the platform's ids, before anything changes.
+    ``plan`` (``decided``: as the caller's :func:`plan_in_place` found; else found here): restore in place,
+    and nothing on the platform is needed."""
+    t0 = time.monotonic()
+    if not decided:
+        plan = plan_in_place(loaded, provider, None if at is not None else snapshot, at=at)
+    prod = provider.production()
+    if plan is not None:
+        # production keeps its URL: the platform is needed only to record the live release (code rollback)
+        release = None
+        if _wants_release(loaded, platform):
+            try:
+                platform.prepare()
+            except DeploysafeError as e:  # the restore needs no platform: only the code half is lost
+                from deploysafe.console import console
+
+                console.warn(f"{platform.name}: cannot record the live release ({e.message}); a restore in place "
+                             "will move only the database")
+            else:
+                release = _live_release(loaded, platform)
+        return Prepared(snapshot, prod.url, None, prod.name, time.monotonic() - t0, release, restore=plan)
+    platform.prepare()
+    try:
+        previous = platform.read_current()
+    except DeploysafeError:
+        previous = None
+    like = previous.value if previous is not None and previous.readable and not previous.reference else None
+    url = None
+    if serve:
+        provider.ensure_serving(snapshot)
+        url = provider.connection_url(snapshot, like=like)
+    return Prepared(snapshot, url, previous, prod.name, time.monotonic() - t0, _live_release(loaded, platform),
+                    like=like)
+
+
+def _wants_release(loaded: LoadedConfig, platform: Platform) -> bool:
+    """Whether a rollback may bring back the app's code: [rollback] app = "auto" and the platform can."""
+    return loaded.config.rollback.app == "auto" and platform.release_rollback() is not None
+
+
+def _live_release(loaded: LoadedConfig, platform: Platform) -> Release | None:
+    """The app release live now, when a rollback may have to bring it back ([rollback] app = "auto" and the
+    platform can); None otherwise or when the platform cannot say (the plan said the code may not come back)."""
+    if not _wants_release(loaded, platform):
+        return None
+    try:
+        return platform.describe()
+    except DeploysafeError:
+        return None
+
+
+def app_plan(loaded: LoadedConfig, platform: Platform) -> str:
+    """What a rollback does with the app's code, for the plan (``deploy --dry-run``) and its warnings. No I/O."""
+    if loaded.config.rollback.app == "keep":
+        return 'app code: kept as it is on rollback ([rollback] app = "keep"): only the database moves'
+    capability = platform.release_rollback()
+    if capability is None:
+        p = loaded.config.platform
+        fix = (
+            " (set [platform] release_command and rollback_command to let it)"
+            if p.type in ("dotenv", "command")
+            else ""
+        )
+        return (
+            f"app code: NOT rolled back: {p.type} cannot bring back a previous release{fix}; if the deploy ships "
+            "new code, a rollback moves only the database"
+        )
+    return (
+        "app code: if the live release changes during the deploy, a rollback brings the recorded one back with the "
+        f"database: {capability.how()}"
+    )
+
+
+def manual_steps(
+    loaded: LoadedConfig, prepared: Prepared, done: list[str], *, back_to: Release | None = None
+) -> list[str]:
+    """The steps a person must still do, with the real names filled in (never a password)."""
+    p = loaded.config.platform
+    steps: list[str] = []
+    if back_to is not None and "app" not in done:
+        steps.append(
+            f"Bring back the app release that was live before the deploy ({back_to.id}"
+            + (f", code {back_to.code}" if back_to.code and back_to.code != back_to.id else "")
+            + f") on {p.type}: the new code expects the new schema."
+        )
+    if "set" not in done:
+        if p.type == "dotenv":
+            where = f"in {loaded.resolve(p.env_file or '.env')}"
+        elif p.type == "command":
+            where = "with your set command"
+        else:
+            where = f"on {p.type} (production environment)"
+        steps.append(
+            f"Set {p.var} {where} to the connection string of snapshot {prepared.snapshot!r} "
+            f"(`deploysafe snapshot list` shows it; the Neon console or your server gives its password)."
+        )
+    if "pick_up" not in done:
+        if p.restart:
+            steps.append(f"Restart the app: {p.restart}")
+        elif p.type not in ("dotenv", "command"):
+            steps.append(f"Redeploy the app on {p.type} so it reads the new {p.var}.")
+        else:
+            steps.append("Restart the app so it reads the new value.")
+    # name the snapshot here too: once "set" is done the steps above no longer say where the app should be
+    steps.append(f"Check the app is healthy on snapshot {prepared.snapshot!r}: deploysafe probe")
+    steps.append(
+        f"Keep {prepared.failed_state!r}: it holds the failed production state and the writes made since the snapshot."
+    )
+    return steps
+
+
+def execute(
+    loaded: LoadedConfig,
+    provider: Provider,
+    platform: Platform,
+    prepared: Prepared,
+    journal: Journal,
+    *,
+    verdict_at: float | None = None,
+) -> Outcome:
+    """Repoint, pick up, wait until live, probe (or, with ``prepared.restore``, restore production in place and
+    probe). RollbackFailed (exit 4) with manual steps on any failure."""
+    outcome = Outcome(prepared.snapshot, healthy=False)
+    done: list[str] = []
+    back_to: Release | None = None
+
+    def timed(step: str, fn: Any, **details: Any) -> Any:
+        t0 = time.monotonic()
+        try:
+            with journal.step(f"rollback.{step}", snapshot=prepared.snapshot, **details):
+                return fn()
+        except DeploysafeError as e:
+            raise RollbackFailed(
+                f"rollback to {prepared.snapshot!r} failed at step '{step}': {e.message}",
+                manual_steps=manual_steps(loaded, prepared, done, back_to=back_to),
+            ) from e
+        finally:
+            outcome.timings[step] = time.monotonic() - t0
+
+    capability = platform.release_rollback()
+    back_to, running = _release_to_bring_back(platform, prepared, timed)
+
+    def app_half(new_url: str | None) -> Release:
+        """Make the app pick up the database half: a restart/redeploy of what runs now, or, when the live release
+        changed during the deploy, the recorded release brought back (with ``new_url`` set, in the platform's order)."""
+        if back_to is None or capability is None:
+            picked: Release = timed("pick_up", platform.pick_up)
+            return picked
+        returned: Release = timed(
+            "app",
+            lambda: capability.return_to(back_to, new_url),
+            release_from=running,
+            release_to=back_to.id,
+            code_to=back_to.code,
+            sets=loaded.config.platform.var if new_url else None,
+        )
+        done.extend(["set", "app"])
+        outcome.app_release = back_to.id
+        if new_url:
+            journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
+        return returned
+
+    if prepared.restore is not None:
+        production_name = prepared.failed_state
+        _restore(provider, prepared, timed)
+        done.append("set")  # production's URL already serves the snapshot's data
+        if back_to is not None:  # the code changed during the deploy: bring it back too (the URL did not change)
+            restored = app_half(None)
+            done.append("pick_up")
+            timed("wait_live", lambda: platform.wait_live(restored, loaded.config.platform.ready_timeout),
+                  release=restored.id)
+        assert prepared.url is not None
+        try:
+            return _probe(loaded, prepared.url, journal, outcome, timed, verdict_at,
+                          f"production restored to {prepared.snapshot!r}",
+                          [f"Keep {prepared.failed_state!r}: it holds the failed production state and the writes "
+                           "made since the snapshot."])
+        finally:
+            # the app still points at production: recorded after the probes, off the critical path
+            record_repoint(provider, production_name, journal)
+    if prepared.url is None:  # lazy: the snapshot's compute is made now, on the critical path
+
+        def serve() -> None:
+            provider.ensure_serving(prepared.snapshot)
+            prepared.url = provider.connection_url(prepared.snapshot, like=prepared.like)
+
+        timed("serve", serve)
+    url = prepared.url
+    assert url is not None
+    # the app moves onto the snapshot now: its server-side expiry must not delete it under the app
+    timed("hold", lambda: provider.hold(prepared.snapshot))
+    if back_to is None:
+        timed("set", lambda: platform.set_url(url), var=loaded.config.platform.var)
+        done.append("set")
+        journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
+    # recorded before the code half sets the variable too: if it stops halfway, the snapshot is kept as in use
+    record_repoint(provider, prepared.snapshot, journal)
+    release = app_half(url)
+    done.append("pick_up")
+    timed("wait_live", lambda: platform.wait_live(release, loaded.config.platform.ready_timeout), release=release.id)
+    return _probe(loaded, url, journal, outcome, timed, verdict_at, f"snapshot {prepared.snapshot!r}",
+                  manual_steps(loaded, prepared, done, back_to=back_to)[-2:])
+
+
+def _probe(
+    loaded: LoadedConfig, url: str, journal: Journal, outcome: Outcome, timed: Any, verdict_at: float | None,
+    where: str, steps: list[str],
+) -> Outcome:
+    """The rollback's last step: probes prove the app healthy, or RollbackFailed with what is left to do."""
+    from deploysafe.deploy.probes import analyse
+
+    verdict = timed("probes", lambda: analyse(loaded.config.probes, url, journal=journal, phase="rollback.probe"))
+    outcome.verdict = verdict
+    outcome.healthy = verdict.healthy
+    if verdict_at is not None:
+        outcome.timings["verdict_to_healthy"] = time.monotonic() - verdict_at
+    if not verdict.healthy:
+        raise RollbackFailed(
+            f"the app is not healthy on {where} either: {verdict.reason}",
+            manual_steps=["Look at the app's logs: the failure may not be the database.", *steps],
+        )
+    return outcome
+
+
+def _release_to_bring_back(platform: Platform, prepared: Prepared, timed: Any) -> tuple[Release | None, str | None]:
+    """(the recorded release, when the app's live release changed since it was recorded; what runs now)."""
+    recorded = prepared.app_release  # set by prepare only with app = "auto" on a platform that can bring it back
+    if recorded is None:
+        return None, None
+    now: Release | None = timed("app_check", platform.describe, recorded=recorded.id, code=recorded.code)
+    if now is not None and now.runs == recorded.runs:
+        return None, now.id  # same code as before the deploy: the database half is all there is to do
+    return recorded, now.id if now else None
+
+
+def record_repoint(provider: Provider, target: str, journal: Journal) -> None:
+    """Record the new target with the provider, for runners without this journal; a failure only warns."""
+    from deploysafe.console import console
+    from deploysafe.snapshots.inuse import record_target
+
+    why = record_target(provider, target)
+    if why:
+        console.warn(f"the app now points at {target!r}, but that could not be recorded with the provider: {why}")
+        journal.event("record-target", "failed", target=target, error=why)
+
+
+def _restore(provider: Provider, prepared: Prepared, timed: Any) -> None:
+    """Restore production in place: its connection string stays, so no platform call; the app's connections
+    drop and reconnect. The failed state is kept under a deploysafe name."""
+    from deploysafe.providers.base import failed_state_name
+
+    plan = prepared.restore
+    assert plan is not None
+    preserved = failed_state_name(plan.target, datetime.now(UTC))
+    timed("restore", lambda: provider.restore_in_place(plan, preserved), preserved_as=preserved, source=plan.source,
+          lsn=plan.source_lsn, at=plan.source_timestamp.isoformat() if plan.source_timestamp else None)
+    prepared.failed_state = preserved  # production's name now holds the snapshot's data
+
+
+def resolve_target(provider: Provider, to: str | None) -> str:
+    """``--to`` as given, else the newest pre-deploy snapshot."""
+    from deploysafe.providers.base import SnapshotKind
+
+    if to:
+        snap = provider.get(to)
+        if snap.is_production:
+            raise PreconditionError(f"{to!r} is production itself", hint="name a snapshot: `deploysafe snapshot list`")
+        return snap.name
+    pre = [s for s in provider.list_snapshots() if s.ours and s.kind is SnapshotKind.PRE_DEPLOY and not s.is_production]
+    if not pre:
+        raise PreconditionError(
+            "there is no pre-deploy snapshot to roll back to", hint="name one with --to, or use --at TIMESTAMP (Neon)"
+        )
+    return max(pre, key=lambda s: s.created_at).name

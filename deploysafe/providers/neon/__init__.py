@@ -1,0 +1,1 @@
+"""Neon: its HTTP API and the provider built on it."""

@@ -1,0 +1,1 @@
+"""Snapshots: names, retention, what is in use, and the snapshot commands."""
