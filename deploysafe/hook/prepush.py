@@ -19,13 +19,15 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-# Every import on the no-op path costs start-up time, so typing, deploysafe.errors and
-# deploysafe.redact are imported only when used (mypy reads this block; Python skips it).
-TYPE_CHECKING = False
+from deploysafe.crash import boundary
+from deploysafe.errors import ConfigError, UsageError
+
+# Every import on the no-op path costs start-up time: tomllib has already loaded typing, and
+# deploysafe.crash and deploysafe.errors import nothing else; gitpython, pydantic, the linter and the
+# provider are imported on the guard path only, deploysafe.redact when there is something to say.
 if TYPE_CHECKING:
-    from typing import Any
-
     import git
 
     from deploysafe.hook.git import Change, PushRange
@@ -41,18 +43,6 @@ def say(text: str) -> None:
     from deploysafe.redact import redact
 
     print(redact(f"deploysafe: {text}"), file=sys.stderr, flush=True)
-
-
-def ConfigError(message: str, *, hint: str) -> Exception:  # noqa: N802 - stands in for the class
-    from deploysafe.errors import ConfigError as Error
-
-    return Error(message, hint=hint)
-
-
-def UsageError(message: str, *, hint: str) -> Exception:  # noqa: N802 - stands in for the class
-    from deploysafe.errors import UsageError as Error
-
-    return Error(message, hint=hint)
 
 
 # --- what git tells us ----------------------------------------------------------------------
@@ -499,23 +489,13 @@ def main(argv: list[str]) -> int:
     if len(args) >= 2 and args[0] == "--legacy":
         legacy = Path(args[1])
         del args[:2]
-    try:
+
+    def hook() -> int:
         if len(args) != 2:
             raise UsageError("usage: python -m deploysafe.hook.prepush [--legacy PATH] REMOTE URL", hint="git passes REMOTE and URL")
         return run_pre_push(args[0], args[1], sys.stdin.buffer.read(), repo_root=Path.cwd(), legacy=legacy)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr, flush=True)
-        return 130
-    except Exception as e:
-        from deploysafe.errors import DeploysafeError  # imported only now: the no-op path never needs it
-        from deploysafe.redact import redact
 
-        if isinstance(e, DeploysafeError):
-            print(redact(str(e)), file=sys.stderr, flush=True)
-            return e.exit_code
-        from deploysafe.cli import _internal_error  # a bug: the same report as every other command
-
-        return _internal_error(e)
+    return boundary(hook)  # the same boundary, messages and crash log as every command
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""Snapshot commands: snapshot create/list/delete and prune."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from deploysafe.cli.context import Ctx, pass_ctx
+
+SNAPSHOT_KINDS = ["manual", "pre-deploy", "daily", "weekly", "restore", "drill"]
+
+
+@click.group("snapshot")
+def snapshot_group() -> None:
+    """Create, list and delete snapshots of production."""
+
+
+@snapshot_group.command("create")
+@click.option("--kind", type=click.Choice(SNAPSHOT_KINDS), default="manual", show_default=True, help="What the snapshot is for; sets its retention.")
+@click.option("--name", help="Snapshot name (default: from the kind and the time, e.g. manual-20261125T100000Z).")
+@click.option("--at", "at_text", metavar="TIMESTAMP", help="ISO 8601 moment to branch from (Neon only), e.g. 2026-11-24T15:30:00Z.")
+@pass_ctx
+def snapshot_create(ctx: Ctx, kind: str, name: str | None, at_text: str | None) -> None:
+    """Take a snapshot of production now, or (Neon) as it was at a moment.
+
+    Example: deploysafe snapshot create --name before-big-import
+
+    Use it before a risky manual change, or with --at to get back data deleted by mistake.
+    """
+    from deploysafe.console import console
+    from deploysafe.journal import Journal, iso
+    from deploysafe.providers import make_provider
+    from deploysafe.providers.base import SnapshotKind
+    from deploysafe.snapshots.manage import create, ensure_headroom, parse_at, try_platform, validate_name
+
+    at = parse_at(at_text) if at_text is not None else None  # --at "" is a usage error, not "no --at"
+    if name is not None:
+        validate_name(name)
+    loaded = ctx.load()
+    provider = make_provider(loaded)
+    try:
+        journal = Journal(loaded.state_dir, "snapshot create")
+        if provider.branch_allowance() is not None:
+            ensure_headroom(loaded, provider, try_platform(loaded), journal=journal)
+        snap = create(provider, kind=SnapshotKind(kind), name=name, at=at, journal=journal)
+    finally:
+        provider.close()
+    if ctx.json:
+        console.result({"name": snap.name, "id": snap.id, "kind": kind, "created_at": iso(snap.created_at)})
+    else:
+        console.ok(f"snapshot {snap.name} created")
+
+
+@snapshot_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="JSON rows (ISO 8601 times) on stdout.")
+@click.option("--all", "everything", is_flag=True, help="Also branches/databases deploysafe did not create.")
+@pass_ctx
+def snapshot_list(ctx: Ctx, as_json: bool, everything: bool) -> None:
+    """List snapshots: name, kind, age, created_at, in-use, protected, expires_at.
+
+    Example: deploysafe snapshot list --json
+
+    Shows deploysafe's snapshots and production; --all adds everything else the provider sees.
+    """
+    from datetime import UTC, datetime
+
+    from deploysafe.console import console
+    from deploysafe.providers import make_provider
+    from deploysafe.snapshots.manage import describe, format_table, gather, try_platform
+
+    if as_json:
+        console.json_mode = True  # warnings go to stderr; stdout stays pure JSON
+    loaded = ctx.load()
+    provider = make_provider(loaded)
+    try:
+        facts = gather(loaded, provider, try_platform(loaded))
+    finally:
+        provider.close()
+    rows = describe(facts.snapshots, facts, now=datetime.now(UTC), loaded=loaded, everything=everything)
+    if as_json or ctx.json:
+        console.result(rows)
+    else:
+        console.plain(format_table(rows))
+
+
+@snapshot_group.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask; required when stdin is not a terminal.")
+@pass_ctx
+def snapshot_delete(ctx: Ctx, name: str, yes: bool) -> None:
+    """Delete one snapshot. Never deletes production, the one in use, or what deploysafe did not create.
+
+    Example: deploysafe snapshot delete manual-20261125T100000Z --yes
+
+    Use it to free a branch by hand; `deploysafe prune` applies the retention policy instead.
+    """
+    from deploysafe.console import console
+    from deploysafe.errors import UsageError
+    from deploysafe.journal import Journal
+    from deploysafe.providers import make_provider
+    from deploysafe.snapshots.manage import delete_one, production_lock, try_platform
+
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"refusing to delete {name!r} without --yes: stdin is not a terminal", hint=f"run `deploysafe snapshot delete {name} --yes`")
+        if not click.confirm(f"Delete snapshot {name!r}?", default=False):
+            console.info("nothing deleted")
+            return
+    loaded = ctx.load()
+    provider = make_provider(loaded)
+    try:
+        journal = Journal(loaded.state_dir, "snapshot delete")
+        with production_lock(loaded, provider, journal, "snapshot-delete"):
+            delete_one(loaded, provider, try_platform(loaded), name, journal=journal)
+    finally:
+        provider.close()
+    console.ok(f"snapshot {name} deleted")
+
+
+@click.command("prune")
+@click.option("--dry-run", is_flag=True, help="Print what would be deleted and why each survivor is kept; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="The plan and its outcome as JSON on stdout.")
+@pass_ctx
+def prune_cmd(ctx: Ctx, dry_run: bool, as_json: bool) -> int:
+    """Delete snapshots older than their [retention] age, leaf-first, never one still needed.
+
+    Example: deploysafe prune --dry-run
+
+    Kept whatever its age: production, the default branch, the one the app points at, protected
+    ones, ones with children, the newest of each kind, and anything deploysafe did not create.
+    Run it from cron or CI after backups; deploy runs it too. Exits 3 if a deletion failed.
+    """
+    from deploysafe.console import console
+    from deploysafe.errors import EXIT_PRECONDITION
+    from deploysafe.journal import Journal
+    from deploysafe.providers import make_provider
+    from deploysafe.snapshots.manage import format_plan, plan_json, production_lock, prune, try_platform
+
+    if as_json:
+        console.json_mode = True
+    loaded = ctx.load()
+    provider = make_provider(loaded)
+    try:
+        journal = Journal(loaded.state_dir, "prune")
+        if dry_run:
+            plan = prune(loaded, provider, try_platform(loaded), dry_run=True, journal=journal)
+        else:
+            with production_lock(loaded, provider, journal, "prune"):
+                plan = prune(loaded, provider, try_platform(loaded), dry_run=False, journal=journal)
+    finally:
+        provider.close()
+    if as_json or ctx.json:
+        console.result(plan_json(plan, dry_run=dry_run))
+    else:
+        console.plain(format_plan(plan, dry_run=dry_run))
+    return EXIT_PRECONDITION if plan.failed else 0
+
+
+COMMANDS: list[click.Command] = [snapshot_group, prune_cmd]
