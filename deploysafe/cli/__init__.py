@@ -16,6 +16,7 @@ import click
 from deploysafe import __version__
 from deploysafe.cli import app, deploy, hook, ops, snapshots
 from deploysafe.cli.context import Ctx
+from deploysafe.cli.options import config_option
 from deploysafe.errors import EXIT_CODES, EXIT_USAGE
 
 EXIT_TABLE = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
@@ -26,7 +27,7 @@ EXIT_TABLE = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.
     epilog="\b\nExit codes:\n" + EXIT_TABLE,
 )
 @click.version_option(__version__, prog_name="deploysafe")
-@click.option("--config", "config_path", metavar="PATH", help="deploysafe.toml to use (default: search upward; env DEPLOYSAFE_CONFIG).")
+@config_option
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable result on stdout; human logs go to stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Show more detail, including each command's output.")
 @click.option("--no-color", is_flag=True, help="No ANSI colours (also honoured: NO_COLOR).")

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from deploysafe.cli.context import Ctx, pass_ctx
+from deploysafe.cli.options import json_option
 
 # --- config -------------------------------------------------------------------------------
 
@@ -151,9 +152,9 @@ def init_cmd(app_dir: str, provider: str, platform: str, force: bool) -> None:
 
 @click.command("lint")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
-@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON on stdout.")
+@json_option("Print the findings as JSON on stdout.")
 @pass_ctx
-def lint_cmd(ctx: Ctx, paths: tuple[str, ...], as_json: bool) -> int:
+def lint_cmd(ctx: Ctx, paths: tuple[str, ...]) -> int:
     """Classify migration SQL as destructive, locking or info (squawk + PostgreSQL's parser).
 
     Example: deploysafe lint drizzle/
@@ -167,7 +168,7 @@ def lint_cmd(ctx: Ctx, paths: tuple[str, ...], as_json: bool) -> int:
     """
     from deploysafe.drizzle.lint import run_lint
 
-    return run_lint(list(paths), config_path=ctx.config_path, as_json=as_json or ctx.json)
+    return run_lint(list(paths), config_path=ctx.config_path, as_json=ctx.json)
 
 
 @click.command("demo")

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from deploysafe.cli.context import Ctx, confirm, pass_ctx
+from deploysafe.cli.context import Ctx, adapters, confirm, pass_ctx
+from deploysafe.cli.notices import notify_deploy
+from deploysafe.cli.options import dry_run_option, yes_option
 
 if TYPE_CHECKING:
-    from deploysafe.config import LoadedConfig
+    pass
 
 
 @click.command("deploy")
@@ -70,30 +72,14 @@ def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allo
                         f.write(redact(github_summary(summary)))
                 except OSError as e:
                     console.warn(f"cannot write the GitHub step summary: {e.strerror or type(e).__name__}")
-            _notify(loaded, summary)
-
-
-def _notify(loaded: LoadedConfig, summary: Any) -> None:
-    """Post on rollback and when a person must act; on success only with [notify] on_success."""
-    if summary.outcome not in ("rolled back", "needs a person") and not (
-        summary.outcome == "deployed" and loaded.config.notify.on_success
-    ):
-        return
-    from deploysafe.notify import notify
-
-    text = f"deploysafe deploy: {summary.outcome} (snapshot {summary.snapshot})"
-    if summary.rollback:
-        text += f"; rolled back in {summary.rollback['seconds_verdict_to_healthy']:.1f}s: {summary.rollback['reason']}"
-    if summary.manual_steps:
-        text += "; a person must act: " + " / ".join(summary.manual_steps)
-    notify(loaded.config.notify, text, {"outcome": summary.outcome, "run_id": summary.run_id, "snapshot": summary.snapshot})
+            notify_deploy(loaded, summary)
 
 
 @click.command("rollback")
 @click.option("--to", "to", metavar="SNAPSHOT", help="Snapshot to roll back to (default: the newest pre-deploy one).")
 @click.option("--at", "at", metavar="TIMESTAMP", help="Roll back to production as it was then (Neon point in time).")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
-@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@yes_option()
+@dry_run_option("Print the plan and change nothing.")
 @click.option("--break-lock", is_flag=True, help="First release the production lock if its holder is dead (as `deploysafe unlock`).")
 @pass_ctx
 def rollback_cmd(ctx: Ctx, to: str | None, at: str | None, yes: bool, dry_run: bool, break_lock: bool) -> int:
@@ -122,7 +108,7 @@ def rollback_cmd(ctx: Ctx, to: str | None, at: str | None, yes: bool, dry_run: b
 
 
 @click.command("unlock")
-@click.option("--yes", is_flag=True, help="Do not ask (required without a terminal).")
+@yes_option("Do not ask (required without a terminal).")
 @pass_ctx
 def unlock_cmd(ctx: Ctx, yes: bool) -> int:
     """Release the production lock when its holder is dead (its machine vanished, its process was killed).
@@ -135,14 +121,10 @@ def unlock_cmd(ctx: Ctx, yes: bool) -> int:
     """
     from deploysafe.console import console
     from deploysafe.ops.recovery import release_dead_lock
-    from deploysafe.providers import make_provider
 
     loaded = ctx.load()
-    provider = make_provider(loaded)
-    try:
-        message = release_dead_lock(loaded, provider, yes=yes, confirm=confirm)
-    finally:
-        provider.close()
+    with adapters(loaded) as a:
+        message = release_dead_lock(loaded, a.provider, yes=yes, confirm=confirm)
     if ctx.json:
         console.result({"message": message})
     else:
@@ -151,7 +133,7 @@ def unlock_cmd(ctx: Ctx, yes: bool) -> int:
 
 
 @click.command("promote")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@yes_option("Do not ask for confirmation.")
 @pass_ctx
 def promote_cmd(ctx: Ctx, yes: bool) -> int:
     """After a rollback, make the snapshot the production branch; keep the old one renamed.

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from deploysafe.cli.context import Ctx, confirm, pass_ctx
+from deploysafe.cli.context import Adapters, Ctx, adapters, confirm, pass_ctx
+from deploysafe.cli.notices import notify_check
+from deploysafe.cli.options import dry_run_option, json_option, yes_option
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
+    from deploysafe.ops.restore_table import RestoreResult
+    from deploysafe.platforms.base import Platform
+    from deploysafe.providers.base import Provider
 
 
-def _ops_adapters(loaded: LoadedConfig) -> tuple[Any, Any]:
-    from deploysafe.providers import make_provider
-    from deploysafe.snapshots.manage import try_platform
-
-    return make_provider(loaded), try_platform(loaded)
+def _open_for_check(loaded: LoadedConfig) -> tuple[Provider, Platform | None]:
+    # check opens the adapters itself: a provider that cannot be built is a failed check, not exit 3
+    opened = Adapters(loaded)
+    return opened.provider, opened.platform
 
 
 @click.group("backup", invoke_without_command=True)
@@ -41,23 +45,17 @@ def backup_group(cctx: click.Context, kind: str | None, no_prune: bool) -> int |
     ctx = cctx.find_object(Ctx)
     assert ctx is not None
     loaded = ctx.load()
-    provider, platform = _ops_adapters(loaded)
-    try:
+    with adapters(loaded) as a:
         journal = Journal(loaded.state_dir, "backup")
-        result = run_backup(loaded, provider, platform, journal, kind=SnapshotKind(kind) if kind else None, prune=not no_prune)
-    finally:
-        provider.close()
+        result = run_backup(loaded, a.provider, a.platform, journal, kind=SnapshotKind(kind) if kind else None, prune=not no_prune)
     if ctx.json:
         console.result(result.as_dict())
-    else:
-        if result.created:
-            console.ok(f"backup {result.name} created")
-        else:
-            console.ok(f"backup {result.name} already exists; nothing created")
-        for name in result.pruned:
-            console.info(f"pruned {name}")
-        for line in result.prune_failed:
-            console.warn(f"could not prune {line}")
+        return 0
+    console.ok(f"backup {result.name} created" if result.created else f"backup {result.name} already exists; nothing created")
+    for name in result.pruned:
+        console.info(f"pruned {name}")
+    for line in result.prune_failed:
+        console.warn(f"could not prune {line}")
     return 0
 
 
@@ -77,13 +75,9 @@ def backup_schedule_show(ctx: Ctx) -> int:
     """
     from deploysafe.console import console
     from deploysafe.ops.backup import describe_item, schedule_show
-    from deploysafe.providers import make_provider
 
-    provider = make_provider(ctx.load())
-    try:
-        items = schedule_show(provider)
-    finally:
-        provider.close()
+    with adapters(ctx.load()) as a:
+        items = schedule_show(a.provider)
     if ctx.json:
         console.result({"schedule": items})
     elif not items:
@@ -109,27 +103,23 @@ def backup_schedule_set(ctx: Ctx, items: tuple[str, ...], off: bool) -> int:
     from deploysafe.errors import UsageError
     from deploysafe.journal import Journal
     from deploysafe.ops.backup import parse_schedule_item, schedule_set
-    from deploysafe.providers import make_provider
 
     if off == bool(items):
         raise UsageError("give --item at least once, or --off", hint="e.g. --item frequency=daily,hour=3,retention=7d")
     parsed = [parse_schedule_item(i) for i in items]
     loaded = ctx.load()
-    provider = make_provider(loaded)
-    try:
-        schedule_set(provider, parsed, Journal(loaded.state_dir, "backup schedule"))
-    finally:
-        provider.close()
+    with adapters(loaded) as a:
+        schedule_set(a.provider, parsed, Journal(loaded.state_dir, "backup schedule"))
     console.ok("backup schedule removed" if off else f"backup schedule set ({len(parsed)} item(s))")
     return 0
 
 
 @click.command("check")
-@click.option("--json", "as_json", is_flag=True, help="Every check as JSON on stdout.")
+@json_option("Every check as JSON on stdout.")
 @click.option("--warn-ok", is_flag=True, help="Exit 0 when checks only warn (failures still exit 7).")
 @click.option("--checklist", is_flag=True, help="Add the guide's pre-production checklist.")
 @pass_ctx
-def check_cmd(ctx: Ctx, as_json: bool, warn_ok: bool, checklist: bool) -> int:
+def check_cmd(ctx: Ctx, warn_ok: bool, checklist: bool) -> int:
     """Run the backup and recovery checklist: each check ok / warn / fail with a reason.
 
     Example: deploysafe check --checklist
@@ -139,22 +129,18 @@ def check_cmd(ctx: Ctx, as_json: bool, warn_ok: bool, checklist: bool) -> int:
     """
     from deploysafe.console import console
     from deploysafe.journal import Journal
-    from deploysafe.notify import notify
-    from deploysafe.ops.check import OK, checks_or_failure, exit_code, summary, worst
+    from deploysafe.ops.check import checks_or_failure, exit_code, worst
 
-    if as_json:
-        console.json_mode = True
     loaded = ctx.load()
-    results = checks_or_failure(loaded, lambda: _ops_adapters(loaded), checklist=checklist)
+    results = checks_or_failure(loaded, lambda: _open_for_check(loaded), checklist=checklist)
     code = exit_code(results, warn_ok=warn_ok)
     Journal(loaded.state_dir, "check").event("result", outcome=worst(results), checks=[r.as_dict() for r in results])
-    if as_json or ctx.json:
+    if ctx.json:
         console.result({"status": worst(results), "exit_code": code, "checks": [r.as_dict() for r in results]})
     else:
         for r in results:
             console.plain(f"{r.status.upper():<5} {r.name:<26} {r.reason}")
-    if worst(results) != OK:
-        notify(loaded.config.notify, summary(results, loaded.root.name), {"checks": [r.as_dict() for r in results]})
+    notify_check(loaded, results)
     return code
 
 
@@ -176,7 +162,6 @@ def drill_cmd(ctx: Ctx, age: str | None, keep: bool, show_history: bool) -> int:
     from deploysafe.errors import UsageError
     from deploysafe.journal import Journal
     from deploysafe.ops.drill import exit_code, history_lines, load_reports, report_path, run_drill
-    from deploysafe.providers import make_provider
 
     loaded = ctx.load()
     if show_history:
@@ -192,11 +177,8 @@ def drill_cmd(ctx: Ctx, age: str | None, keep: bool, show_history: bool) -> int:
         age_s = parse_duration(age) if age is not None else None
     except ValueError as e:
         raise UsageError(f"--age: {e}") from None
-    provider = make_provider(loaded)
-    try:
-        report = run_drill(loaded, provider, Journal(loaded.state_dir, "drill"), age=age_s, keep=keep)
-    finally:
-        provider.close()
+    with adapters(loaded) as a:
+        report = run_drill(loaded, a.provider, Journal(loaded.state_dir, "drill"), age=age_s, keep=keep)
     if ctx.json:
         console.result(report.as_dict())
     else:
@@ -218,8 +200,8 @@ def drill_cmd(ctx: Ctx, age: str | None, keep: bool, show_history: bool) -> int:
 @click.option("--schema", default="public", show_default=True, help="Schema of the table.")
 @click.option("--into", "into", type=click.Choice(["production"]), help="Insert the missing rows into the production table itself (re-created if dropped).")
 @click.option("--as", "as_name", metavar="NEW_NAME", help="Name of the new table to restore into (default: <table>_restored_<timestamp>).")
-@click.option("--dry-run", is_flag=True, help="Show the differences and change nothing.")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required without a terminal).")
+@dry_run_option("Show the differences and change nothing.")
+@yes_option()
 @pass_ctx
 def restore_table_cmd(ctx: Ctx, from_snapshot: str | None, at_text: str | None, table: str, schema: str,
                       into: str | None, as_name: str | None, dry_run: bool, yes: bool) -> int:
@@ -232,39 +214,19 @@ def restore_table_cmd(ctx: Ctx, from_snapshot: str | None, at_text: str | None, 
     """
     from deploysafe.console import console
     from deploysafe.journal import Journal
-    from deploysafe.ops.restore_table import RestoreResult, restore_table
-    from deploysafe.providers import make_provider
+    from deploysafe.ops.restore_table import restore_table
     from deploysafe.snapshots.manage import parse_at
 
     at = parse_at(at_text) if at_text is not None else None  # --at "" is a usage error, not "no --at"
 
-    def show(r: RestoreResult) -> None:
-        d = r.diff
-        if not d.production_exists:
-            console.plain(f"{schema}.{r.table}: not in production; {d.source_rows} row(s) in {r.source}")
-        elif not d.by_key:
-            console.plain(f"{r.table}: no primary key; {d.source_rows} row(s) in {r.source} (no row-by-row comparison)")
-        else:
-            for label, key in (("only in the source", "only_source"), ("only in production", "only_production"), ("differing", "differing")):
-                sample = d.samples.get(key) or []
-                more = f" (keys: {'; '.join(sample)}{', …' if getattr(d, key) > len(sample) else ''})" if sample else ""
-                console.plain(f"  {getattr(d, key):>8} row(s) {label}{more}")
-        if d.missing_columns:
-            console.warn(f"columns only in the source (not restored into production): {', '.join(d.missing_columns)}")
-        action = ("insert the missing rows into" if r.mode == "into-production" else "create the new table") + f" {r.target}"
-        console.plain(f"would {action}" if r.dry_run else f"about to {action}")
-
     loaded = ctx.load()
-    provider = make_provider(loaded)
-    try:
+    with adapters(loaded) as a:
         result = restore_table(
-            loaded, provider, Journal(loaded.state_dir, "restore-table"), table=table, schema=schema,
+            loaded, a.provider, Journal(loaded.state_dir, "restore-table"), table=table, schema=schema,
             from_snapshot=from_snapshot, at=at, into_production=into == "production", as_name=as_name, dry_run=dry_run,
             confirm=lambda r: yes or confirm(f"Restore {r.diff.source_rows} row(s) as described into {r.target}?"),
-            show=(lambda r: None) if ctx.json else show,
+            show=(lambda r: None) if ctx.json else (lambda r: _show_restore(r, schema)),
         )
-    finally:
-        provider.close()
     if ctx.json:
         console.result(result.as_dict())
     elif result.applied:
@@ -275,8 +237,28 @@ def restore_table_cmd(ctx: Ctx, from_snapshot: str | None, at_text: str | None, 
     return 0
 
 
+def _show_restore(r: RestoreResult, schema: str) -> None:
+    """What restore-table found and is about to do (or would do, with --dry-run)."""
+    from deploysafe.console import console
+
+    d = r.diff
+    if not d.production_exists:
+        console.plain(f"{schema}.{r.table}: not in production; {d.source_rows} row(s) in {r.source}")
+    elif not d.by_key:
+        console.plain(f"{r.table}: no primary key; {d.source_rows} row(s) in {r.source} (no row-by-row comparison)")
+    else:
+        for label, key in (("only in the source", "only_source"), ("only in production", "only_production"), ("differing", "differing")):
+            sample = d.samples.get(key) or []
+            more = f" (keys: {'; '.join(sample)}{', …' if getattr(d, key) > len(sample) else ''})" if sample else ""
+            console.plain(f"  {getattr(d, key):>8} row(s) {label}{more}")
+    if d.missing_columns:
+        console.warn(f"columns only in the source (not restored into production): {', '.join(d.missing_columns)}")
+    action = ("insert the missing rows into" if r.mode == "into-production" else "create the new table") + f" {r.target}"
+    console.plain(f"would {action}" if r.dry_run else f"about to {action}")
+
+
 @click.command("setup")
-@click.option("--dry-run", is_flag=True, help="Say what would be done; change nothing.")
+@dry_run_option("Say what would be done; change nothing.")
 @pass_ctx
 def setup_cmd(ctx: Ctx, dry_run: bool) -> int:
     """Prepare production for deploysafe: production branch, protection, a retention that fits.
@@ -288,14 +270,10 @@ def setup_cmd(ctx: Ctx, dry_run: bool) -> int:
     from deploysafe.console import console
     from deploysafe.journal import Journal
     from deploysafe.ops.setup import retention_toml, run_setup
-    from deploysafe.providers import make_provider
 
     loaded = ctx.load()
-    provider = make_provider(loaded)
-    try:
-        report = run_setup(loaded, provider, Journal(loaded.state_dir, "setup"), dry_run=dry_run)
-    finally:
-        provider.close()
+    with adapters(loaded) as a:
+        report = run_setup(loaded, a.provider, Journal(loaded.state_dir, "setup"), dry_run=dry_run)
     if ctx.json:
         console.result(report.as_dict())
         return 0

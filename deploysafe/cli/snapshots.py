@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from deploysafe.cli.context import Ctx, pass_ctx
+from deploysafe.cli.context import Ctx, adapters, pass_ctx
+from deploysafe.cli.options import dry_run_option, json_option, yes_option
 
 SNAPSHOT_KINDS = ["manual", "pre-deploy", "daily", "weekly", "restore", "drill"]
 
@@ -30,22 +31,18 @@ def snapshot_create(ctx: Ctx, kind: str, name: str | None, at_text: str | None) 
     """
     from deploysafe.console import console
     from deploysafe.journal import Journal, iso
-    from deploysafe.providers import make_provider
     from deploysafe.providers.base import SnapshotKind
-    from deploysafe.snapshots.manage import create, ensure_headroom, parse_at, try_platform, validate_name
+    from deploysafe.snapshots.manage import create, ensure_headroom, parse_at, validate_name
 
     at = parse_at(at_text) if at_text is not None else None  # --at "" is a usage error, not "no --at"
     if name is not None:
         validate_name(name)
     loaded = ctx.load()
-    provider = make_provider(loaded)
-    try:
+    with adapters(loaded) as a:
         journal = Journal(loaded.state_dir, "snapshot create")
-        if provider.branch_allowance() is not None:
-            ensure_headroom(loaded, provider, try_platform(loaded), journal=journal)
-        snap = create(provider, kind=SnapshotKind(kind), name=name, at=at, journal=journal)
-    finally:
-        provider.close()
+        if a.provider.branch_allowance() is not None:
+            ensure_headroom(loaded, a.provider, a.platform, journal=journal)
+        snap = create(a.provider, kind=SnapshotKind(kind), name=name, at=at, journal=journal)
     if ctx.json:
         console.result({"name": snap.name, "id": snap.id, "kind": kind, "created_at": iso(snap.created_at)})
     else:
@@ -53,10 +50,10 @@ def snapshot_create(ctx: Ctx, kind: str, name: str | None, at_text: str | None) 
 
 
 @snapshot_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="JSON rows (ISO 8601 times) on stdout.")
+@json_option("JSON rows (ISO 8601 times) on stdout.")
 @click.option("--all", "everything", is_flag=True, help="Also branches/databases deploysafe did not create.")
 @pass_ctx
-def snapshot_list(ctx: Ctx, as_json: bool, everything: bool) -> None:
+def snapshot_list(ctx: Ctx, everything: bool) -> None:
     """List snapshots: name, kind, age, created_at, in-use, protected, expires_at.
 
     Example: deploysafe snapshot list --json
@@ -66,19 +63,13 @@ def snapshot_list(ctx: Ctx, as_json: bool, everything: bool) -> None:
     from datetime import UTC, datetime
 
     from deploysafe.console import console
-    from deploysafe.providers import make_provider
-    from deploysafe.snapshots.manage import describe, format_table, gather, try_platform
+    from deploysafe.snapshots.manage import describe, format_table, gather
 
-    if as_json:
-        console.json_mode = True  # warnings go to stderr; stdout stays pure JSON
     loaded = ctx.load()
-    provider = make_provider(loaded)
-    try:
-        facts = gather(loaded, provider, try_platform(loaded))
-    finally:
-        provider.close()
+    with adapters(loaded) as a:
+        facts = gather(loaded, a.provider, a.platform)
     rows = describe(facts.snapshots, facts, now=datetime.now(UTC), loaded=loaded, everything=everything)
-    if as_json or ctx.json:
+    if ctx.json:
         console.result(rows)
     else:
         console.plain(format_table(rows))
@@ -86,7 +77,7 @@ def snapshot_list(ctx: Ctx, as_json: bool, everything: bool) -> None:
 
 @snapshot_group.command("delete")
 @click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask; required when stdin is not a terminal.")
+@yes_option("Do not ask; required when stdin is not a terminal.")
 @pass_ctx
 def snapshot_delete(ctx: Ctx, name: str, yes: bool) -> None:
     """Delete one snapshot. Never deletes production, the one in use, or what deploysafe did not create.
@@ -98,8 +89,7 @@ def snapshot_delete(ctx: Ctx, name: str, yes: bool) -> None:
     from deploysafe.console import console
     from deploysafe.errors import UsageError
     from deploysafe.journal import Journal
-    from deploysafe.providers import make_provider
-    from deploysafe.snapshots.manage import delete_one, production_lock, try_platform
+    from deploysafe.snapshots.manage import delete_one, production_lock
 
     if not yes:
         if not sys.stdin.isatty():
@@ -108,21 +98,18 @@ def snapshot_delete(ctx: Ctx, name: str, yes: bool) -> None:
             console.info("nothing deleted")
             return
     loaded = ctx.load()
-    provider = make_provider(loaded)
-    try:
+    with adapters(loaded) as a:
         journal = Journal(loaded.state_dir, "snapshot delete")
-        with production_lock(loaded, provider, journal, "snapshot-delete"):
-            delete_one(loaded, provider, try_platform(loaded), name, journal=journal)
-    finally:
-        provider.close()
+        with production_lock(loaded, a.provider, journal, "snapshot-delete"):
+            delete_one(loaded, a.provider, a.platform, name, journal=journal)
     console.ok(f"snapshot {name} deleted")
 
 
 @click.command("prune")
-@click.option("--dry-run", is_flag=True, help="Print what would be deleted and why each survivor is kept; delete nothing.")
-@click.option("--json", "as_json", is_flag=True, help="The plan and its outcome as JSON on stdout.")
+@dry_run_option("Print what would be deleted and why each survivor is kept; delete nothing.")
+@json_option("The plan and its outcome as JSON on stdout.")
 @pass_ctx
-def prune_cmd(ctx: Ctx, dry_run: bool, as_json: bool) -> int:
+def prune_cmd(ctx: Ctx, dry_run: bool) -> int:
     """Delete snapshots older than their [retention] age, leaf-first, never one still needed.
 
     Example: deploysafe prune --dry-run
@@ -134,23 +121,17 @@ def prune_cmd(ctx: Ctx, dry_run: bool, as_json: bool) -> int:
     from deploysafe.console import console
     from deploysafe.errors import EXIT_PRECONDITION
     from deploysafe.journal import Journal
-    from deploysafe.providers import make_provider
-    from deploysafe.snapshots.manage import format_plan, plan_json, production_lock, prune, try_platform
+    from deploysafe.snapshots.manage import format_plan, plan_json, production_lock, prune
 
-    if as_json:
-        console.json_mode = True
     loaded = ctx.load()
-    provider = make_provider(loaded)
-    try:
+    with adapters(loaded) as a:
         journal = Journal(loaded.state_dir, "prune")
         if dry_run:
-            plan = prune(loaded, provider, try_platform(loaded), dry_run=True, journal=journal)
+            plan = prune(loaded, a.provider, a.platform, dry_run=True, journal=journal)
         else:
-            with production_lock(loaded, provider, journal, "prune"):
-                plan = prune(loaded, provider, try_platform(loaded), dry_run=False, journal=journal)
-    finally:
-        provider.close()
-    if as_json or ctx.json:
+            with production_lock(loaded, a.provider, journal, "prune"):
+                plan = prune(loaded, a.provider, a.platform, dry_run=False, journal=journal)
+    if ctx.json:
         console.result(plan_json(plan, dry_run=dry_run))
     else:
         console.plain(format_plan(plan, dry_run=dry_run))
