@@ -1,6 +1,6 @@
 """Command-line interface: the click group, ``main``/``run`` and the error boundary.
 
-The commands live in one module per group (``app``, ``hook``, ``snapshots``, ``deploy``, ``ops``);
+The commands live in one module per group (``app``, ``hook``, ``snapshots``, ``deploy``, ``ops``), imported when run;
 each calls one function and renders its result. Heavy modules (httpx, pydantic adapters, gitpython,
 psycopg) are imported inside the commands that need them, so ``deploysafe --version`` and the hook's
 no-op path stay fast.
@@ -8,21 +8,49 @@ no-op path stay fast.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import NoReturn
 
 import click
 
 from deploysafe import __version__
-from deploysafe.cli import app, deploy, hook, ops, snapshots
 from deploysafe.cli.context import Ctx
 from deploysafe.cli.options import config_option
 from deploysafe.errors import EXIT_CODES, EXIT_USAGE
 
 EXIT_TABLE = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
 
+# Every top-level command: the module of deploysafe.cli that defines it, and its name there.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("app", "config_group"), "init": ("app", "init_cmd"), "lint": ("app", "lint_cmd"), "demo": ("app", "demo_cmd"),
+    "hook": ("hook", "hook_group"), "hooks": ("hook", "hooks_group"),
+    "snapshot": ("snapshots", "snapshot_group"), "prune": ("snapshots", "prune_cmd"),
+    "deploy": ("deploy", "deploy_cmd"), "rollback": ("deploy", "rollback_cmd"), "unlock": ("deploy", "unlock_cmd"),
+    "promote": ("deploy", "promote_cmd"), "probe": ("deploy", "probe_cmd"), "status": ("deploy", "status_cmd"),
+    "watch": ("deploy", "watch_cmd"), "history": ("deploy", "history_cmd"),
+    "backup": ("ops", "backup_group"), "check": ("ops", "check_cmd"), "drill": ("ops", "drill_cmd"),
+    "restore-table": ("ops", "restore_table_cmd"), "setup": ("ops", "setup_cmd"), "runbook": ("ops", "runbook_cmd"),
+}
+
+
+class _Commands(click.Group):
+    """Imports a command's module only when that command runs or is listed, so `deploysafe --version`
+    and one command do not pay for defining all the others."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, name = COMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(f"deploysafe.cli.{module}"), name)
+        return command
+
 
 @click.group(
+    cls=_Commands,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="\b\nExit codes:\n" + EXIT_TABLE,
 )
@@ -43,11 +71,6 @@ def cli(ctx: click.Context, config_path: str | None, json_mode: bool, verbose: b
 
     console.configure(json_mode=json_mode, verbose=verbose, no_color=no_color)
     ctx.obj = Ctx(config_path, json_mode)
-
-
-for _module in (app, hook, snapshots, deploy, ops):
-    for _command in _module.COMMANDS:
-        cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -187,5 +187,3 @@ def demo_cmd(directory: str | None, keep: bool) -> int:
 
     return run_demo(Path(directory) if directory else None, keep)
 
-
-COMMANDS: list[click.Command] = [config_group, init_cmd, lint_cmd, demo_cmd]

@@ -251,5 +251,3 @@ def history_cmd(ctx: Ctx, limit: int) -> None:
             dur = f"{s['duration_ms'] / 1000:.2f}s" if s["duration_ms"] is not None else "(cut off)"
             console.plain(f"    {s['step']:<24} {s['outcome']:<12} {dur}")
 
-
-COMMANDS: list[click.Command] = [deploy_cmd, rollback_cmd, unlock_cmd, promote_cmd, probe_cmd, status_cmd, watch_cmd, history_cmd]

@@ -102,5 +102,3 @@ def hooks_uninstall() -> None:
     for msg in result.messages:
         console.ok(msg)
 
-
-COMMANDS: list[click.Command] = [hook_group, hooks_group]

@@ -313,5 +313,3 @@ def runbook_cmd(ctx: Ctx, output: str | None) -> int:
     Journal(loaded.state_dir, "runbook").event("result", outcome="written" if output else "printed", output=output)
     return 0
 
-
-COMMANDS: list[click.Command] = [backup_group, check_cmd, drill_cmd, restore_table_cmd, setup_cmd, runbook_cmd]

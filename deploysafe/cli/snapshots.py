@@ -137,5 +137,3 @@ def prune_cmd(ctx: Ctx, dry_run: bool) -> int:
         console.plain(format_plan(plan, dry_run=dry_run))
     return EXIT_PRECONDITION if plan.failed else 0
 
-
-COMMANDS: list[click.Command] = [snapshot_group, prune_cmd]

@@ -235,7 +235,29 @@ def test_cycle_finder_finds_a_cycle() -> None:
 
 
 def test_the_hook_entry_imports_the_boundary_not_the_cli() -> None:
-    """The installed hook script's import: the boundary and the error classes, no click, no CLI module."""
+    """The installed hook script imports the boundary (standard library only), not the CLI, click or the error classes."""
     code = "import sys\nfrom deploysafe.hook.prepush import main\nprint(sorted(m for m in sys.modules if m.startswith('deploysafe')))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert proc.stdout.strip() == str(["deploysafe", "deploysafe.crash", "deploysafe.errors", "deploysafe.hook", "deploysafe.hook.prepush"])
+    assert proc.stdout.strip() == str(["deploysafe", "deploysafe.crash", "deploysafe.hook", "deploysafe.hook.prepush"])
+
+
+def test_every_command_module_command_is_registered_under_its_own_name() -> None:
+    """The group imports a command's module when the command runs; the registry must name every command."""
+    import importlib
+
+    from deploysafe.cli import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+    defined: list[click.Command] = []
+    nested: list[click.Command] = []
+    for module in {m for m, _ in COMMANDS.values()}:
+        for value in vars(importlib.import_module(f"deploysafe.cli.{module}")).values():
+            if isinstance(value, click.Command):
+                defined.append(value)
+            if isinstance(value, click.Group):
+                nested += value.commands.values()
+    assert sorted(c.name or "" for c in defined if all(c is not n for n in nested)) == sorted(COMMANDS)
+    assert cli.get_command(ctx, "frobnicate") is None
