@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from deploysafe.errors import ConfigError, UsageError
     from deploysafe.hook.git import Change, PushRange
+    from deploysafe.providers.base import Provider, Snapshot
 
 CONFIG_NAME = "deploysafe.toml"  # same name and search order as deploysafe.config.find_config
 SKIP_ENV = "DEPLOYSAFE_SKIP"
@@ -429,10 +430,10 @@ def take_snapshot(ctx: _Context, sha: str) -> bool:
                 snap = provider.create_snapshot(name, SnapshotKind.PRE_DEPLOY, git_sha=sha)
             except ProviderError:
                 # the same commit pushed again (the first push was refused by the remote): reuse it
-                snap = _existing(provider, name, sha)
-                if snap is None:
+                same = _existing(provider, name, sha)
+                if same is None:
                     raise
-                say(f"snapshot {snap.name} of this commit already exists; keeping it")
+                say(f"snapshot {same.name} of this commit already exists; keeping it")
                 return True
         finally:
             provider.close()
@@ -452,14 +453,14 @@ def take_snapshot(ctx: _Context, sha: str) -> bool:
     return True
 
 
-def _existing(provider: Any, name: str, sha: str) -> Any:
+def _existing(provider: Provider, name: str, sha: str) -> Snapshot | None:
     from deploysafe.errors import ProviderError
 
     try:
         snap = provider.get(name)
     except ProviderError:
         return None
-    return snap if getattr(snap, "git_sha", None) == sha else None
+    return snap if snap.git_sha == sha else None
 
 
 # --- pre-commit's pre-push stage ----------------------------------------------------------------
