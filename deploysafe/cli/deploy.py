@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import click
 
 from deploysafe.cli.context import Ctx, adapters, confirm, pass_ctx
 from deploysafe.cli.notices import notify_deploy
-from deploysafe.cli.options import dry_run_option, yes_option
-
-if TYPE_CHECKING:
-    pass
+from deploysafe.cli.options import dry_run_option, duration, yes_option
 
 
 @click.command("deploy")
@@ -207,15 +204,9 @@ def watch_cmd(ctx: Ctx, window: str) -> int:
     Run it from a second CI job, a scheduler or a terminal after a deploy.
     """
     from deploysafe.console import console
-    from deploysafe.durations import parse_duration
-    from deploysafe.errors import UsageError
     from deploysafe.ops.recovery import watch
 
-    try:
-        seconds = parse_duration(window)
-    except ValueError as e:
-        raise UsageError(f"--for: {e}") from None
-    result = watch(ctx.load(), seconds)
+    result = watch(ctx.load(), duration("--for", window))
     if ctx.json:
         console.result(result)
     else:
@@ -241,10 +232,16 @@ def history_cmd(ctx: Ctx, limit: int) -> None:
     recent = runs(read_journal(loaded.state_dir))[-limit:]
     if ctx.json:
         console.result(recent)
-        return
-    if not recent:
+    elif not recent:
         console.plain("no runs recorded yet")
-        return
+    else:
+        _show_runs(recent)
+
+
+def _show_runs(recent: list[dict[str, Any]]) -> None:
+    """One line per run, one indented line per step with its duration."""
+    from deploysafe.console import console
+
     for run in recent:
         console.plain(f"{run['started_at']}  {run['command']:<10} {run['outcome']:<12} {run['run_id']}")
         for s in run["steps"]:

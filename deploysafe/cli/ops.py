@@ -8,11 +8,15 @@ import click
 
 from deploysafe.cli.context import Adapters, Ctx, adapters, confirm, pass_ctx
 from deploysafe.cli.notices import notify_check
-from deploysafe.cli.options import dry_run_option, json_option, yes_option
+from deploysafe.cli.options import dry_run_option, duration, json_option, yes_option
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from deploysafe.config import LoadedConfig
+    from deploysafe.ops.drill import DrillReport
     from deploysafe.ops.restore_table import RestoreResult
+    from deploysafe.ops.setup import SetupReport
     from deploysafe.platforms.base import Platform
     from deploysafe.providers.base import Provider
 
@@ -158,10 +162,8 @@ def drill_cmd(ctx: Ctx, age: str | None, keep: bool, show_history: bool) -> int:
     6 verified but slower than a target, 7 a check failed.
     """
     from deploysafe.console import console
-    from deploysafe.durations import format_duration, parse_duration
-    from deploysafe.errors import UsageError
     from deploysafe.journal import Journal
-    from deploysafe.ops.drill import exit_code, history_lines, load_reports, report_path, run_drill
+    from deploysafe.ops.drill import exit_code, history_lines, load_reports, run_drill
 
     loaded = ctx.load()
     if show_history:
@@ -173,24 +175,30 @@ def drill_cmd(ctx: Ctx, age: str | None, keep: bool, show_history: bool) -> int:
         else:
             console.plain("\n".join(history_lines(reports)))
         return 0
-    try:
-        age_s = parse_duration(age) if age is not None else None
-    except ValueError as e:
-        raise UsageError(f"--age: {e}") from None
+    age_s = duration("--age", age) if age is not None else None
     with adapters(loaded) as a:
         report = run_drill(loaded, a.provider, Journal(loaded.state_dir, "drill"), age=age_s, keep=keep)
     if ctx.json:
         console.result(report.as_dict())
     else:
-        for p in report.phases:
-            target = f" (target {format_duration(p.target)}{'' if p.within_target else ', MISSED'})" if p.target else ""
-            console.plain(f"  {p.name:<8} {format_duration(p.seconds)}{target}")
-        for c in report.checks:
-            console.plain(f"  {'pass' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
-        line = f"drill {report.outcome}" + (f": {report.reason}" if report.reason else "")
-        line += f"; report: {report_path(loaded.state_dir, report, 'md')}"
-        (console.ok if report.outcome == "passed" else console.warn)(line)
+        _show_drill(report, loaded.state_dir)
     return exit_code(report)
+
+
+def _show_drill(report: DrillReport, state_dir: Path) -> None:
+    """Each phase against its target, each check, and where the report was written."""
+    from deploysafe.console import console
+    from deploysafe.durations import format_duration
+    from deploysafe.ops.drill import report_path
+
+    for p in report.phases:
+        target = f" (target {format_duration(p.target)}{'' if p.within_target else ', MISSED'})" if p.target else ""
+        console.plain(f"  {p.name:<8} {format_duration(p.seconds)}{target}")
+    for c in report.checks:
+        console.plain(f"  {'pass' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
+    line = f"drill {report.outcome}" + (f": {report.reason}" if report.reason else "")
+    line += f"; report: {report_path(state_dir, report, 'md')}"
+    (console.ok if report.outcome == "passed" else console.warn)(line)
 
 
 @click.command("restore-table")
@@ -269,14 +277,23 @@ def setup_cmd(ctx: Ctx, dry_run: bool) -> int:
     """
     from deploysafe.console import console
     from deploysafe.journal import Journal
-    from deploysafe.ops.setup import retention_toml, run_setup
+    from deploysafe.ops.setup import run_setup
 
     loaded = ctx.load()
     with adapters(loaded) as a:
         report = run_setup(loaded, a.provider, Journal(loaded.state_dir, "setup"), dry_run=dry_run)
     if ctx.json:
         console.result(report.as_dict())
-        return 0
+    else:
+        _show_setup(report)
+    return 0
+
+
+def _show_setup(report: SetupReport) -> None:
+    """What was done, notes, the proposed retention, and what is left to do by hand."""
+    from deploysafe.console import console
+    from deploysafe.ops.setup import retention_toml
+
     for line in report.done:
         console.ok(line)
     for line in report.notes:
@@ -286,7 +303,6 @@ def setup_cmd(ctx: Ctx, dry_run: bool) -> int:
                       + retention_toml(report.retention))
     for line in report.todo:
         console.warn("to do: " + line)
-    return 0
 
 
 @click.command("runbook")

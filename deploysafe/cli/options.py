@@ -48,3 +48,14 @@ def yes_option(help: str = YES_HELP) -> Callable[[F], F]:
 def dry_run_option(help: str) -> Callable[[F], F]:
     """``--dry-run``: say what would be done; change nothing."""
     return click.option("--dry-run", is_flag=True, help=help)
+
+
+def duration(option: str, text: str) -> float:
+    """Seconds from a duration option's text (``90s``, ``10m``, ``1h``); a bad one is a usage error naming the option."""
+    from deploysafe.durations import parse_duration
+    from deploysafe.errors import UsageError
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise UsageError(f"{option}: {e}") from None
