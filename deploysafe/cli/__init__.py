@@ -1,9 +1,10 @@
-"""Command-line interface: the click group, ``main``/``run`` and the error boundary.
+"""Command-line interface: the click group and ``main``/``run``, which go through the one error
+boundary (:func:`deploysafe.crash.boundary`, shared with the pre-push hook).
 
-The commands live in one module per group (``app``, ``hook``, ``snapshots``, ``deploy``, ``ops``), imported when run;
-each calls one function and renders its result. Heavy modules (httpx, pydantic adapters, gitpython,
-psycopg) are imported inside the commands that need them, so ``deploysafe --version`` and the hook's
-no-op path stay fast.
+The commands live in one module per group (``app``, ``hook``, ``snapshots``, ``deploy``, ``ops``),
+each imported when one of its commands runs; each command calls one function and renders its result.
+Heavy modules (httpx, pydantic adapters, gitpython, psycopg) are imported inside the commands that
+need them, so ``deploysafe --version`` and the hook's no-op path stay fast.
 """
 
 from __future__ import annotations
