@@ -1,4 +1,4 @@
-"""The pre-push hook: guard schema changes at the moment they leave the laptop (issue 7).
+"""The pre-push hook: guard schema changes at the moment they leave the laptop.
 
 Two paths, because a hook that slows every push gets uninstalled:
 
@@ -496,9 +496,9 @@ def main(argv: list[str]) -> int:
 
     The installed script calls it with ``python -c`` (runpy's own imports cost a few ms more).
 
-    Same as ``deploysafe hook pre-push``; the installed script calls this through the recorded
-    interpreter because importing click and cli.py's commands costs more than the whole no-op
-    check (issue 7 asks for under 100 ms added to a push).
+    Same as ``deploysafe hook pre-push``, through the same error boundary (:mod:`deploysafe.crash`);
+    the installed script calls this through the recorded interpreter because importing click and the
+    CLI costs more than the whole no-op check (a hook should add under 100 ms to a push).
     """
     args = list(argv)
     legacy: Path | None = None
