@@ -16,6 +16,7 @@ from deploysafe.errors import EXIT_CODES
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
+    from deploysafe.deploy.outcome import Summary
 
 EXIT_TABLE = "\n".join(f"  {code:<4} {meaning}" for code, meaning in EXIT_CODES.items())
 
@@ -499,9 +500,9 @@ def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allo
     from pathlib import Path
 
     from deploysafe.console import console
-    from deploysafe.deploy.run import DeployOptions, deploy, github_summary, render_summary
+    from deploysafe.deploy.run import DeployOptions, deploy, github_summary
     from deploysafe.durations import parse_duration
-    from deploysafe.errors import DeploysafeError, UsageError
+    from deploysafe.errors import UsageError
 
     try:
         watch_s = parse_duration(watch_for) if watch_for else None
@@ -510,37 +511,31 @@ def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allo
     loaded = ctx.load()
     opts = DeployOptions(sha=sha, dry_run=dry_run, no_rollback=no_rollback, allow_destructive=allow_destructive,
                          rehearse=rehearse, watch=watch_s, assume_production=assume_production)
-    summary = None
-    try:
-        summary = deploy(loaded, opts)
-        summary.exit_code = 0
-        return 0
-    except DeploysafeError as e:
-        summary = e.context.get("summary")
-        raise
-    finally:
-        if summary is not None:
-            if ctx.json:
-                console.result(summary.as_dict())
-            else:
-                console.plain(render_summary(summary))
-            step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-            if step_summary and console.github:
-                from deploysafe.redact import redact
+    summary = deploy(loaded, opts)
+    if ctx.json:
+        console.result(summary.as_dict())
+    else:
+        console.plain(summary.render())
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary and console.github:
+        from deploysafe.redact import redact
 
-                try:  # a full disk never turns the deploy's outcome into an internal error (issue 15)
-                    with Path(step_summary).open("a", encoding="utf-8") as f:
-                        f.write(redact(github_summary(summary)))
-                except OSError as e:
-                    console.warn(f"cannot write the GitHub step summary: {e.strerror or type(e).__name__}")
-            _notify(loaded, summary)
+        try:  # a full disk never turns the deploy's outcome into an internal error (issue 15)
+            with Path(step_summary).open("a", encoding="utf-8") as f:
+                f.write(redact(github_summary(summary)))
+        except OSError as e:
+            console.warn(f"cannot write the GitHub step summary: {e.strerror or type(e).__name__}")
+    _notify(loaded, summary)
+    if summary.failure is not None:  # the one error boundary prints it and exits with its code
+        raise summary.failure
+    return summary.exit_code
 
 
-def _notify(loaded: LoadedConfig, summary: Any) -> None:
+def _notify(loaded: LoadedConfig, summary: Summary) -> None:
     """Post on rollback and when a person must act; on success only with [notify] on_success."""
-    if summary.outcome not in ("rolled back", "needs a person") and not (
-        summary.outcome == "deployed" and loaded.config.notify.on_success
-    ):
+    from deploysafe.deploy.outcome import NOTIFIED, Outcome
+
+    if summary.outcome not in NOTIFIED and not (summary.outcome is Outcome.OK and loaded.config.notify.on_success):
         return
     from deploysafe.notify import notify
 
