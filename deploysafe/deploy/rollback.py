@@ -13,9 +13,10 @@ If a step fails, :class:`RollbackFailed` carries the exact manual steps that rem
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from deploysafe.console import console
 from deploysafe.deploy import probes
@@ -44,6 +45,15 @@ class Prepared:
     app_release: Release | None = None
     restore: RestorePlan | None = None  # set: production is restored in place (its URL stays; no platform call)
     like: str | None = None  # the app's current URL: the snapshot's URL follows its connection style
+
+
+T = TypeVar("T")
+
+
+class Timed(Protocol):
+    """One rollback step: journaled as ``rollback.<step>``, timed, and RollbackFailed with the manual steps left."""
+
+    def __call__(self, step: str, fn: Callable[[], T], **details: object) -> T: ...
 
 
 @dataclass(frozen=True)
@@ -217,7 +227,7 @@ def execute(
     done: list[str] = []
     back_to: Release | None = None
 
-    def timed(step: str, fn: Any, **details: Any) -> Any:
+    def timed(step: str, fn: Callable[[], T], **details: object) -> T:
         t0 = time.monotonic()
         try:
             with journal.step(f"rollback.{step}", snapshot=prepared.snapshot, **details):
@@ -296,7 +306,7 @@ def execute(
 
 
 def _probe(
-    loaded: LoadedConfig, url: str, journal: Journal, outcome: Outcome, timed: Any, verdict_at: float | None,
+    loaded: LoadedConfig, url: str, journal: Journal, outcome: Outcome, timed: Timed, verdict_at: float | None,
     analyse: Analyse, where: str, steps: list[str],
 ) -> Outcome:
     """The rollback's last step: probes prove the app healthy, or RollbackFailed with what is left to do."""
@@ -313,7 +323,7 @@ def _probe(
     return outcome
 
 
-def _release_to_bring_back(platform: Platform, prepared: Prepared, timed: Any) -> tuple[Release | None, str | None]:
+def _release_to_bring_back(platform: Platform, prepared: Prepared, timed: Timed) -> tuple[Release | None, str | None]:
     """(the recorded release, when the app's live release changed since it was recorded; what runs now)."""
     recorded = prepared.app_release  # set by prepare only with app = "auto" on a platform that can bring it back
     if recorded is None:
@@ -332,7 +342,7 @@ def record_repoint(provider: Provider, target: str, journal: Journal) -> None:
         journal.event("record-target", "failed", target=target, error=why)
 
 
-def _restore(provider: Provider, prepared: Prepared, timed: Any) -> None:
+def _restore(provider: Provider, prepared: Prepared, timed: Timed) -> None:
     """Restore production in place: its connection string stays, so no platform call; the app's connections
     drop and reconnect. The failed state is kept under a deploysafe name."""
     plan = prepared.restore
