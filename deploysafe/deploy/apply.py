@@ -150,6 +150,7 @@ class Run:
     prepared: rollback.Prepared | None = None
     generated: migrate.GenerateResult | None = None
     planned: list[str] = field(default_factory=list)  # what push's dry run listed
+    deleted_early: set[str] = field(default_factory=set)  # expired snapshots deleted to make room (Neon's limit)
     production_changed: bool = False
     verdict: probes.Verdict | None = None
     verdict_at: float | None = None
@@ -257,7 +258,9 @@ def _lock(run: Run, h: StepHandle) -> None:
 
 def _snapshot(run: Run, h: StepHandle) -> None:
     loaded, provider, platform = run.loaded, run.provider, run.platform
-    ensure_headroom(loaded, provider, platform, needed=1, journal=run.journal)
+    made_room = ensure_headroom(loaded, provider, platform, needed=1, journal=run.journal, now=run.facts.now,
+                                facts=run.facts.for_snapshots())
+    run.deleted_early = {s.name for s, _ in made_room.deleted}
     eager = loaded.config.provider.snapshot_endpoint == "eager"
     snap = provider.create_snapshot(run.plan.snapshot, SnapshotKind.PRE_DEPLOY, git_sha=run.facts.sha, serve=eager)
     h.details["snapshot"] = snap.name
@@ -372,7 +375,8 @@ def _judged(run: Run, h: StepHandle, verdict: probes.Verdict) -> None:
 def _prune(run: Run, h: StepHandle) -> None:
     """Delete exactly what the plan listed (planned in preflight, shown by --dry-run)."""
     planned = run.prune
-    chosen = [d for d in planned.delete if d[0].name in run.plan.prune]
+    # what the plan listed, less what making room for the snapshot already deleted
+    chosen = [d for d in planned.delete if d[0].name in run.plan.prune and d[0].name not in run.deleted_early]
     run.journal.event("prune-plan", dry_run=False, in_use=run.facts.where.name,
                       in_use_source=run.facts.where.source, delete=[s.name for s, _ in chosen],
                       keep=len(planned.keep))

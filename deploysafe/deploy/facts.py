@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from deploysafe.deploy.rollback import Known
+from deploysafe.snapshots import manage
 from deploysafe.snapshots.inuse import InUse, points_at, read_current
 
 if TYPE_CHECKING:
@@ -57,6 +58,10 @@ class Facts:
     caveats: tuple[str, ...]  # the platform's
     sha: str | None  # the commit being deployed
     now: datetime
+
+    def for_snapshots(self) -> manage.Facts:
+        """The same answers, as the snapshot planners take them."""
+        return manage.Facts(list(self.snapshots), self.production.name, self.where.name, self.where.source)
 
     @property
     def known(self) -> Known:

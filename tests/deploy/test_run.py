@@ -177,6 +177,22 @@ def test_the_prune_dry_run_shows_is_the_prune_carried_out(make_rig: Any, capsys:
     assert summary.pruned == list(dry.plan.prune) == rig.provider.deleted
 
 
+def test_making_room_under_the_branch_limit_reuses_the_facts_and_prune_skips_what_it_deleted(rig: Rig) -> None:
+    older = _old_snapshot(rig, "pre-deploy-20260101T000000Z-aaaaaaa")
+    old = rig.provider.add(older.model_copy(update={"id": "id-b", "name": "pre-deploy-20260102T000000Z-bbbbbbb",
+                                                    "created_at": older.created_at + timedelta(days=1)}))
+    rig.provider.allowance = 3  # production and the two old ones: one must go before the snapshot fits
+    dry, _ = rig.run(dry_run=True)
+    assert dry.plan is not None and dry.plan.prune == (older.name, old.name)
+    summary, err = rig.run()
+    assert err is None and summary.outcome == "deployed"
+    assert rig.provider.deleted == [older.name, old.name]  # the oldest to make room, the other by prune
+    assert summary.pruned == [old.name] and steps(summary)[-1] == ("prune", "ok")
+    counts = rig.provider.faults.counts
+    assert (counts["production"], counts["list_snapshots"]) == (2, 2)  # the dry run's and the deploy's, once each
+    assert rig.platform.faults.counts["read_current"] == 2
+
+
 # --- failures before production changed: exit 3, nothing touched ---------------------------------------
 
 
