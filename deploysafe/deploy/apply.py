@@ -377,7 +377,7 @@ def _prune(run: Run, h: StepHandle) -> None:
     planned = run.prune
     # what the plan listed, less what making room for the snapshot already deleted
     chosen = [d for d in planned.delete if d[0].name in run.plan.prune and d[0].name not in run.deleted_early]
-    run.journal.event("prune-plan", dry_run=False, in_use=run.facts.where.name,
+    run.journal.event("prune-plan", dry_run=False, in_use=run.facts.in_use(run.opts),
                       in_use_source=run.facts.where.source, delete=[s.name for s, _ in chosen],
                       keep=len(planned.keep))
     done = carry_out(PrunePlan(delete=chosen, keep=list(planned.keep)), run.provider, run.journal)

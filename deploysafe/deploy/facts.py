@@ -59,6 +59,11 @@ class Facts:
     sha: str | None  # the commit being deployed
     now: datetime
 
+    def in_use(self, opts: DeployOptions) -> str | None:
+        """The snapshot the app runs on, for prune; with --assume-production, production (the deploy records
+        so before anything changes)."""
+        return self.where.name or (self.production.name if opts.assume_production else None)
+
     def for_snapshots(self) -> manage.Facts:
         """The same answers, as the snapshot planners take them."""
         return manage.Facts(list(self.snapshots), self.production.name, self.where.name, self.where.source)

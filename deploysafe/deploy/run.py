@@ -90,7 +90,7 @@ def preflight(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, pla
     check(loaded)  # every step can be pointed at the database deploysafe chooses, or nothing runs
     facts = gather(loaded, opts, provider, platform, clock)
     name = pre_deploy_name(facts.now, facts.sha)
-    prune = _plan_prune(loaded, facts, name, assume_production=opts.assume_production)
+    prune = _plan_prune(loaded, facts, name, in_use=facts.in_use(opts))
     plan = plan_deploy(
         loaded.config, snapshot=name, production=facts.production.name, app_points_at=facts.where.name,
         caveats=list(facts.caveats), prune=[s.name for s, _ in prune.delete], rehearse=opts.rehearse,
@@ -100,13 +100,11 @@ def preflight(loaded: LoadedConfig, opts: DeployOptions, provider: Provider, pla
     return facts, plan, prune
 
 
-def _plan_prune(loaded: LoadedConfig, facts: Facts, snapshot: str, *, assume_production: bool) -> PrunePlan:
+def _plan_prune(loaded: LoadedConfig, facts: Facts, snapshot: str, *, in_use: str | None) -> PrunePlan:
     """What prune deletes once the deploy succeeded: planned now, with the pre-deploy snapshot this run makes
-    (it becomes the newest of its kind), so --dry-run shows the list that is carried out. With
-    --assume-production the app runs on production (the deploy records it so before anything changes)."""
+    (it becomes the newest of its kind), so --dry-run shows the list that is carried out."""
     made = Snapshot(id=snapshot, name=snapshot, kind=SnapshotKind.PRE_DEPLOY, ours=True, created_at=facts.now,
                     source=facts.production.name, git_sha=facts.sha)
-    in_use = facts.where.name or (facts.production.name if assume_production else None)
     return plan_prune([*facts.snapshots, made], now=facts.now, retention=loaded.config.retention,
                       in_use=in_use, production=facts.production.name, in_use_unknown=in_use is None)
 
