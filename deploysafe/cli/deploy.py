@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from deploysafe.cli.context import Ctx, adapters, confirm, pass_ctx
-from deploysafe.cli.notices import notify_deploy
+from deploysafe.cli.notices import publish_deploy
 from deploysafe.cli.options import dry_run_option, duration, yes_option
 
 
@@ -31,13 +31,9 @@ def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allo
     back, healthy on the snapshot. Exit 3: failed before production changed. Exit 4: a
     person must act (steps printed). Exit 5: another run holds the lock.
     """
-    import os
-    from pathlib import Path
-
-    from deploysafe.console import console
-    from deploysafe.deploy.run import DeployOptions, deploy, github_summary, render_summary
+    from deploysafe.deploy.run import DeployOptions, deploy
     from deploysafe.durations import parse_duration
-    from deploysafe.errors import DeploysafeError, UsageError
+    from deploysafe.errors import UsageError
 
     try:
         watch_s = parse_duration(watch_for) if watch_for else None
@@ -46,30 +42,11 @@ def deploy_cmd(ctx: Ctx, sha: str | None, dry_run: bool, no_rollback: bool, allo
     loaded = ctx.load()
     opts = DeployOptions(sha=sha, dry_run=dry_run, no_rollback=no_rollback, allow_destructive=allow_destructive,
                          rehearse=rehearse, watch=watch_s, assume_production=assume_production)
-    summary = None
-    try:
-        summary = deploy(loaded, opts)
-        summary.exit_code = 0
-        return 0
-    except DeploysafeError as e:
-        summary = e.context.get("summary")
-        raise
-    finally:
-        if summary is not None:
-            if ctx.json:
-                console.result(summary.as_dict())
-            else:
-                console.plain(render_summary(summary))
-            step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-            if step_summary and console.github:
-                from deploysafe.redact import redact
-
-                try:  # a full disk never turns the deploy's outcome into an internal error (issue 15)
-                    with Path(step_summary).open("a", encoding="utf-8") as f:
-                        f.write(redact(github_summary(summary)))
-                except OSError as e:
-                    console.warn(f"cannot write the GitHub step summary: {e.strerror or type(e).__name__}")
-            notify_deploy(loaded, summary)
+    summary = deploy(loaded, opts)
+    publish_deploy(loaded, summary, as_json=ctx.json)
+    if summary.failure is not None:  # the one error boundary prints it and exits with its code
+        raise summary.failure
+    return summary.exit_code
 
 
 @click.command("rollback")

@@ -1,23 +1,34 @@
 """Pure planning for ``deploysafe deploy``: config + observed state in, a frozen Plan out.
 
 No network, no subprocesses: ``--dry-run`` prints this plan, and the executor in
-:mod:`deploysafe.deploy.run` runs its steps in order. Each step names its undo (what a
-failure after it triggers).
+:mod:`deploysafe.deploy.apply` runs these same steps in order, mapping each step's name to
+one action. Each step names its undo (what a failure at or after it triggers).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 from deploysafe.config import Config
 
 
+class Undo(Enum):
+    """What the executor does when a step fails."""
+
+    KEEP = "keep"  # nothing changed: nothing to undo, and the snapshot made so far is kept
+    ROLLBACK = "rollback"  # production may have changed: roll back to the pre-deploy snapshot
+
+
 @dataclass(frozen=True)
 class Step:
-    name: str
+    name: str  # also the executor's action for it (deploy.apply.ACTIONS)
     does: str
-    undo: str | None = None
+    undo: str | None = None  # what a failure at this step or after it triggers, for people
     changes_production: bool = False
+    on_failure: Undo | None = None  # the undo the executor runs when this step fails (None: none)
+    journaled: bool = True  # journaled and timed under its name (the lock is not: it holds the others)
+    fails_deploy: bool = True  # False: a failure only warns (prune never fails a deploy that succeeded)
 
 
 @dataclass(frozen=True)
@@ -61,13 +72,14 @@ def plan_deploy(
 ) -> Plan:
     app = config.app
     rollback_undo = None if no_rollback else f"roll back: point {config.platform.var} at {snapshot}, restart, probe"
+    reverts = None if no_rollback else Undo.ROLLBACK
     probe_names = [p.name for p in config.probes.http] + [p.name for p in config.probes.sql]
     steps = [
-        Step("lock", "take the deploy lock (local file + PostgreSQL advisory lock on production)"),
+        Step("lock", "take the deploy lock (local file + PostgreSQL advisory lock on production)", journaled=False),
         Step("snapshot", f"create {snapshot} from {production}, "
              + ("ready to serve, and resolve its URL" if config.provider.snapshot_endpoint == "eager"
                 else "without a compute (it gets one at rollback: [provider] snapshot_endpoint = \"lazy\")"),
-             undo="nothing to undo; the snapshot is kept"),
+             undo="nothing to undo; the snapshot is kept", on_failure=Undo.KEEP),
         Step("generate", f"run `{app.generate}` in {app.dir}; record the new migration files"
              if app.generate else "no generate step ([app] generate is empty)"),
         Step("lint", ("classify every pending migration (not yet in the migrations table)"
@@ -85,14 +97,15 @@ def plan_deploy(
         steps.append(Step("rehearse", f"run `{apply}` against a throwaway copy first ({target}); delete it after; "
                           "production must not change"))
     steps.append(Step("push", f"run `{apply}` against production ({target}) and {verify}",
-                      undo=rollback_undo, changes_production=True))
+                      undo=rollback_undo, changes_production=True, on_failure=reverts))
     if config.deploy.app_deploy:
-        steps.append(Step("app", f"run `{config.deploy.app_deploy}` and wait for the app", undo=rollback_undo))
+        steps.append(Step("app", f"run `{config.deploy.app_deploy}` and wait for the app", undo=rollback_undo,
+                          on_failure=reverts))
     steps.append(Step("probes", "probe until healthy: " + (", ".join(probe_names) or "(none configured)"),
-                      undo=rollback_undo))
+                      undo=rollback_undo, on_failure=reverts))
     if watch:
-        steps.append(Step("watch", f"keep probing for {watch:g}s", undo=rollback_undo))
-    steps.append(Step("prune", "delete snapshots past [retention]"))
+        steps.append(Step("watch", f"keep probing for {watch:g}s", undo=rollback_undo, on_failure=reverts))
+    steps.append(Step("prune", "delete snapshots past [retention]", fails_deploy=False))
     warnings = list(caveats)
     if app_points_at and app_points_at != production:
         warnings.append(

@@ -15,13 +15,16 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
+import psycopg
 
 from deploysafe.errors import ProbeError
+from deploysafe.http import fetch, make_client
+from deploysafe.pg import first_line
 
 if TYPE_CHECKING:
-    import httpx
-
     from deploysafe.config import HttpProbe, ProbesConfig, SqlProbe
     from deploysafe.journal import Journal
 
@@ -52,10 +55,6 @@ class Verdict:
 
 
 def http_probe(probe: HttpProbe, client: httpx.Client) -> ProbeResult:
-    import httpx
-
-    from deploysafe.http import fetch
-
     headers = {}
     for header, env_name in probe.headers_env.items():
         value = os.environ.get(env_name)
@@ -79,8 +78,6 @@ def http_probe(probe: HttpProbe, client: httpx.Client) -> ProbeResult:
 
 
 def sql_probe(probe: SqlProbe, database_url: str) -> ProbeResult:
-    import psycopg
-
     t0 = time.monotonic()
     timeout_ms = int(probe.timeout * 1000)
     try:
@@ -92,8 +89,6 @@ def sql_probe(probe: SqlProbe, database_url: str) -> ProbeResult:
         ) as conn:
             row = conn.execute(probe.query).fetchone()  # the configured query, verbatim: the user's own SQL
     except psycopg.Error as e:
-        from deploysafe.pg import first_line
-
         return ProbeResult(probe.name, "sql", False, _ms(t0), first_line(e))
     latency = _ms(t0)
     if probe.expect is not None:
@@ -117,6 +112,15 @@ def run_once(cfg: ProbesConfig, database_url: str | None, client: httpx.Client) 
     return results
 
 
+class Analyse(Protocol):
+    """:func:`analyse`'s shape, for callers that take it as a collaborator (the deploy executor, the rollback)."""
+
+    def __call__(
+        self, cfg: ProbesConfig, database_url: str | None, *, journal: Journal | None = None,
+        on_attempt: Callable[[int, list[ProbeResult]], None] | None = None, phase: str = "probe",
+    ) -> Verdict: ...
+
+
 def analyse(
     cfg: ProbesConfig,
     database_url: str | None,
@@ -129,8 +133,6 @@ def analyse(
     transport: httpx.BaseTransport | None = None,
 ) -> Verdict:
     """Probe until healthy, unhealthy, or the deadline; return the verdict (never raises for an unhealthy app)."""
-    from deploysafe.http import make_client
-
     if not cfg.http and not cfg.sql:
         raise ProbeError("no probes configured", hint="add [[probes.http]] or [[probes.sql]] to deploysafe.toml")
     start = clock()

@@ -13,19 +13,23 @@ If a step fails, :class:`RollbackFailed` carries the exact manual steps that rem
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from deploysafe.console import console
+from deploysafe.deploy import probes
+from deploysafe.deploy.probes import Analyse
 from deploysafe.errors import DeploysafeError, PreconditionError, RollbackFailed
-from deploysafe.snapshots.inuse import REPOINT_STEP
+from deploysafe.providers.base import SnapshotKind, failed_state_name
+from deploysafe.snapshots.inuse import REPOINT_STEP, record_target
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
-    from deploysafe.deploy.probes import Verdict
     from deploysafe.journal import Journal
     from deploysafe.platforms.base import CurrentValue, Platform, Release
-    from deploysafe.providers.base import Provider, RestorePlan
+    from deploysafe.providers.base import ProductionInfo, Provider, RestorePlan
 
 
 @dataclass
@@ -43,21 +47,31 @@ class Prepared:
     like: str | None = None  # the app's current URL: the snapshot's URL follows its connection style
 
 
+T = TypeVar("T")
+
+
+class Timed(Protocol):
+    """One rollback step: journaled as ``rollback.<step>``, timed, and RollbackFailed with the manual steps left."""
+
+    def __call__(self, step: str, fn: Callable[[], T], **details: object) -> T: ...
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the caller has already read (a deploy's facts), so :func:`prepare` does not read it again."""
+
+    production: ProductionInfo
+    current: CurrentValue | None  # the platform's value; None when it could not say
+
+
 @dataclass
 class Outcome:
     snapshot: str
     healthy: bool
     timings: dict[str, float] = field(default_factory=dict)  # step -> seconds
-    verdict: Verdict | None = None
+    verdict: probes.Verdict | None = None
     divergence: list[dict[str, Any]] = field(default_factory=list)
     app_release: str | None = None  # the recorded app release brought back with the database
-
-    @property
-    def repoint_s(self) -> float:
-        return sum(
-            v for k, v in self.timings.items()
-            if k in ("serve", "hold", "set", "pick_up", "app_check", "app", "wait_live", "probes", "restore")
-        )
 
 
 def plan_in_place(
@@ -82,15 +96,15 @@ def plan_in_place(
 
 def prepare(
     loaded: LoadedConfig, provider: Provider, platform: Platform, snapshot: str, *, serve: bool = True,
-    at: datetime | None = None, plan: RestorePlan | None = None, decided: bool = False,
+    at: datetime | None = None, plan: RestorePlan | None = None, decided: bool = False, known: Known | None = None,
 ) -> Prepared:
     """Resolve the snapshot's URL (making it able to serve) and the platform's ids, before anything changes.
     ``plan`` (``decided``: as the caller's :func:`plan_in_place` found; else found here): restore in place,
-    and nothing on the platform is needed."""
+    and nothing on the platform is needed. ``known``: production and the platform's value, already read."""
     t0 = time.monotonic()
     if not decided:
         plan = plan_in_place(loaded, provider, None if at is not None else snapshot, at=at)
-    prod = provider.production()
+    prod = known.production if known is not None else provider.production()
     if plan is not None:
         # production keeps its URL: the platform is needed only to record the live release (code rollback)
         release = None
@@ -98,18 +112,13 @@ def prepare(
             try:
                 platform.prepare()
             except DeploysafeError as e:  # the restore needs no platform: only the code half is lost
-                from deploysafe.console import console
-
                 console.warn(f"{platform.name}: cannot record the live release ({e.message}); a restore in place "
                              "will move only the database")
             else:
                 release = _live_release(loaded, platform)
         return Prepared(snapshot, prod.url, None, prod.name, time.monotonic() - t0, release, restore=plan)
     platform.prepare()
-    try:
-        previous = platform.read_current()
-    except DeploysafeError:
-        previous = None
+    previous = known.current if known is not None else _read_current(platform)
     like = previous.value if previous is not None and previous.readable and not previous.reference else None
     url = None
     if serve:
@@ -117,6 +126,13 @@ def prepare(
         url = provider.connection_url(snapshot, like=like)
     return Prepared(snapshot, url, previous, prod.name, time.monotonic() - t0, _live_release(loaded, platform),
                     like=like)
+
+
+def _read_current(platform: Platform) -> CurrentValue | None:
+    try:
+        return platform.read_current()
+    except DeploysafeError:
+        return None
 
 
 def _wants_release(loaded: LoadedConfig, platform: Platform) -> bool:
@@ -203,6 +219,7 @@ def execute(
     journal: Journal,
     *,
     verdict_at: float | None = None,
+    analyse: Analyse = probes.analyse,
 ) -> Outcome:
     """Repoint, pick up, wait until live, probe (or, with ``prepared.restore``, restore production in place and
     probe). RollbackFailed (exit 4) with manual steps on any failure."""
@@ -210,7 +227,7 @@ def execute(
     done: list[str] = []
     back_to: Release | None = None
 
-    def timed(step: str, fn: Any, **details: Any) -> Any:
+    def timed(step: str, fn: Callable[[], T], **details: object) -> T:
         t0 = time.monotonic()
         try:
             with journal.step(f"rollback.{step}", snapshot=prepared.snapshot, **details):
@@ -257,7 +274,7 @@ def execute(
                   release=restored.id)
         assert prepared.url is not None
         try:
-            return _probe(loaded, prepared.url, journal, outcome, timed, verdict_at,
+            return _probe(loaded, prepared.url, journal, outcome, timed, verdict_at, analyse,
                           f"production restored to {prepared.snapshot!r}",
                           [f"Keep {prepared.failed_state!r}: it holds the failed production state and the writes "
                            "made since the snapshot."])
@@ -284,17 +301,15 @@ def execute(
     release = app_half(url)
     done.append("pick_up")
     timed("wait_live", lambda: platform.wait_live(release, loaded.config.platform.ready_timeout), release=release.id)
-    return _probe(loaded, url, journal, outcome, timed, verdict_at, f"snapshot {prepared.snapshot!r}",
+    return _probe(loaded, url, journal, outcome, timed, verdict_at, analyse, f"snapshot {prepared.snapshot!r}",
                   manual_steps(loaded, prepared, done, back_to=back_to)[-2:])
 
 
 def _probe(
-    loaded: LoadedConfig, url: str, journal: Journal, outcome: Outcome, timed: Any, verdict_at: float | None,
-    where: str, steps: list[str],
+    loaded: LoadedConfig, url: str, journal: Journal, outcome: Outcome, timed: Timed, verdict_at: float | None,
+    analyse: Analyse, where: str, steps: list[str],
 ) -> Outcome:
     """The rollback's last step: probes prove the app healthy, or RollbackFailed with what is left to do."""
-    from deploysafe.deploy.probes import analyse
-
     verdict = timed("probes", lambda: analyse(loaded.config.probes, url, journal=journal, phase="rollback.probe"))
     outcome.verdict = verdict
     outcome.healthy = verdict.healthy
@@ -308,7 +323,7 @@ def _probe(
     return outcome
 
 
-def _release_to_bring_back(platform: Platform, prepared: Prepared, timed: Any) -> tuple[Release | None, str | None]:
+def _release_to_bring_back(platform: Platform, prepared: Prepared, timed: Timed) -> tuple[Release | None, str | None]:
     """(the recorded release, when the app's live release changed since it was recorded; what runs now)."""
     recorded = prepared.app_release  # set by prepare only with app = "auto" on a platform that can bring it back
     if recorded is None:
@@ -321,20 +336,15 @@ def _release_to_bring_back(platform: Platform, prepared: Prepared, timed: Any) -
 
 def record_repoint(provider: Provider, target: str, journal: Journal) -> None:
     """Record the new target with the provider, for runners without this journal; a failure only warns."""
-    from deploysafe.console import console
-    from deploysafe.snapshots.inuse import record_target
-
     why = record_target(provider, target)
     if why:
         console.warn(f"the app now points at {target!r}, but that could not be recorded with the provider: {why}")
         journal.event("record-target", "failed", target=target, error=why)
 
 
-def _restore(provider: Provider, prepared: Prepared, timed: Any) -> None:
+def _restore(provider: Provider, prepared: Prepared, timed: Timed) -> None:
     """Restore production in place: its connection string stays, so no platform call; the app's connections
     drop and reconnect. The failed state is kept under a deploysafe name."""
-    from deploysafe.providers.base import failed_state_name
-
     plan = prepared.restore
     assert plan is not None
     preserved = failed_state_name(plan.target, datetime.now(UTC))
@@ -345,8 +355,6 @@ def _restore(provider: Provider, prepared: Prepared, timed: Any) -> None:
 
 def resolve_target(provider: Provider, to: str | None) -> str:
     """``--to`` as given, else the newest pre-deploy snapshot."""
-    from deploysafe.providers.base import SnapshotKind
-
     if to:
         snap = provider.get(to)
         if snap.is_production:

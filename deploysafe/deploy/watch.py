@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from deploysafe.deploy.probes import ProbeResult, Verdict, run_once
+from deploysafe.http import make_client
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -28,8 +29,6 @@ def watch_window(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Verdict:
-    from deploysafe.http import make_client
-
     cfg = loaded.config.probes
     start = clock()
     end = start + seconds

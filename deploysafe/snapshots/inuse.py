@@ -17,7 +17,7 @@ from deploysafe.journal import read_journal
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
-    from deploysafe.platforms.base import Platform
+    from deploysafe.platforms.base import CurrentValue, Platform
     from deploysafe.providers.base import Provider
 
 REPOINT_STEP = "repoint"  # journal step whose details carry {"target": <snapshot name>}
@@ -39,27 +39,38 @@ def last_repoint(loaded: LoadedConfig) -> str | None:
 
 
 def app_points_at(loaded: LoadedConfig, provider: Provider, platform: Platform | None) -> InUse:
-    from deploysafe.errors import DeploysafeError, PlatformError
+    current, detail = read_current(platform)
+    return points_at(loaded, provider, current, detail)
 
-    detail = "no platform"
-    if platform is not None:
-        detail = ""
-        try:
-            cur = platform.read_current()
-        except PlatformError as e:
-            detail = f"platform unreadable: {e.message}"
-        else:
-            if cur.readable and cur.value and not cur.reference:
-                name = provider.identify(cur.value)
-                if name:
-                    return InUse(name, "platform")
-                prod = provider.production()
-                if same_database(cur.value, prod.url):  # the provider could not say, but it is production's URL
-                    return InUse(prod.name, "platform")
-                detail = "the platform's value matches no known branch or database"
-            elif cur.reference:
-                # a reference (Railway ${{...}}, Heroku add-on) points at production by construction
-                return InUse(provider.production().name, "platform", "reference")
+
+def read_current(platform: Platform | None) -> tuple[CurrentValue | None, str]:
+    """The platform's value (None when there is no platform or it is unreadable, with why)."""
+    from deploysafe.errors import PlatformError
+
+    if platform is None:
+        return None, "no platform"
+    try:
+        return platform.read_current(), ""
+    except PlatformError as e:
+        return None, f"platform unreadable: {e.message}"
+
+
+def points_at(loaded: LoadedConfig, provider: Provider, cur: CurrentValue | None, detail: str) -> InUse:
+    """Where the app points, from the platform's value already read (:func:`read_current`)."""
+    from deploysafe.errors import DeploysafeError
+
+    if cur is not None:
+        if cur.readable and cur.value and not cur.reference:
+            name = provider.identify(cur.value)
+            if name:
+                return InUse(name, "platform")
+            prod = provider.production()
+            if same_database(cur.value, prod.url):  # the provider could not say, but it is production's URL
+                return InUse(prod.name, "platform")
+            detail = "the platform's value matches no known branch or database"
+        elif cur.reference:
+            # a reference (Railway ${{...}}, Heroku add-on) points at production by construction
+            return InUse(provider.production().name, "platform", "reference")
     try:
         recorded = provider.recorded_app_target()
     except DeploysafeError as e:

@@ -302,8 +302,10 @@ def ensure_headroom(
     *,
     journal: Journal | None = None,
     now: datetime | None = None,
+    facts: Facts | None = None,
 ) -> PrunePlan:
-    """Make room for ``needed`` more branches under the plan's allowance, deleting only expired snapshots.
+    """Make room for ``needed`` more branches under the plan's allowance, deleting only expired snapshots
+    (``facts``: as the caller already read them; else read here).
 
     Raises PreconditionError before deleting anything when the policy cannot free enough, and
     when a needed deletion fails. A provider with no known limit returns an empty plan.
@@ -313,7 +315,7 @@ def ensure_headroom(
     allowance = provider.branch_allowance()
     if allowance is None:
         return PrunePlan()
-    facts = gather(loaded, provider, platform)
+    facts = facts or gather(loaded, provider, platform)
     plan = plan_headroom(
         facts.snapshots,
         allowance,

@@ -1,7 +1,7 @@
 """The coordinated rollback (issue 18): when the app's live release changed during the deploy, a rollback brings the
 recorded release back WITH the database; ``[rollback] app = "keep"`` moves only the database; the plan says which.
 
-Deploy-level logic with the in-memory fakes (the rig of tests/deploy/test_run.py); each adapter's describe() and
+Deploy-level logic with the in-memory fakes (the rig of tests/support/rig.py); each adapter's describe() and
 return_to() requests are tested against respx in tests/platforms/, and with real processes for dotenv/command in
 tests/platforms/test_user_releases.py.
 """
@@ -12,23 +12,24 @@ from typing import Any
 
 import pytest
 
-from deploy.test_run import Rig, install_doubles, make_loaded, make_rig  # noqa: F401  (make_rig: fixture)
+from deploysafe.deploy import apply
 from deploysafe.deploy import run as deploy
 from deploysafe.errors import DeployFailedRolledBack, PlatformError, RollbackFailed
 from deploysafe.journal import read_journal
 from deploysafe.snapshots.inuse import REPOINT_STEP
+from support.rig import Rig
 
 APP_DEPLOY = '[deploy]\napp_deploy = "ship-it"\n'
 
 
-def ships_new_code(rig: Rig, monkeypatch: pytest.MonkeyPatch, *, broken: bool) -> None:
+def ships_new_code(rig: Rig, *, broken: bool) -> None:
     """``[deploy] app_deploy`` puts code-1 live; ``broken``: code-1 cannot run on the old schema (the snapshot)."""
 
     def app_deploy(loaded: Any, url: str) -> None:
         rig.platform.ship("code-1")
         rig.platform.healthy_urls.discard(rig.prod_url)  # the new code + its migration fail the probes
 
-    monkeypatch.setattr(deploy, "_app_deploy", app_deploy)
+    rig.app_deploy = app_deploy
     if broken:
         rig.platform.broken_code.add("code-1")
 
@@ -37,9 +38,9 @@ def journal_steps(rig: Rig) -> dict[str, dict[str, Any]]:
     return {r["step"]: r for r in read_journal(rig.loaded.state_dir) if r.get("ended_at") or r["step"] == REPOINT_STEP}
 
 
-def test_a_changed_release_comes_back_with_the_database(make_rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_release_comes_back_with_the_database(make_rig: Any) -> None:
     rig: Rig = make_rig(APP_DEPLOY)
-    ships_new_code(rig, monkeypatch, broken=True)
+    ships_new_code(rig, broken=True)
     summary, err = rig.run()
     assert isinstance(err, DeployFailedRolledBack) and err.exit_code == 1 and summary.outcome == "rolled back"
     snap_url = rig.provider.url_of(summary.snapshot or "")
@@ -61,9 +62,9 @@ def test_a_changed_release_comes_back_with_the_database(make_rig: Any, monkeypat
     assert rig.provider.deleted == [] and "production" in rig.provider.snapshots
 
 
-def test_app_keep_moves_only_the_database(make_rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_app_keep_moves_only_the_database(make_rig: Any) -> None:
     rig: Rig = make_rig(APP_DEPLOY + '[rollback]\napp = "keep"\n')
-    ships_new_code(rig, monkeypatch, broken=False)
+    ships_new_code(rig, broken=False)
     summary, err = rig.run()
     assert isinstance(err, DeployFailedRolledBack) and err.exit_code == 1
     assert rig.platform.live_code == "code-1"  # the new code stays
@@ -82,11 +83,9 @@ def test_an_unchanged_release_is_not_rolled_back(make_rig: Any) -> None:
     assert journal_steps(rig)["rollback.app_check"]["outcome"] == "ok"
 
 
-def test_a_failed_app_half_needs_a_person_and_says_which_release(
-    make_rig: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_app_half_needs_a_person_and_says_which_release(make_rig: Any) -> None:
     rig: Rig = make_rig(APP_DEPLOY)
-    ships_new_code(rig, monkeypatch, broken=True)
+    ships_new_code(rig, broken=True)
     rig.platform.faults.fail("return_to", PlatformError("build quota exceeded", platform="fake"))
     summary, err = rig.run()
     assert isinstance(err, RollbackFailed) and err.exit_code == 4 and summary.outcome == "needs a person"
@@ -142,12 +141,11 @@ wait_command = "test -s release.txt"
 
 @pytest.mark.parametrize("kind", sorted(USER_PLATFORMS))
 def test_user_commands_bring_the_release_back_with_the_database(
-    kind: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+    kind: str, tmp_path: Any
 ) -> None:
     """The app's release is the content of release.txt; app_deploy (a real shell command) ships code-1; the
     probes see code-1 on the new schema fail; the rollback runs rollback_command with $DEPLOYSAFE_RELEASE."""
     from deploysafe.config import LoadedConfig, parse_config
-    from deploysafe.deploy import probes
     from deploysafe.deploy.probes import Verdict
     from deploysafe.platforms import make_platform
     from deploysafe.platforms.fake import FakePlatform
@@ -174,7 +172,7 @@ url = "http://127.0.0.1:3000/health"
 """
     loaded = LoadedConfig(parse_config(text, env={}), tmp_path / "deploysafe.toml")
     rig = Rig(loaded, provider, FakePlatform(prod))  # the doubles for generate/push/lint/lock come from the rig
-    install_doubles(rig, monkeypatch)
+    rig.app_deploy = apply.app_deploy  # the real [deploy] app_deploy command
     platform = make_platform(loaded)
 
     def where() -> str:
@@ -188,14 +186,10 @@ url = "http://127.0.0.1:3000/health"
         ok = code == "code-0" and where() != prod  # the old code runs only on the old schema: the snapshot
         return Verdict(ok, "all probes passed" if ok else f"health: HTTP 500 on {code}", 0.0)
 
-    monkeypatch.setattr(probes, "analyse", analyse)
-    try:
-        deploy.deploy(loaded, deploy.DeployOptions(sha="0123456789abcdef"), provider=provider, platform=platform)
-    except DeployFailedRolledBack as e:
-        summary = e.context["summary"]
-        assert e.exit_code == 1
-    else:
-        pytest.fail("the deploy should have rolled back")
+    rig.analyse = analyse
+    summary = deploy.deploy(loaded, deploy.DeployOptions(sha="0123456789abcdef"), provider=provider, platform=platform,
+                            tools=rig.tools(), clock=rig.clock)
+    assert isinstance(summary.failure, DeployFailedRolledBack) and summary.exit_code == 1
     assert (tmp_path / "release.txt").read_text() == "code-0\n"  # the previous release is live
     assert where() == provider.url_of(summary.snapshot)  # and the database is the snapshot
     done = {r["step"]: r for r in read_journal(loaded.state_dir) if r.get("ended_at") or r["step"] == REPOINT_STEP}

@@ -19,9 +19,7 @@ import httpx
 import pytest
 import respx
 
-from deploy.test_run import Rig, install_doubles
 from deploysafe.config import LoadedConfig, parse_config
-from deploysafe.deploy import probes
 from deploysafe.deploy import run as deploy
 from deploysafe.deploy.probes import Verdict
 from deploysafe.errors import DeployFailedRolledBack
@@ -31,6 +29,7 @@ from deploysafe.platforms import make_platform
 from deploysafe.platforms.fake import FakePlatform
 from deploysafe.providers.fake import FakeProvider
 from deploysafe.snapshots.inuse import REPOINT_STEP
+from support.rig import Rig
 
 
 @dataclass
@@ -88,7 +87,9 @@ def vercel(router: respx.MockRouter, w: World) -> tuple[str, str, str]:
                 "readySubstate": "PROMOTED" if ready else None, "aliasAssigned": ready, "aliasError": None,
                 "target": "production", "meta": {}}
 
-    envs = lambda: {"envs": [{"id": "env1", "key": "DATABASE_URL", "type": "encrypted", "target": ["production"]}]}
+    def envs() -> dict[str, Any]:
+        return {"envs": [{"id": "env1", "key": "DATABASE_URL", "type": "encrypted", "target": ["production"]}]}
+
     router.get(f"{api}/v10/projects/{project}/env").mock(side_effect=lambda r: httpx.Response(200, json=envs()))
     router.get(f"{api}/v1/projects/{project}/env/env1").mock(
         side_effect=lambda r: httpx.Response(200, json={"key": "DATABASE_URL", "value": w.var, "decrypted": True}))
@@ -288,8 +289,7 @@ url = "http://127.0.0.1:3000/health"
 """
     loaded = LoadedConfig(parse_config(text, env={}), tmp_path / "deploysafe.toml")
     rig = Rig(loaded, provider, FakePlatform(prod))
-    install_doubles(rig, monkeypatch)
-    monkeypatch.setattr(deploy, "_app_deploy", lambda loaded, url: world.ship("code-1"))
+    rig.app_deploy = lambda loaded, url: world.ship("code-1")
 
     def analyse(cfg: Any, url: str | None, *, journal: Any = None, on_attempt: Any = None, phase: str = "probe",
                 **kw: Any) -> Verdict:
@@ -298,15 +298,14 @@ url = "http://127.0.0.1:3000/health"
         ok = live["url"] != prod and (app_mode == "keep" or live["code"] == "code-0")
         return Verdict(ok, "all probes passed" if ok else f"health: HTTP 500 on {live['code']}", 0.0)
 
-    monkeypatch.setattr(probes, "analyse", analyse)
+    rig.analyse = analyse
     platform = make_platform(loaded, transport=httpx.MockTransport(router.handler),
                              policy=RetryPolicy(attempts=2, sleep=lambda s: None))
     # Fly's secrets are write-only: on a fresh runner only --assume-production lets the first deploy through
     opts = deploy.DeployOptions(sha="0123456789abcdef", assume_production=vendor == "fly")
-    with pytest.raises(DeployFailedRolledBack) as exc:
-        deploy.deploy(loaded, opts, provider=provider, platform=platform)
-    summary = exc.value.context["summary"]
-    assert exc.value.exit_code == 1 and summary.outcome == "rolled back"
+    summary = deploy.deploy(loaded, opts, provider=provider, platform=platform, tools=rig.tools(), clock=rig.clock)
+    assert isinstance(summary.failure, DeployFailedRolledBack)
+    assert summary.exit_code == 1 and summary.outcome == "rolled back"
     snap_url = provider.url_of(summary.snapshot)
     assert world.running["url"] == snap_url  # the database half: the app runs on the snapshot
     done = {r["step"]: r for r in read_journal(loaded.state_dir) if r.get("ended_at") or r["step"] == REPOINT_STEP}

@@ -17,7 +17,7 @@ import pytest
 from deploysafe.demo.run import BREAKING_CHANGE, SAFE_CHANGE, DemoApp, copy_app, edit_schema, init_schema, start_app, stop_app
 from deploysafe.envfile import read_var
 from support.e2e import healthy
-from support.neon_double import NeonDouble, neon_double  # noqa: F401  (fixture)
+from support.neon_double import NeonDouble
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from deploysafe.config import Config, parse_config
-from deploysafe.deploy.plan import Plan, plan_deploy
+from deploysafe.deploy.plan import Plan, Undo, plan_deploy
 
 SNAP = "pre-deploy-20261125T100000Z-abc1234"
 
@@ -140,3 +140,16 @@ def test_render_says_when_nothing_is_pruned_and_no_probes_are_configured() -> No
     text = plan(cfg).render()
     assert "probe until healthy: (none configured)" in text
     assert text.splitlines()[-1] == "  prune would delete: nothing"
+
+
+def test_the_undo_the_executor_runs_is_the_one_the_plan_shows() -> None:
+    p = plan(config('[deploy]\napp_deploy = "ship"\n'), rehearse=True, watch=60.0)
+    assert {s.name: s.on_failure for s in p.steps if s.on_failure} == {
+        "snapshot": Undo.KEEP, "push": Undo.ROLLBACK, "app": Undo.ROLLBACK, "probes": Undo.ROLLBACK,
+        "watch": Undo.ROLLBACK,
+    }
+    assert all((s.on_failure is Undo.ROLLBACK) == bool(s.undo and s.undo.startswith("roll back")) for s in p.steps)
+    no_rollback = plan(no_rollback=True)
+    assert [s.name for s in no_rollback.steps if s.on_failure] == ["snapshot"]
+    assert [s.name for s in p.steps if not s.journaled] == ["lock"]  # it holds the others: not a timed step
+    assert [s.name for s in p.steps if not s.fails_deploy] == ["prune"]

@@ -8,19 +8,19 @@ from typing import Any
 
 import pytest
 
-from deploy.test_run import Rig, make_loaded, make_rig, rig  # noqa: F401  (fixtures used by name)
 from deploysafe.deploy import rollback
 from deploysafe.errors import DeploysafeError, PlatformError, PreconditionError, ProbeError, ProviderError, RollbackFailed
 from deploysafe.journal import Journal, read_journal
 from deploysafe.platforms.base import CurrentValue
 from deploysafe.providers.base import RestorePlan, Snapshot, SnapshotKind
 from deploysafe.snapshots.inuse import REPOINT_STEP, last_repoint
+from support.rig import Rig, make_loaded
 
 SNAP = "pre-deploy-20261125T100000Z-abc1234"
 
 
 @pytest.fixture
-def snap_rig(rig: Rig) -> Rig:  # noqa: F811
+def snap_rig(rig: Rig) -> Rig:
     """A rig with one pre-deploy snapshot (no compute yet) the app is healthy on."""
     rig.provider.create_snapshot(SNAP, SnapshotKind.PRE_DEPLOY)
     rig.platform.healthy_urls = {rig.provider.url_of(SNAP)}  # production is the broken one
@@ -32,6 +32,8 @@ def journal_of(rig: Rig) -> Journal:
 
 
 def execute(rig: Rig, prepared: rollback.Prepared, **kw: Any) -> rollback.Outcome:
+    """The rollback, probing with the rig's double (the app is healthy where the fake platform says)."""
+    kw.setdefault("analyse", rig.tools().analyse)
     return rollback.execute(rig.loaded, rig.provider, rig.platform, prepared, journal_of(rig), **kw)
 
 
@@ -128,16 +130,13 @@ def test_a_failed_step_gives_manual_steps_for_what_remains(
     assert snap_rig.provider.deleted == [] and "production" in snap_rig.provider.snapshots
 
 
-def test_probes_that_cannot_run_fail_the_rollback(snap_rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deploysafe.deploy import probes
-
+def test_probes_that_cannot_run_fail_the_rollback(snap_rig: Rig) -> None:
     def broken(*a: Any, **k: Any) -> Any:
         raise ProbeError("no probes configured")
 
-    monkeypatch.setattr(probes, "analyse", broken)
     p = rollback.prepare(snap_rig.loaded, snap_rig.provider, snap_rig.platform, SNAP)
     with pytest.raises(RollbackFailed, match="failed at step 'probes': no probes configured") as info:
-        execute(snap_rig, p)
+        execute(snap_rig, p, analyse=broken)
     assert not any("Set DATABASE_URL" in s for s in info.value.manual_steps)  # the repoint did happen
 
 
@@ -230,7 +229,7 @@ def _seed(rig: Rig, name: str, kind: SnapshotKind, hours_ago: float, ours: bool 
                               created_at=datetime.now(UTC) - timedelta(hours=hours_ago), source="production"))
 
 
-def test_resolve_target_picks_the_newest_pre_deploy_snapshot_of_ours(rig: Rig) -> None:  # noqa: F811
+def test_resolve_target_picks_the_newest_pre_deploy_snapshot_of_ours(rig: Rig) -> None:
     _seed(rig, "pre-deploy-old", SnapshotKind.PRE_DEPLOY, 5)
     _seed(rig, "pre-deploy-new", SnapshotKind.PRE_DEPLOY, 1)
     _seed(rig, "manual-newer", SnapshotKind.MANUAL, 0.5)
@@ -239,7 +238,7 @@ def test_resolve_target_picks_the_newest_pre_deploy_snapshot_of_ours(rig: Rig) -
     assert rollback.resolve_target(rig.provider, "manual-newer") == "manual-newer"
 
 
-def test_resolve_target_refuses_production_a_missing_name_and_an_empty_list(rig: Rig) -> None:  # noqa: F811
+def test_resolve_target_refuses_production_a_missing_name_and_an_empty_list(rig: Rig) -> None:
     with pytest.raises(PreconditionError, match="'production' is production itself"):
         rollback.resolve_target(rig.provider, "production")
     with pytest.raises(ProviderError, match="no snapshot named 'gone'"):

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from deploysafe.envfile import read_var
-from support.neon_double import NeonDouble, neon_double  # noqa: F401  (fixture)
+from support.neon_double import NeonDouble
 
 pytestmark = pytest.mark.e2e
 

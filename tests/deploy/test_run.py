@@ -1,30 +1,26 @@
 """deploy.deploy() with in-memory fakes: every failure point's outcome, exit code, journal line and timeline.
 
-The slow real-component path is in test_deploy_e2e.py. Here the provider and platform are
-the in-memory fakes, and generate / push / lint / probes / divergence / the lock are
-replaced on the modules deploy imports them from, so each branch runs in milliseconds.
+The slow real-component path is in test_deploy_e2e.py. Here the provider and platform are the
+in-memory fakes, and generate / push / lint / probes / divergence / the lock are doubles given
+to the executor (tests/support/rig.py), so each branch runs in milliseconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.deploy import run as deploy
+from deploysafe.deploy.outcome import Outcome
 from deploysafe.deploy.probes import Verdict
-from deploysafe.drizzle.lint import Finding
 from deploysafe.errors import (
     DeployFailedRolledBack,
     DeploysafeError,
     Interrupted,
     LintBlocked,
+    LockHeld,
     PlatformError,
     PreconditionError,
     ProviderError,
@@ -36,150 +32,7 @@ from deploysafe.platforms.base import Platform
 from deploysafe.platforms.fake import FakePlatform
 from deploysafe.providers.base import Provider, Snapshot, SnapshotKind
 from deploysafe.providers.fake import FakeProvider
-
-CONFIG = """
-[provider]
-type = "local"
-database_url = "postgresql://app@fake.invalid:5432/production"
-{provider_extra}
-[platform]
-type = "dotenv"
-env_file = ".env"
-restart = "systemctl restart app"
-[[probes.http]]
-name = "health"
-url = "http://127.0.0.1:3000/health"
-{extra}
-"""
-
-DESTRUCTIVE = Finding(file="drizzle/0001_x.sql", line=1, statement="ALTER TABLE users DROP COLUMN name;",
-                      rule="drop-column", severity="destructive", message="drops a column", url="https://x", allowed=False)
-
-
-@dataclass
-class Rig:
-    """One deploy's world: the fakes, the doubles' scripted behaviour, and what the doubles saw."""
-
-    loaded: LoadedConfig
-    provider: FakeProvider
-    platform: FakePlatform
-    generate_error: DeploysafeError | None = None
-    generate_reaches: str | None = None  # the URL the app's tooling really reaches during generate
-    push_error: DeploysafeError | None = None
-    push_breaks_app: bool = False  # the migration leaves the app unhealthy on production
-    healthy_on_snapshot: bool = True
-    findings: list[Finding] = field(default_factory=list)
-    watch_healthy: bool = True
-    pushed: list[str] = field(default_factory=list)  # URLs db:push ran against
-    provider_calls_at_push: list[str] = field(default_factory=list)
-    probed: list[tuple[str | None, str]] = field(default_factory=list)  # (url, phase)
-
-    @property
-    def prod_url(self) -> str:
-        return self.provider.url_of("production")
-
-    def snapshot_names(self) -> list[str]:
-        return [n for n, s in self.provider.snapshots.items() if s.kind is SnapshotKind.PRE_DEPLOY]
-
-    def results(self) -> list[dict[str, Any]]:
-        return [r for r in read_journal(self.loaded.state_dir) if r["step"] == "result"]
-
-    def run(self, **opts: Any) -> tuple[deploy.Summary, DeploysafeError | None]:
-        opts.setdefault("sha", "0123456789abcdef")
-        try:
-            summary = deploy.deploy(self.loaded, deploy.DeployOptions(**opts), provider=self.provider,
-                                    platform=self.platform)
-        except DeploysafeError as e:
-            return e.context["summary"], e
-        return summary, None
-
-
-def make_loaded(tmp_path: Path, extra: str = "", provider_extra: str = "") -> LoadedConfig:
-    cfg = parse_config(CONFIG.format(extra=extra, provider_extra=provider_extra), env={})
-    return LoadedConfig(cfg, tmp_path / "deploysafe.toml")
-
-
-@contextmanager
-def _no_lock(*args: Any, **kwargs: Any) -> Iterator[dict[str, Any]]:
-    yield {}
-
-
-def install_doubles(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Replace everything deploy reaches outside the two adapters; the doubles act on the rig."""
-    from deploysafe import lock
-    from deploysafe.deploy import diverge, probes, watch
-    from deploysafe.drizzle import lint
-    from deploysafe.drizzle import steps as migrate
-    from deploysafe.process import StepResult
-
-    def generate(loaded: LoadedConfig, url: str, *, on_line: Any = None) -> migrate.GenerateResult:
-        assert url == rig.prod_url
-        if rig.generate_reaches:
-            rig.pushed.append(rig.generate_reaches)  # its schema changes: what the fingerprint sees
-        if rig.generate_error:
-            raise rig.generate_error
-        # the snapshot exists by now: whether the app would be healthy on it is the rig's choice
-        for name in rig.snapshot_names():
-            if rig.healthy_on_snapshot:
-                rig.platform.healthy_urls.add(rig.provider.url_of(name))
-        new = [loaded.app_dir / "drizzle" / "0001_x.sql"]
-        return migrate.GenerateResult(StepResult("generate", "gen", 0, "", 0.0), new, "ALTER TABLE users ADD x int;")
-
-    def plan_push(loaded: LoadedConfig, url: str, *, on_line: Any = None) -> migrate.PushPlan:
-        assert url == rig.prod_url  # read-only, against production, before push
-        return migrate.PushPlan(StepResult("push-plan", "plan", 0, "", 0.0), ["ALTER TABLE users ADD x int;"], False)
-
-    def push(loaded: LoadedConfig, url: str, *, on_line: Any = None, planned: Any = None) -> migrate.PushResult:
-        rig.pushed.append(url)
-        if url != rig.prod_url:  # --rehearse: the throwaway copy
-            return migrate.PushResult(StepResult("push", "push", 0, "", 0.0), True, True)
-        rig.provider_calls_at_push = rig.provider.faults.methods()
-        if rig.push_error:
-            raise rig.push_error
-        if rig.push_breaks_app:
-            rig.platform.healthy_urls.discard(rig.prod_url)
-        return migrate.PushResult(StepResult("push", "push", 0, "", 0.0), True, True)
-
-    def analyse(cfg: Any, url: str | None, *, journal: Any = None, on_attempt: Any = None, phase: str = "probe",
-                **kw: Any) -> Verdict:
-        rig.probed.append((url, phase))
-        if on_attempt:
-            on_attempt(1, [])
-        ok = rig.platform.app_healthy()
-        return Verdict(ok, "all probes passed" if ok else "health: HTTP 500", 0.0)
-
-    def watch_window(loaded: LoadedConfig, url: str, journal: Any, seconds: float) -> Verdict:
-        return Verdict(rig.watch_healthy, "steady" if rig.watch_healthy else "health failed during the window", seconds)
-
-    monkeypatch.setattr(lock, "deploy_lock", _no_lock)
-    monkeypatch.setattr(migrate, "generate", generate)
-    monkeypatch.setattr(migrate, "push", push)
-    # a database's schema changes with each push it receives: what proves generate/rehearse left production alone
-    monkeypatch.setattr(migrate, "schema_fingerprint", lambda url: f"{url}#{rig.pushed.count(url)}")
-    monkeypatch.setattr(migrate, "plan_push", plan_push)
-    # the rig's findings stand for everything linted: the files and the planned statements
-    monkeypatch.setattr(lint, "lint_change", lambda paths, sql, **kw: lint.LintReport(list(rig.findings)))
-    monkeypatch.setattr(probes, "analyse", analyse)
-    monkeypatch.setattr(watch, "watch_window", watch_window)
-    monkeypatch.setattr(diverge, "rows_only_in_failed", lambda failed, snap, **kw: [])
-
-
-@pytest.fixture
-def make_rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    def make(extra: str = "", provider_extra: str = "") -> Rig:
-        provider = FakeProvider("production")
-        url = provider.url_of("production")
-        rig = Rig(make_loaded(tmp_path, extra, provider_extra), provider, FakePlatform(url, healthy_urls={url}))
-        install_doubles(rig, monkeypatch)
-        return rig
-
-    return make
-
-
-@pytest.fixture
-def rig(make_rig: Any) -> Rig:
-    r: Rig = make_rig()
-    return r
+from support.rig import DESTRUCTIVE, Rig
 
 
 def steps(summary: deploy.Summary) -> list[tuple[str, str]]:
@@ -261,9 +114,8 @@ def test_healthy_deploy_exits_0_with_the_timeline_in_order(rig: Rig) -> None:
     assert rec["details"]["snapshot"] == summary.snapshot and rec["outcome"] == "ok"
 
 
-def test_rehearse_app_deploy_and_watch_appear_in_the_timeline(make_rig: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rehearse_app_deploy_and_watch_appear_in_the_timeline(make_rig: Any) -> None:
     rig: Rig = make_rig('[deploy]\napp_deploy = "deploy-app"\n')
-    monkeypatch.setattr(deploy, "_app_deploy", lambda loaded, url: None)
     summary, err = rig.run(rehearse=True, watch=5.0)
     assert err is None, err
     assert [s for s, _ in steps(summary)] == ["preflight", "snapshot", "generate", "lint", "rehearse", "push", "app",
@@ -282,7 +134,7 @@ def test_dry_run_changes_nothing(rig: Rig) -> None:
 
 def _old_snapshot(rig: Rig, name: str = "pre-deploy-20260101T000000Z-aaaaaaa") -> Snapshot:
     return rig.provider.add(Snapshot(id=f"id-{name}", name=name, kind=SnapshotKind.PRE_DEPLOY, ours=True,
-                                     created_at=datetime.now(UTC) - timedelta(days=30), source="production"))
+                                     created_at=rig.clock.now() - timedelta(days=30), source="production"))
 
 
 def test_prune_deletes_only_the_expired_snapshot(rig: Rig) -> None:
@@ -302,14 +154,43 @@ def test_a_failed_deletion_while_pruning_never_fails_the_deploy(rig: Rig) -> Non
     last_result(rig, "deployed", 0)
 
 
-def test_a_prune_that_cannot_even_list_never_fails_the_deploy(rig: Rig) -> None:
-    rig.provider.faults.fail("list_snapshots", ProviderError("provider unreachable"), on_call=2)  # 1: preflight
+def test_a_healthy_deploy_reads_each_fact_once(rig: Rig) -> None:
+    """production, where the app points and the snapshot list are read in preflight only: the rollback's
+    preparation and prune use those answers (prune no longer lists the snapshots again)."""
     summary, err = rig.run()
-    assert err is None and summary.exit_code == 0 and summary.outcome == "deployed"
-    assert steps(summary)[-1] == ("prune", "failed")
-    assert rig.provider.faults.counts["list_snapshots"] == 2  # the fault did fire, in prune
-    assert_nothing_lost(rig)
-    last_result(rig, "deployed", 0)
+    assert err is None and summary.outcome == "deployed"
+    calls = {**rig.provider.faults.counts, **{f"platform.{k}": v for k, v in rig.platform.faults.counts.items()}}
+    assert (calls["production"], calls["list_snapshots"], calls["platform.read_current"]) == (1, 1, 1)
+    assert calls["platform.caveats"] == 1
+
+
+def test_the_prune_dry_run_shows_is_the_prune_carried_out(make_rig: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Planned once, counting the snapshot the deploy makes (the newest pre-deploy one from then on), so the
+    expired previous one is in the --dry-run list, and exactly that list is deleted."""
+    rig: Rig = make_rig()
+    old = _old_snapshot(rig)
+    dry, err = rig.run(dry_run=True)
+    assert err is None and dry.plan is not None and dry.plan.prune == (old.name,)
+    assert f"prune would delete: {old.name}" in capsys.readouterr().out
+    summary, err = rig.run()
+    assert err is None and summary.plan == dry.plan  # the fixed clock: the same plan
+    assert summary.pruned == list(dry.plan.prune) == rig.provider.deleted
+
+
+def test_making_room_under_the_branch_limit_reuses_the_facts_and_prune_skips_what_it_deleted(rig: Rig) -> None:
+    older = _old_snapshot(rig, "pre-deploy-20260101T000000Z-aaaaaaa")
+    old = rig.provider.add(older.model_copy(update={"id": "id-b", "name": "pre-deploy-20260102T000000Z-bbbbbbb",
+                                                    "created_at": older.created_at + timedelta(days=1)}))
+    rig.provider.allowance = 3  # production and the two old ones: one must go before the snapshot fits
+    dry, _ = rig.run(dry_run=True)
+    assert dry.plan is not None and dry.plan.prune == (older.name, old.name)
+    summary, err = rig.run()
+    assert err is None and summary.outcome == "deployed"
+    assert rig.provider.deleted == [older.name, old.name]  # the oldest to make room, the other by prune
+    assert summary.pruned == [old.name] and steps(summary)[-1] == ("prune", "ok")
+    counts = rig.provider.faults.counts
+    assert (counts["production"], counts["list_snapshots"]) == (2, 2)  # the dry run's and the deploy's, once each
+    assert rig.platform.faults.counts["read_current"] == 2
 
 
 # --- failures before production changed: exit 3, nothing touched ---------------------------------------
@@ -353,7 +234,7 @@ def test_lint_block_names_the_statement_and_allow_destructive_passes(make_rig: A
 
 def test_app_pointing_at_a_snapshot_refuses_with_the_promote_hint(rig: Rig) -> None:
     rig.provider.add(Snapshot(id="id-old", name="pre-deploy-old", kind=SnapshotKind.PRE_DEPLOY, ours=True,
-                              created_at=datetime.now(UTC), source="production"), serving=True)
+                              created_at=rig.clock.now(), source="production"), serving=True)
     rig.platform.value = rig.platform.live_value = rig.provider.url_of("pre-deploy-old")
     summary, err = rig.run()
     assert isinstance(err, PreconditionError) and err.exit_code == 3 and summary.exit_code == 3
@@ -507,17 +388,14 @@ def test_ctrl_c_before_production_changed_exits_130_and_journals_130(rig: Rig) -
     last_result(rig, "failed before production changed", 130)
 
 
-def test_ctrl_c_after_push_rolls_back(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deploysafe.deploy import probes
-
-    healthy = probes.analyse  # the rig's double
-
+def test_ctrl_c_after_push_rolls_back(rig: Rig) -> None:
     def interrupted(cfg: Any, url: str | None, *, phase: str = "probe", **k: Any) -> Any:
         if phase == "probe":  # Ctrl-C once, during the post-push probes; the rollback's probes run
             raise KeyboardInterrupt
-        return healthy(cfg, url, phase=phase, **k)
+        ok = rig.platform.app_healthy()
+        return Verdict(ok, "all probes passed" if ok else "health: HTTP 500", 0.0)
 
-    monkeypatch.setattr(probes, "analyse", interrupted)
+    rig.analyse = interrupted
     summary, err = rig.run()
     assert isinstance(err, DeployFailedRolledBack) and summary.exit_code == 1
     assert summary.rollback and summary.rollback["reason"] == "interrupted"
@@ -530,10 +408,9 @@ def test_generate_that_reaches_production_is_caught_by_the_fingerprint_and_rolle
     rig.generate_reaches = rig.prod_url
     summary, err = rig.run()
     assert isinstance(err, DeployFailedRolledBack) and summary.outcome == "rolled back"
+    # the message naming the variables is drizzle/steps.untouched's (tests/drizzle/test_target_e2e.py)
     assert summary.error and summary.error.startswith(
-        "deploy failed (generate: production's schema changed during a step that must not touch it; the app's tooling reached "
-        "production instead of the database deploysafe chose (drizzle.config.ts does not say which variable it "
-        "reads; deploysafe set DATABASE_URL)")
+        "deploy failed (generate: production's schema changed during a step that must not touch it)")
     assert "push" not in [s for s, _ in steps(summary)]
     assert rig.platform.value == rig.provider.url_of(summary.snapshot)
 
@@ -543,3 +420,79 @@ def test_a_generate_that_reaches_another_database_is_no_concern_of_production(ri
     summary, err = rig.run()
     assert err is None and summary.outcome == "deployed"
 
+
+
+# --- the plan is the program: --dry-run's steps are the steps the executor runs ------------------------------
+
+APP_DEPLOY = '[deploy]\napp_deploy = "ship-it"\n'
+EVERY_STEP = {"rehearse": True, "watch": 5.0}  # with APP_DEPLOY: a plan with every kind of step
+
+
+def _app_deploy_fails(rig: Rig) -> None:
+    def app_deploy(loaded: Any, url: str) -> None:
+        raise StepError("[deploy] app_deploy exited 1", step="app_deploy", production_changed=True)
+
+    rig.app_deploy = app_deploy
+
+
+# how each step of the plan is made to fail, and how the deploy must then end (exit code, journaled outcome)
+FAILURES: dict[str, tuple[Any, int, Outcome]] = {
+    "lock": (lambda r: setattr(r, "lock_error", LockHeld("another deploysafe run holds the lock")), 5, Outcome.FAILED),
+    "snapshot": (lambda r: r.provider.faults.fail("create_snapshot", ProviderError("quota exceeded")), 3,
+                 Outcome.FAILED_BEFORE_CHANGE),
+    "generate": (lambda r: setattr(r, "generate_error", StepError("db:generate exited 1", step="generate")), 3,
+                 Outcome.FAILED_BEFORE_CHANGE),
+    "lint": (lambda r: setattr(r, "findings", [DESTRUCTIVE]), 3, Outcome.FAILED_BEFORE_CHANGE),
+    "rehearse": (lambda r: setattr(r, "rehearse_error", StepError("db:push exited 1", step="push")), 3,
+                 Outcome.FAILED_BEFORE_CHANGE),
+    "push": (lambda r: setattr(r, "push_error", StepError("db:push died half way", step="push",
+                                                          production_changed=True)), 1, Outcome.ROLLED_BACK),
+    "app": (_app_deploy_fails, 1, Outcome.ROLLED_BACK),
+    "probes": (lambda r: setattr(r, "push_breaks_app", True), 1, Outcome.ROLLED_BACK),
+    "watch": (lambda r: setattr(r, "watch_healthy", False), 1, Outcome.ROLLED_BACK),
+    # the second deletion is prune's (the first removes the rehearsal's copy): a failed prune never fails a deploy
+    "prune": (lambda r: r.provider.faults.fail("delete", ProviderError("branch is busy"), on_call=2), 0, Outcome.OK),
+}
+
+
+def test_every_step_of_the_plan_has_a_failure_case(make_rig: Any) -> None:
+    dry, _ = make_rig(APP_DEPLOY).run(dry_run=True, **EVERY_STEP)
+    assert dry.plan is not None and [s.name for s in dry.plan.steps] == list(FAILURES)
+
+
+@pytest.mark.parametrize("failing", list(FAILURES))
+def test_a_failing_step_runs_the_plan_up_to_it_and_the_undo_it_names(make_rig: Any, failing: str) -> None:
+    rig: Rig = make_rig(APP_DEPLOY)
+    old = _old_snapshot(rig)  # something for prune to delete
+    dry, err = rig.run(dry_run=True, **EVERY_STEP)
+    assert err is None and dry.plan is not None and dry.plan.prune == (old.name,)
+    names = [s.name for s in dry.plan.steps]
+    at = names.index(failing)
+    fail, exit_code, outcome = FAILURES[failing]
+    fail(rig)
+    summary, err = rig.run(**EVERY_STEP)
+    assert summary.plan == dry.plan  # the plan --dry-run printed is the one executed
+    assert summary.steps_run == names[: at + 1]  # exactly the plan's steps, in order, up to the failing one
+    assert summary.undo == dry.plan.steps[at].on_failure  # the undo the plan named for that step, and no other
+    assert summary.exit_code == exit_code and summary.outcome is outcome
+    assert (err is None) == (exit_code == 0) and (err is None or err.exit_code == exit_code)
+    result = [r for r in rig.results() if r["run_id"] == summary.run_id]  # the dry run wrote its own
+    assert [(r["details"]["outcome"], r["details"]["exit_code"]) for r in result] == [(outcome.value, exit_code)]
+    assert rig.platform.value == (rig.provider.url_of(summary.snapshot or "") if outcome is Outcome.ROLLED_BACK
+                                  else rig.prod_url)
+    assert "production" in rig.provider.snapshots
+    if failing == "prune":
+        assert summary.pruned == [] and old.name in rig.provider.snapshots
+
+
+@pytest.mark.parametrize("options", [{}, EVERY_STEP], ids=["default", "every-step"])
+def test_a_healthy_run_executes_exactly_the_dry_run_plan(make_rig: Any, options: dict[str, Any]) -> None:
+    rig: Rig = make_rig(APP_DEPLOY if options else "")
+    dry, _ = rig.run(dry_run=True, **options)
+    assert dry.plan is not None and dry.steps_run == []  # a dry run executes nothing
+    summary, err = rig.run(**options)
+    assert err is None and summary.outcome is Outcome.OK and summary.undo is None
+    assert summary.plan == dry.plan
+    assert summary.steps_run == [s.name for s in dry.plan.steps]
+    # every journaled step is in the timeline, in the plan's order, after preflight
+    assert [s for s, _ in steps(summary)] == ["preflight", *(s.name for s in dry.plan.steps if s.journaled)]

@@ -31,7 +31,6 @@ import pytest
 
 from deploysafe.config import LoadedConfig, load_config
 from deploysafe.deploy.run import DeployOptions, Summary, deploy
-from deploysafe.errors import DeploysafeError
 from deploysafe.http import RetryPolicy
 from deploysafe.providers.local import LocalProvider
 from support.e2e import env_url, healthy
@@ -98,12 +97,9 @@ OUTCOMES = {0: "deployed", 1: "rolled back", 3: "failed before production change
 
 
 def run(loaded: LoadedConfig, provider: Any = None, platform: Any = None) -> tuple[int, Summary]:
-    try:
-        return 0, deploy(loaded, DeployOptions(sha="0123456789abcdef"), provider=provider, platform=platform)
-    except DeploysafeError as e:
-        summary = e.context.get("summary")
-        assert isinstance(summary, Summary), f"no summary for {type(e).__name__}: {e}"
-        return e.exit_code, summary
+    summary = deploy(loaded, DeployOptions(sha="0123456789abcdef"), provider=provider, platform=platform)
+    assert summary.exit_code == (summary.failure.exit_code if summary.failure else 0)
+    return summary.exit_code, summary
 
 
 def check_journal(loaded: LoadedConfig, code: int, summary: Summary) -> dict[str, Any]:
