@@ -436,7 +436,7 @@ class LoadedConfig:
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:public)?\}")
 
 # Shell commands: ``${VAR}`` stays a reference the shell expands from the child's environment,
-# so a token never sits on a command line (issue 17); the command's child gets VAR.
+# so a token never sits on a command line; the command's child gets VAR.
 _COMMAND_KEYS = frozenset({
     ("app", "generate"), ("app", "push"), ("deploy", "app_deploy"),
     ("platform", "restart"), ("platform", "get_command"), ("platform", "set_command"), ("platform", "wait_command"),

@@ -2,7 +2,7 @@
 
 The journal (:mod:`deploysafe.journal`) and the lock file open themselves 0600; drill reports and the
 crash log are written here. The crash log goes to the state folder of the config in use, else to
-``$XDG_STATE_HOME/deploysafe`` (``~/.local/state/deploysafe``), under a unique name (issue 17).
+``$XDG_STATE_HOME/deploysafe`` (``~/.local/state/deploysafe``), under a unique name.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The GitHub integration: workflows and the composite action are schema-valid and do what they say (issue 6 §7)."""
+"""The GitHub integration: workflows and the composite action are schema-valid and do what they say."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_deploy_template_runs_one_deploy_at_a_time_on_push_to_main() -> None:
     report = job["steps"][-1]
     assert "steps.deploysafe.outputs.rolled-back" in json.dumps(report)
     assert any(s.get("run") == "npm ci" for s in job["steps"])  # drizzle-kit must be installed
-    # the state dir survives between runners, also after a failed or cancelled run (issue 15)
+    # the state dir survives between runners, also after a failed or cancelled run
     uses = [s.get("uses", "") for s in job["steps"]]
     restore = uses.index("actions/cache/restore@v4")
     save = uses.index("actions/cache/save@v4")

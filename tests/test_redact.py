@@ -1,4 +1,4 @@
-"""Redaction: no password or registered secret survives, whatever the URL looks like (issue 2 §6)."""
+"""Redaction: no password or registered secret survives, whatever the URL looks like."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def test_secret_keys_in_objects_are_masked_but_their_env_names_are_not() -> None
     }
 
 
-# --- issue 17: every pattern of the issue, and registered secrets in every encoding ---------------------
+# --- every secret pattern, and registered secrets in every encoding ---------------------
 
 # Values as tokens look: no whitespace or quotes (those end a token in any log line).
 token_values = st.text(

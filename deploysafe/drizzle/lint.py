@@ -1,4 +1,4 @@
-"""Classify every statement of migration SQL as destructive, locking or info (issue 4).
+"""Classify every statement of migration SQL as destructive, locking or info.
 
 Two real analysers, no regular expressions over SQL:
 
@@ -383,7 +383,7 @@ def enforce(report: LintReport, policy: str, allow_destructive: bool = False) ->
 
 def lint_change(files: list[Path], planned_sql: str, *, folder: Path | None = None,
                 plan_name: str = "<push plan>") -> LintReport:
-    """Lint what will be applied: ``files`` plus the statements push would run (issue 14).
+    """Lint what will be applied: ``files`` plus the statements push would run.
 
     A planned statement already judged in ``files`` is not reported twice. One that is not
     (a migration committed earlier, a re-run of a blocked deploy, a push without files) is

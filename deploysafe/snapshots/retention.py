@@ -1,4 +1,4 @@
-"""Which snapshots may go: the pure retention planner behind ``deploysafe prune`` (issue 3 §6).
+"""Which snapshots may go: the pure retention planner behind ``deploysafe prune``.
 
 Snapshots plus the clock, the ``[retention]`` ages and where the app points go in; a
 :class:`PrunePlan` comes out. No I/O here, so the same rules can be tested exhaustively.
