@@ -2,14 +2,14 @@
 
     from support.cli import run_cli
 
-    r = run_cli("--json", "status", cwd=app.root, env=app.env)
+    r = run_cli("--json", "deploy", cwd=app.root, env=app.env)
     assert r.code == 0, r.stderr
-    assert r.json["outcome"] == "done"
+    assert r.json["outcome"] == "deployed"
 
 ``run_cli(*args, cwd, env=None, timeout=240.0, input=None) -> CliResult``
     Runs ``deploysafe ARGS`` in ``cwd`` and waits for it. ``env`` is the child's whole environment (None: this
-    process's); stdin is empty unless ``input`` is given; output
-    that is not UTF-8 is decoded with replacement characters; a run longer than ``timeout`` seconds raises
+    process's); stdin is empty unless ``input`` is given; output that is not UTF-8 is decoded with
+    replacement characters; a run longer than ``timeout`` seconds raises
     ``subprocess.TimeoutExpired``, so a hang fails the test instead of stalling the suite.
 ``CliResult``
     ``code``, ``stdout``, ``stderr``; ``output`` (stdout then stderr); ``json`` (the JSON document in stdout).
@@ -59,9 +59,9 @@ def run_cli(*args: str, cwd: Path, env: Mapping[str, str] | None = None, timeout
             input: str | None = None) -> CliResult:
     """Run ``deploysafe ARGS`` in ``cwd`` (see the module docstring)."""
     assert DEPLOYSAFE.exists(), f"{DEPLOYSAFE} is missing: run `bash scripts/setup`"
-    r = subprocess.run([str(DEPLOYSAFE), *args], cwd=cwd, env=None if env is None else dict(env), capture_output=True,
-                       text=True, errors="replace", timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL,
-                       check=False)
+    stdin = None if input is not None else subprocess.DEVNULL
+    r = subprocess.run([str(DEPLOYSAFE), *args], cwd=cwd, env=None if env is None else dict(env), input=input, stdin=stdin,
+                       capture_output=True, text=True, errors="replace", timeout=timeout, check=False)
     return CliResult(r.returncode, r.stdout, r.stderr)
 
 
