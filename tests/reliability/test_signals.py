@@ -64,9 +64,10 @@ def _wait_running(app: DemoApp, step: str, tool: str, proc: subprocess.Popen[str
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         running = any(r["step"] == step and r["outcome"] == "running" for r in journal_records(app.root / STATE))
-        if running and pid_file.exists() and pid_file.read_text().strip():
+        pid = pid_file.read_text().strip() if pid_file.exists() else ""  # read once: the tool may be writing it
+        if running and pid:
             try:
-                pgid = os.getpgid(int(pid_file.read_text()))  # the shell deploysafe started leads the group
+                pgid = os.getpgid(int(pid))  # the shell deploysafe started leads the group
             except ProcessLookupError:
                 pgid = 0
             if pgid and pgid != os.getpgid(0):
