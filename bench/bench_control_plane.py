@@ -25,7 +25,7 @@ from _common import save  # noqa: E402
 
 from deploysafe.config import LoadedConfig, parse_config  # noqa: E402
 from deploysafe.demo import embedded  # noqa: E402
-from deploysafe.deploy import rollback
+from deploysafe.deploy import rollback  # noqa: E402
 from deploysafe.http import RetryPolicy  # noqa: E402
 from deploysafe.journal import Journal  # noqa: E402
 from deploysafe.platforms import make_platform  # noqa: E402

@@ -1,4 +1,4 @@
-"""Benchmark: what the pre-push hook adds to `git push` of an unrelated commit (issue 7).
+"""Benchmark: what the pre-push hook adds to `git push` of an unrelated commit.
 
 Goal: under 100 ms added (median) on a 2-core machine. Runs `git push` to a local bare remote
 with and without the hook installed, alternating, each push sending one fresh commit that touches

@@ -41,7 +41,7 @@ from _common import median, save  # noqa: E402
 
 from deploysafe.config import LoadedConfig, parse_config  # noqa: E402
 from deploysafe.demo import embedded  # noqa: E402
-from deploysafe.deploy import probes, rollback
+from deploysafe.deploy import probes, rollback  # noqa: E402
 from deploysafe.http import RetryPolicy  # noqa: E402
 from deploysafe.journal import Journal  # noqa: E402
 from deploysafe.platforms import make_platform  # noqa: E402

@@ -1,4 +1,4 @@
-"""Environments built for each child process (issue 17): a child gets what it needs, never more.
+"""Environments built for each child process: a child gets what it needs, never more.
 
 - The user's own steps (``[app] generate``/``push``, ``[deploy] app_deploy``) and platform commands
   (``restart``, ``get_command``, ``set_command``, ``wait_command``) get the user's environment minus

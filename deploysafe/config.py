@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -435,7 +436,7 @@ class LoadedConfig:
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:public)?\}")
 
 # Shell commands: ``${VAR}`` stays a reference the shell expands from the child's environment,
-# so a token never sits on a command line (issue 17); the command's child gets VAR.
+# so a token never sits on a command line; the command's child gets VAR.
 _COMMAND_KEYS = frozenset({
     ("app", "generate"), ("app", "push"), ("deploy", "app_deploy"),
     ("platform", "restart"), ("platform", "get_command"), ("platform", "set_command"), ("platform", "wait_command"),
@@ -495,48 +496,62 @@ def _single_quoted_refs(command: str) -> list[str]:
 
 
 def _interpolate(obj: Any, env: dict[str, str], loc: tuple[Any, ...], problems: list[str]) -> Any:
+    """``obj`` (the parsed TOML at ``loc``) with every ``${VAR}`` replaced; what is wrong goes to ``problems``."""
     if isinstance(obj, str):
-        key = tuple(p for p in loc if not isinstance(p, int))
-        command = key in _COMMAND_KEYS
-
-        def sub(m: re.Match[str]) -> str:
-            name = m.group(1)
-            if name not in env:
-                problems.append(f"{_loc(loc)}: environment variable {name} is not set; export it or edit the file")
-                return ""
-            value = env[name]
-            if not m.group(2) and not _is_public(key, value):
-                # Secret by default, before anything can print it (issue 17). Of a database URL only the
-                # password is: user, host and database name keep messages readable.
-                register_secret(url_password(value) if key == ("provider", "database_url") else value)
-                if key[:2] not in _APP_KEYS:
-                    claim(name)  # deploysafe's own: the app's steps do not get it
-            return "${" + name + "}" if command else value
-
-        if loc[:2] == ("provider", "database_url") and not _VAR.search(obj) and url_password(obj):
-            problems.append(
-                f"{_loc(loc)}: the file holds a password; secrets come only from the environment: "
-                'write database_url = "${DATABASE_URL}"'
-            )
-        if command:
-            for ref in _single_quoted_refs(obj):
-                problems.append(
-                    f"{_loc(loc)}: {ref} is inside single quotes, where the shell does not expand it; "
-                    f"""close the quotes around it: '...'"{ref}"'...'"""
-                )
-        value = _VAR.sub(sub, obj)
-        if loc[:2] == ("provider", "database_url") and value:
-            bad = postgres_url_problem(value)
-            if bad:
-                names = [m.group(1) for m in _VAR.finditer(obj)]
-                where = f" (the value of ${names[0]})" if names else ""
-                problems.append(f"{_loc(loc)}{where}: {bad}")
-        return value
+        return _interpolate_str(obj, env, loc, problems)
     if isinstance(obj, dict):
         return {k: _interpolate(v, env, loc + (k,), problems) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_interpolate(v, env, loc + (i,), problems) for i, v in enumerate(obj)]
     return obj
+
+
+def _interpolate_str(text: str, env: dict[str, str], loc: tuple[Any, ...], problems: list[str]) -> str:
+    key = tuple(p for p in loc if not isinstance(p, int))
+    command = key in _COMMAND_KEYS
+    database_url = loc[:2] == ("provider", "database_url")
+    if database_url and not _VAR.search(text) and url_password(text):
+        problems.append(
+            f"{_loc(loc)}: the file holds a password; secrets come only from the environment: "
+            'write database_url = "${DATABASE_URL}"'
+        )
+    if command:
+        for ref in _single_quoted_refs(text):
+            problems.append(
+                f"{_loc(loc)}: {ref} is inside single quotes, where the shell does not expand it; "
+                f"""close the quotes around it: '...'"{ref}"'...'"""
+            )
+    value = _VAR.sub(_substitute(env, key, loc, command, problems), text)
+    if database_url and value:
+        bad = postgres_url_problem(value)
+        if bad:
+            names = [m.group(1) for m in _VAR.finditer(text)]
+            where = f" (the value of ${names[0]})" if names else ""
+            problems.append(f"{_loc(loc)}{where}: {bad}")
+    return value
+
+
+def _substitute(
+    env: dict[str, str], key: tuple[Any, ...], loc: tuple[Any, ...], command: bool, problems: list[str]
+) -> Callable[[re.Match[str]], str]:
+    """The replacement for one ``${VAR}`` match: its value (a command keeps the reference, for the shell to expand
+    from the child's environment), registered as a secret unless public."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in env:
+            problems.append(f"{_loc(loc)}: environment variable {name} is not set; export it or edit the file")
+            return ""
+        value = env[name]
+        if not m.group(2) and not _is_public(key, value):
+            # Secret by default, before anything can print it. Of a database URL only the password is:
+            # user, host and database name keep messages readable.
+            register_secret(url_password(value) if key == ("provider", "database_url") else value)
+            if key[:2] not in _APP_KEYS:
+                claim(name)  # deploysafe's own: the app's steps do not get it
+        return "${" + name + "}" if command else value
+
+    return sub
 
 
 def references(path: Path) -> dict[tuple[Any, ...], str]:

@@ -12,8 +12,8 @@ import re
 import tempfile
 from pathlib import Path
 
-# Horizontal space only: `\s` would let "KEY=\n" swallow its own newline (the new value then
-# landed on the next line and the variable was left empty).
+# Horizontal space only: `\s` would let "KEY=\n" swallow its own newline, putting the new value
+# on the next line and leaving the variable empty.
 _LINE = re.compile(
     r"^(?P<lead>[ \t]*(?:export[ \t]+)?)(?P<key>[A-Za-z_][A-Za-z0-9_.]*)(?P<eq>[ \t]*=[ \t]*)(?P<val>.*?)(?P<nl>\r?\n)?$"
 )

@@ -4,8 +4,8 @@ A step writes a ``running`` line when it starts and a final line (``ok``, ``fail
 ``skipped``) when it ends; both are fsynced, so a run killed mid-step leaves a record
 that says which step it was in. Every line passes through :func:`redact_obj`.
 
-A journal that cannot be written (disk full, read-only state dir) never stops a rollback
-(issue 15): once production may have changed the caller sets ``strict = False`` and every
+A journal that cannot be written (disk full, read-only state dir) never stops a rollback:
+once production may have changed the caller sets ``strict = False`` and every
 line that cannot reach the file goes to stderr instead, after one warning. While ``strict``
 (the default), a write failure is a :class:`~deploysafe.errors.PreconditionError` (exit 3)
 naming the file, never an internal error.

@@ -9,7 +9,7 @@ Two locks, taken in this order and held for the whole run:
 
 A crashed holder needs no clean-up: the kernel drops its ``flock`` and PostgreSQL drops an
 advisory lock when the session ends. A holder whose machine vanished (no FIN, no RST) is
-noticed by the server's TCP keepalives, which the lock session sets itself (issue 15):
+noticed by the server's TCP keepalives, which the lock session sets itself:
 ``tcp_keepalives_idle=20``, ``interval=5``, ``count=4``, so the server ends the session, and
 the lock with it, within :data:`KEEPALIVE_BOUND` seconds (20 + 5 x 4 = 40 s) of the last packet,
 not the server default of two hours. The session always goes to the server directly: a Neon
@@ -95,7 +95,7 @@ def _file_lock(state_dir: Path, holder: dict[str, Any]) -> Iterator[None]:
     path = state_dir / "deploy.lock"
     fd = _open_lock_file(path)
     if fd is None:
-        # a full or read-only state dir never blocks a rollback (issue 15): the advisory lock on the
+        # a full or read-only state dir never blocks a rollback: the advisory lock on the
         # production server still keeps runs apart, across machines and on this one
         from deploysafe.console import console
 

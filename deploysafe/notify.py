@@ -46,8 +46,6 @@ def notify(
     url = webhook_url(cfg)
     if url is None:
         return False
-    import httpx
-
     from deploysafe.http import RetryPolicy, make_client, send
 
     try:

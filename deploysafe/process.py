@@ -5,10 +5,10 @@ refused at once instead of waiting for an answer), in its own process group, wit
 and stderr merged and read line by line. Each line is cleaned of ANSI escapes, redacted,
 handed to ``on_line`` and kept for the journal.
 
-Never hang (issue 4): the deadline covers the whole step; on timeout the whole process
+Never hang: the deadline covers the whole step; on timeout the whole process
 group gets SIGTERM, then SIGKILL after a short grace, and :class:`StepTimeout` is raised.
 
-Never wait out a prompt (issue 14): ``stop_when`` sees every line while the step runs, and
+Never wait out a prompt: ``stop_when`` sees every line while the step runs, and
 also the unfinished last line (a prompt's answer list ends without a newline). When it
 returns a reason, the process group is stopped at once the same way and the result says
 why (``stopped_at``); the caller decides what that means.
@@ -16,7 +16,7 @@ Output is read with a selector, not a blocking read, so a grandchild that keeps 
 open after the step exited cannot hold us either: after a short drain the group is
 killed and we stop reading.
 
-No step outlives deploysafe (issue 15), even after SIGKILL: each step gets a watchdog, a tiny
+No step outlives deploysafe, even after SIGKILL: each step gets a watchdog, a tiny
 ``sh`` in its own session that waits on a pipe only deploysafe holds. When the step ends,
 deploysafe writes ``done`` and the watchdog exits; when deploysafe dies in any way the kernel
 closes the pipe, the watchdog reads end-of-file and kills the step's whole process group
@@ -265,7 +265,7 @@ def _supervise(name: str, command: str, proc: subprocess.Popen[bytes], pgid: int
         timed_out, tail = _pump(proc, fd, deadline, emit, stop)
     except BaseException:
         # on_line raised, Ctrl-C or SIGTERM: the step runs in its own session and would not see the
-        # terminal's signal, so end its whole group at once rather than leave it running (issues 4, 15).
+        # terminal's signal, so end its whole group at once rather than leave it running.
         _kill_group(pgid, signal.SIGKILL)
         proc.wait()
         raise

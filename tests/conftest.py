@@ -18,6 +18,7 @@ from deploysafe.childenv import clear_claims
 from deploysafe.console import console
 from deploysafe.demo import embedded
 from deploysafe.redact import clear_secrets
+from support.neon_double import neon_double  # noqa: F401  (the fixture, for every test)
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_APP = ROOT / "tests" / "fixtures" / "drizzle-app"
@@ -176,7 +177,7 @@ def live_app(tmp_path: Path, pg_server: embedded.EmbeddedPostgres, app_template:
     stop_app(app.root)
 
 
-# --- the fault matrix's tally (issue 10) ------------------------------------------------------------
+# --- the fault matrix's tally ------------------------------------------------------------
 # These hooks live in the root conftest because under pytest-xdist only it is loaded by the controller,
 # which receives every worker's reports (tests/reliability/conftest.py marks the cases).
 

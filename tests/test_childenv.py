@@ -1,4 +1,4 @@
-"""Issue 17: secret by default, least privilege for children, nothing sensitive on a command line.
+"""Secret by default, least privilege for children, nothing sensitive on a command line.
 
 Children are real processes; what they got is read from /proc/<pid>/environ and /proc/<pid>/cmdline by a
 stand-in that records its own (the kernel's view, which any local user's `ps e` could read).

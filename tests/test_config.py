@@ -1,4 +1,4 @@
-"""The deploysafe.toml contract: discovery, ${VAR}, validation messages with key paths, secrets (issue 2 §2)."""
+"""The deploysafe.toml contract: discovery, ${VAR}, validation messages with key paths, secrets."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from deploysafe.cli import run
 from deploysafe.config import CONFIG_NAME, find_config, json_schema, load_config, parse_config
 from deploysafe.errors import ConfigError
+from support.cli import run_cli_in_process
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,9 +43,8 @@ _STAMP = re.compile(r"^\d\d:\d\d:\d\d (✗ )?", re.M)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(list(args))
-    out, err = capsys.readouterr()
-    return code, out, _STAMP.sub("", err)  # non-TTY lines carry a UTC time stamp
+    r = run_cli_in_process(capsys, *args)
+    return r.code, r.stdout, _STAMP.sub("", r.stderr)  # non-TTY lines carry a UTC time stamp
 
 
 # --- parsing --------------------------------------------------------------------------------
@@ -67,7 +66,7 @@ def test_interpolation_from_the_environment() -> None:
     cfg = parse_config(text, env={**ENV, "WHO": "you"})
     assert cfg.provider.project_id == "cool-darkness-123456"
     assert cfg.app.env == {"GREETING": "hi you, again you"}
-    # In a shell command ${VAR} stays a reference the shell expands from the child's environment (issue 17).
+    # In a shell command ${VAR} stays a reference the shell expands from the child's environment.
     assert cfg.deploy.app_deploy == "deploy.sh ${NEON_PROJECT_ID}"
     # $VAR without braces and $${...} are left alone: only ${NAME} is interpolated.
     assert parse_config(NEON + '[deploy]\napp_deploy = "echo $HOME"\n', env=ENV).deploy.app_deploy == "echo $HOME"
@@ -272,7 +271,7 @@ def test_config_show_never_prints_a_secret(project: Path, capsys: pytest.Capture
     assert code == 0
     for leak in LEAKS:
         assert leak not in out + err
-    # Interpolated values are shown as the references the file holds, not their values (issue 17).
+    # Interpolated values are shown as the references the file holds, not their values.
     if json_flag:
         shown = json.loads(out)
         assert shown["app"]["env"] == {"NEON_API_KEY": "${NEON_API_KEY}", "HOOK": "${SLACK_WEBHOOK_URL}",

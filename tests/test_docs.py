@@ -1,4 +1,4 @@
-"""Generated docs never drift, and every command, option and config key is documented (issue 9 §3)."""
+"""Generated docs never drift, and every command, option and config key is documented."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Durations: "500ms", "90s", "10m", "2h", "7d", "1w" (issue 2 §2)."""
+"""Durations: "500ms", "90s", "10m", "2h", "7d", "1w"."""
 
 from __future__ import annotations
 

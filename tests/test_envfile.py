@@ -1,4 +1,4 @@
-"""Env file rewrite: only the one variable changes; every other byte, the mode and the owner stay (issue 5)."""
+"""Env file rewrite: only the one variable changes; every other byte, the mode and the owner stay."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_exact_rewrite_keeps_comments_quotes_and_export() -> None:
 
 
 def test_empty_assignment_is_filled_in_place() -> None:
-    # Regression: "KEY=" followed by a newline used to swallow the newline and put the value on the next line.
+    # "KEY=" followed by a newline: the value goes on KEY's line and the newline after it stays.
     assert replace_var("DATABASE_URL=\nPORT=1\n", KEY, "v") == 'DATABASE_URL="v"\nPORT=1\n'
     assert replace_var("DATABASE_URL=\r\n", KEY, "v") == 'DATABASE_URL="v"\r\n'
 

@@ -1,4 +1,4 @@
-"""The GitHub integration: workflows and the composite action are schema-valid and do what they say (issue 6 §7)."""
+"""The GitHub integration: workflows and the composite action are schema-valid and do what they say."""
 
 from __future__ import annotations
 
@@ -80,6 +80,34 @@ def test_ci_runs_ci_run_on_three_pythons_with_node_20() -> None:
     assert "postgresql" in _runs(ci)
 
 
+def test_ci_run_lints_after_setup_and_before_the_tests() -> None:
+    steps = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.startswith(("bash ", "exec "))]
+    assert steps == ["bash scripts/setup", "bash scripts/lint", "exec bash scripts/test"]
+    assert "set -euo pipefail" in (ROOT / ".ci" / "run").read_text()  # a failing lint stops the run
+
+
+@pytest.mark.parametrize(("ruff_rc", "mypy_rc"), [(0, 0), (1, 0), (0, 1)])
+def test_lint_fails_on_either_ruff_or_mypy(tmp_path: Path, ruff_rc: int, mypy_rc: int) -> None:
+    """scripts/lint, run against stand-in tools that record their arguments: both checks run as CI needs them,
+    and a finding from either one is a non-zero exit."""
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "lint").write_text((ROOT / "scripts" / "lint").read_text())
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    log = tmp_path / "calls.log"
+    for tool, rc in (("ruff", ruff_rc), ("python", mypy_rc)):
+        (venv_bin / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> "{log}"\nexit {rc}\n')
+        (venv_bin / tool).chmod(0o755)
+    proc = subprocess.run(["bash", str(tmp_path / "scripts" / "lint")], capture_output=True, text=True, timeout=30)
+    calls = log.read_text().splitlines()
+    assert calls[0] == "ruff check ."
+    if ruff_rc:
+        assert proc.returncode != 0 and len(calls) == 1  # stops at the first failing check
+        return
+    assert calls[1] == "python -m mypy --strict deploysafe"
+    assert (proc.returncode == 0) == (mypy_rc == 0), proc.stderr
+
+
 # --- the templates ---------------------------------------------------------------------------
 
 
@@ -95,7 +123,7 @@ def test_deploy_template_runs_one_deploy_at_a_time_on_push_to_main() -> None:
     report = job["steps"][-1]
     assert "steps.deploysafe.outputs.rolled-back" in json.dumps(report)
     assert any(s.get("run") == "npm ci" for s in job["steps"])  # drizzle-kit must be installed
-    # the state dir survives between runners, also after a failed or cancelled run (issue 15)
+    # the state dir survives between runners, also after a failed or cancelled run
     uses = [s.get("uses", "") for s in job["steps"]]
     restore = uses.index("actions/cache/restore@v4")
     save = uses.index("actions/cache/save@v4")

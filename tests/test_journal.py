@@ -1,4 +1,4 @@
-"""Journal: one fsynced JSON line per step event, millisecond UTC times, readable after a kill (issue 2 §5)."""
+"""Journal: one fsynced JSON line per step event, millisecond UTC times, readable after a kill."""
 
 from __future__ import annotations
 

@@ -122,7 +122,7 @@ def test_a_failing_line_handler_stops_the_step_too(tmp_path: Path) -> None:
 
 
 def test_stop_when_ends_the_step_at_the_line_not_at_the_timeout(tmp_path: Path) -> None:
-    # A prompt drawn without a newline, then silence: the watcher sees the unfinished line too (issue 14).
+    # A prompt drawn without a newline, then silence: the watcher sees the unfinished line too.
     started = time.monotonic()
     r = run_step(
         "push", "echo 'Do you still want to push changes?'; printf 'No, abort'; sleep 30; echo after",

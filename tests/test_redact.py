@@ -1,11 +1,11 @@
-"""Redaction: no password or registered secret survives, whatever the URL looks like (issue 2 §6)."""
+"""Redaction: no password or registered secret survives, whatever the URL looks like."""
 
 from __future__ import annotations
 
 import json
 from urllib.parse import quote
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from deploysafe.redact import MASK, clear_secrets, redact, redact_obj, register_secret, url_password
@@ -148,7 +148,7 @@ def test_secret_keys_in_objects_are_masked_but_their_env_names_are_not() -> None
     }
 
 
-# --- issue 17: every pattern of the issue, and registered secrets in every encoding ---------------------
+# --- every secret pattern, and registered secrets in every encoding ---------------------
 
 # Values as tokens look: no whitespace or quotes (those end a token in any log line).
 token_values = st.text(
@@ -163,6 +163,7 @@ token_values = st.text(
                         "https://api.example.com/cb?state=1&{k}={v}", "https://x.test/?{k}={v}#frag"]))
 @settings(max_examples=300, deadline=None)
 def test_secret_assignments_never_escape(value: str, key: str, form: str) -> None:
+    assume(value not in form.format(k=key, v=""))  # a value inside the fixed text cannot be checked for absence
     out = redact(form.format(k=key, v=value))
     assert value not in out
     assert f"{key}=" in out  # the key stays readable
@@ -180,6 +181,7 @@ def test_secret_assignment_keeps_neighbours_and_placeholders() -> None:
                         "curl -H 'Authorization: {s} {v}' https://api.render.com"]))
 @settings(max_examples=300, deadline=None)
 def test_authorization_header_never_escapes(value: str, scheme: str, form: str) -> None:
+    assume(value not in form.format(s=scheme, v=""))  # "Authoriz" is in "Authorization: Bearer ****" anyway
     out = redact(form.format(s=scheme, v=value))
     assert value not in out and MASK in out
 
@@ -187,6 +189,7 @@ def test_authorization_header_never_escapes(value: str, scheme: str, form: str) 
 @given(token_values)
 @settings(max_examples=100, deadline=None)
 def test_bare_bearer_credential_never_escapes(value: str) -> None:
+    assume(value not in "request failed (Bearer ) 401")
     assert value not in redact(f"request failed (Bearer {value}) 401")
 
 
@@ -211,6 +214,7 @@ def test_non_secret_keys_are_kept() -> None:
        st.sampled_from(["{k}: {v}", "  {k}: {v}", "- {k}: {v}", "{k}: '{v}'", '  "{k}": {v}', "{k}:   {v}  "]))
 @settings(max_examples=300, deadline=None)
 def test_yaml_secret_values_never_escape(value: str, key: str, form: str) -> None:
+    assume(value not in form.format(k=key, v=""))  # "password: ****" holds the key "password" anyway
     text = "services:\n  db:\n" + form.format(k=key, v=value) + "\n  image: postgres:16\n"
     out = redact(text).split("\n")
     assert value not in out[2] and key in out[2] and MASK in out[2]

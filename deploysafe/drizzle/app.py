@@ -273,51 +273,77 @@ def script_env(command: str, scripts: dict[str, str] | None = None, _depth: int 
         argv = shlex.split(command)
     except ValueError:
         return ScriptEnv(None, (), False)
+    tool, files, override = _env_loaders(argv)
+    if scripts and _depth < 3:  # `pnpm with-env drizzle-kit push`, `npm run env -- ...`
+        for inner in _named_script_envs(argv, scripts, _depth):
+            tool = tool or inner.tool
+            files += [f for f in inner.files if f not in files]
+            override = override or inner.override
+    return ScriptEnv(tool, tuple(dict.fromkeys(files)), override)
+
+
+def _env_loaders(argv: list[str]) -> tuple[str | None, list[str], bool]:
+    """The env-loading tool named in ``argv`` (the last one wins), the files it loads in order, and whether they
+    override variables already set."""
     tool: str | None = None
     files: list[str] = []
     override = False
     for i, tok in enumerate(argv):
+        rest = argv[i + 1 :]
         if tok in ("dotenv", "dotenv-cli"):
             tool = "dotenv-cli"
-            j = i + 1
-            while j < len(argv) and argv[j] != "--":
-                if argv[j] == "-e" and j + 1 < len(argv):
-                    files.append(argv[j + 1])
-                    j += 1
-                elif argv[j] == "-c":
-                    env = argv[j + 1] if j + 1 < len(argv) and not argv[j + 1].startswith("-") else ""
-                    files += ([f".env.{env}.local"] if env else []) + [".env.local"] + ([f".env.{env}"] if env else []) + [".env"]
-                elif argv[j] in ("-o", "--override"):
-                    override = True
-                j += 1
-            if not files:
-                files.append(".env")
+            loaded, overrides = _dotenv_cli_options(rest)
+            files += loaded
+            override = override or overrides
+            files = files or [".env"]
         elif tok == "env-cmd":
             tool = "env-cmd"
             override = "--no-override" not in argv  # env-cmd overrides the environment unless told not to
-            for j, t in enumerate(argv[i + 1 :], i + 1):
-                if t in ("-f", "--file") and j + 1 < len(argv):
-                    files.append(argv[j + 1])
+            files += _option_values(rest, ("-f", "--file"))
             files = files or [".env"]
         elif tok == "dotenvx":
             tool = "dotenvx"
             override = "--overload" in argv or "-o" in argv
-            for j, t in enumerate(argv[i + 1 :], i + 1):
-                if t in ("-f", "--env-file") and j + 1 < len(argv):
-                    files.append(argv[j + 1])
+            files += _option_values(rest, ("-f", "--env-file"))
             files = files or [".env"]
         elif tok.startswith("--env-file="):
             tool = tool or "node --env-file"
             files.append(tok.split("=", 1)[1])
-    if scripts and _depth < 3:  # `pnpm with-env drizzle-kit push`, `npm run env -- ...`
-        from deploysafe.drizzle.pkgmanager import MANAGERS
+    return tool, files, override
 
-        for i, tok in enumerate(argv[:-1]):
-            if tok in MANAGERS:
-                name = argv[i + 2] if argv[i + 1] in ("run", "run-script") and i + 2 < len(argv) else argv[i + 1]
-                if name in scripts:
-                    inner = script_env(scripts[name], scripts, _depth + 1)
-                    tool = tool or inner.tool
-                    files += [f for f in inner.files if f not in files]
-                    override = override or inner.override
-    return ScriptEnv(tool, tuple(dict.fromkeys(files)), override)
+
+def _dotenv_cli_options(args: list[str]) -> tuple[list[str], bool]:
+    """dotenv-cli's options before ``--``: the files ``-e`` and ``-c [env]`` load, in order, and whether
+    ``-o``/``--override`` is given."""
+    files: list[str] = []
+    override = False
+    j = 0
+    while j < len(args) and args[j] != "--":
+        if args[j] == "-e" and j + 1 < len(args):
+            files.append(args[j + 1])
+            j += 1
+        elif args[j] == "-c":
+            env = args[j + 1] if j + 1 < len(args) and not args[j + 1].startswith("-") else ""
+            files += ([f".env.{env}.local"] if env else []) + [".env.local"] + ([f".env.{env}"] if env else []) + [".env"]
+        elif args[j] in ("-o", "--override"):
+            override = True
+        j += 1
+    return files, override
+
+
+def _option_values(args: list[str], names: tuple[str, ...]) -> list[str]:
+    """The value after each occurrence of one of the option ``names`` in ``args``."""
+    return [args[j + 1] for j, t in enumerate(args) if t in names and j + 1 < len(args)]
+
+
+def _named_script_envs(argv: list[str], scripts: dict[str, str], depth: int) -> list[ScriptEnv]:
+    """What each package.json script that ``argv`` runs through a package manager loads, in order."""
+    from deploysafe.drizzle.pkgmanager import MANAGERS
+
+    found: list[ScriptEnv] = []
+    for i, tok in enumerate(argv[:-1]):
+        if tok in MANAGERS:
+            name = argv[i + 2] if argv[i + 1] in ("run", "run-script") and i + 2 < len(argv) else argv[i + 1]
+            if name in scripts:
+                found.append(script_env(scripts[name], scripts, depth + 1))
+    return found

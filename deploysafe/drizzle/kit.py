@@ -1,6 +1,6 @@
 """Which drizzle-kit an app runs, and how to ask it, read-only, what push would execute.
 
-The dry run differs by line (issue 14), both verified on real runs
+The dry run differs by line, both verified on real runs
 (``tests/fixtures/drizzle-output/<version>/``):
 
 * 0.x: ``push --strict --verbose`` lists the statements under "You are about to execute
@@ -8,7 +8,7 @@ The dry run differs by line (issue 14), both verified on real runs
   refused (and the step stopped at once), and ``PGOPTIONS`` makes the session read-only in
   case a ``--force`` skips the question.
 * 1.0: ``--strict`` is deprecated and does nothing at all (it prints a warning and exits 0,
-  which is why every 1.0 push used to fail its check); ``push --explain`` prints the plan
+  with no plan to check against); ``push --explain`` prints the plan
   after "--- Generated migration statements ---" (each statement, or a box per statement
   with its cause and ``│ <sql>`` lines) and data-loss statements after "There're potential
   data loss statements", or "No changes detected".

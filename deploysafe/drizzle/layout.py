@@ -8,7 +8,7 @@
 
 Either way the migrator records ``sha256(file contents)`` in its migrations table, so a
 migration is pending when its hash is not there (:func:`pending_migrations`), whoever
-generated it and whenever (issue 14).
+generated it and whenever.
 """
 
 from __future__ import annotations

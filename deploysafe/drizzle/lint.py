@@ -1,4 +1,4 @@
-"""Classify every statement of migration SQL as destructive, locking or info (issue 4).
+"""Classify every statement of migration SQL as destructive, locking or info.
 
 Two real analysers, no regular expressions over SQL:
 
@@ -159,51 +159,79 @@ def _relname(node: Any) -> str | None:
 
 
 def _classify(node: Any, created: set[str]) -> list[tuple[str, str]]:
-    """(rule, message) pairs for one parsed statement."""
+    """(rule, message) pairs for one parsed statement; ``created`` holds the tables made earlier in the same
+    migration (empty, so their indexes and constraints lock nobody)."""
     from pglast import ast
-    from pglast.enums import AlterTableType, ConstrType, ObjectType
 
-    found: list[tuple[str, str]] = []
     if isinstance(node, ast.DropStmt):
-        kinds = {
-            ObjectType.OBJECT_TABLE: ("ban-drop-table", "Dropping a table deletes its data."),
-            ObjectType.OBJECT_SCHEMA: ("ban-drop-schema", "Dropping a schema deletes every table in it."),
-            ObjectType.OBJECT_DATABASE: ("ban-drop-database", "Dropping a database deletes all of it."),
-            ObjectType.OBJECT_INDEX: ("ban-drop-index", "Dropping an index slows or breaks queries that rely on it."),
-        }
-        if node.removeType in kinds:
-            found.append(kinds[node.removeType])
-        if node.removeType == ObjectType.OBJECT_INDEX and not node.concurrent:
-            found.append(("require-concurrent-index-deletion", "DROP INDEX without CONCURRENTLY blocks reads and writes."))
-    elif isinstance(node, ast.TruncateStmt):
-        found.append(("truncate", "TRUNCATE deletes every row."))
-    elif isinstance(node, ast.IndexStmt):
+        return _drop_findings(node)
+    if isinstance(node, ast.TruncateStmt):
+        return [("truncate", "TRUNCATE deletes every row.")]
+    if isinstance(node, ast.IndexStmt):
         if not node.concurrent and _relname(node) not in created:
-            found.append(("require-concurrent-index-creation", "CREATE INDEX without CONCURRENTLY blocks writes while it builds."))
-    elif isinstance(node, ast.AlterTableStmt):
+            return [("require-concurrent-index-creation", "CREATE INDEX without CONCURRENTLY blocks writes while it builds.")]
+        return []
+    if isinstance(node, ast.AlterTableStmt):
         new_table = _relname(node) in created
-        for cmd in node.cmds or ():
-            sub = cmd.subtype
-            if sub == AlterTableType.AT_DropColumn:
-                found.append(("ban-drop-column", "Dropping a column deletes its data."))
-            elif sub == AlterTableType.AT_AlterColumnType:
-                found.append(("changing-column-type", "Changing a column type can lose data and rewrites the table."))
-            elif sub == AlterTableType.AT_DropConstraint:
-                found.append(("ban-drop-constraint", "Dropping a constraint removes a guarantee the data relies on."))
-            elif new_table:
-                continue
-            elif sub == AlterTableType.AT_SetNotNull:
-                found.append(("adding-not-nullable-field", "SET NOT NULL scans the whole table under an exclusive lock."))
-            elif sub == AlterTableType.AT_ValidateConstraint:
-                found.append(("validate-constraint", "VALIDATE CONSTRAINT scans the whole table (reads and writes go on)."))
-            elif sub == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint):
-                con = cmd.def_
-                if con.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_EXCLUSION):
-                    if not con.indexname:
-                        found.append(("disallowed-unique-constraint", "Adding this constraint builds an index under an exclusive lock."))
-                elif con.contype in (ConstrType.CONSTR_CHECK, ConstrType.CONSTR_FOREIGN) and not con.skip_validation:
-                    found.append(("constraint-missing-not-valid", "ADD CONSTRAINT without NOT VALID scans the table under lock."))
+        found = (_alter_table_finding(cmd, new_table) for cmd in node.cmds or ())
+        return [f for f in found if f is not None]
+    return []
+
+
+def _drop_findings(node: Any) -> list[tuple[str, str]]:
+    """DROP TABLE/SCHEMA/DATABASE/INDEX deletes data or what queries rely on; DROP INDEX without CONCURRENTLY locks."""
+    from pglast.enums import ObjectType
+
+    kinds = {
+        ObjectType.OBJECT_TABLE: ("ban-drop-table", "Dropping a table deletes its data."),
+        ObjectType.OBJECT_SCHEMA: ("ban-drop-schema", "Dropping a schema deletes every table in it."),
+        ObjectType.OBJECT_DATABASE: ("ban-drop-database", "Dropping a database deletes all of it."),
+        ObjectType.OBJECT_INDEX: ("ban-drop-index", "Dropping an index slows or breaks queries that rely on it."),
+    }
+    found: list[tuple[str, str]] = []
+    if node.removeType in kinds:
+        found.append(kinds[node.removeType])
+    if node.removeType == ObjectType.OBJECT_INDEX and not node.concurrent:
+        found.append(("require-concurrent-index-deletion", "DROP INDEX without CONCURRENTLY blocks reads and writes."))
     return found
+
+
+def _alter_table_finding(cmd: Any, new_table: bool) -> tuple[str, str] | None:
+    """The finding for one ALTER TABLE sub-command. Losing data counts on any table; locks and scans only on a
+    table that existed before this migration."""
+    from pglast import ast
+    from pglast.enums import AlterTableType
+
+    sub = cmd.subtype
+    if sub == AlterTableType.AT_DropColumn:
+        return ("ban-drop-column", "Dropping a column deletes its data.")
+    if sub == AlterTableType.AT_AlterColumnType:
+        return ("changing-column-type", "Changing a column type can lose data and rewrites the table.")
+    if sub == AlterTableType.AT_DropConstraint:
+        return ("ban-drop-constraint", "Dropping a constraint removes a guarantee the data relies on.")
+    if new_table:
+        return None
+    if sub == AlterTableType.AT_SetNotNull:
+        return ("adding-not-nullable-field", "SET NOT NULL scans the whole table under an exclusive lock.")
+    if sub == AlterTableType.AT_ValidateConstraint:
+        return ("validate-constraint", "VALIDATE CONSTRAINT scans the whole table (reads and writes go on).")
+    if sub == AlterTableType.AT_AddConstraint and isinstance(cmd.def_, ast.Constraint):
+        return _add_constraint_finding(cmd.def_)
+    return None
+
+
+def _add_constraint_finding(con: Any) -> tuple[str, str] | None:
+    """ADD CONSTRAINT on an existing table: a unique/primary/exclusion constraint builds its index under lock
+    (unless it adopts one with USING INDEX); a check or foreign key without NOT VALID scans the table under lock."""
+    from pglast.enums import ConstrType
+
+    if con.contype in (ConstrType.CONSTR_UNIQUE, ConstrType.CONSTR_PRIMARY, ConstrType.CONSTR_EXCLUSION):
+        if not con.indexname:
+            return ("disallowed-unique-constraint", "Adding this constraint builds an index under an exclusive lock.")
+        return None
+    if con.contype in (ConstrType.CONSTR_CHECK, ConstrType.CONSTR_FOREIGN) and not con.skip_validation:
+        return ("constraint-missing-not-valid", "ADD CONSTRAINT without NOT VALID scans the table under lock.")
+    return None
 
 
 # --- squawk -----------------------------------------------------------------------------
@@ -355,7 +383,7 @@ def enforce(report: LintReport, policy: str, allow_destructive: bool = False) ->
 
 def lint_change(files: list[Path], planned_sql: str, *, folder: Path | None = None,
                 plan_name: str = "<push plan>") -> LintReport:
-    """Lint what will be applied: ``files`` plus the statements push would run (issue 14).
+    """Lint what will be applied: ``files`` plus the statements push would run.
 
     A planned statement already judged in ``files`` is not reported twice. One that is not
     (a migration committed earlier, a re-run of a blocked deploy, a push without files) is

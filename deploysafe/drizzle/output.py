@@ -1,6 +1,6 @@
 """What drizzle-kit prints when it asks, refuses or fails: one place, with the versions seen in.
 
-drizzle-kit is interactive-first and often exits 0 when it did nothing (issue 4):
+drizzle-kit is interactive-first and often exits 0 when it did nothing:
 
 * without a TTY every prompt throws ``Error: Interactive prompts require a TTY terminal``,
   the error is caught and printed, and the process exits **0** (``push``, ``generate``);
@@ -8,7 +8,7 @@ drizzle-kit is interactive-first and often exits 0 when it did nothing (issue 4)
   and the process exits **0**, after the statements before it were applied;
 * ``push`` confirms with ``[✓] Changes applied`` or ``[i] No changes detected``;
 * 0.25 and 0.30 draw the prompt without a TTY and, depending on the terminal around them,
-  exit 0 or wait for an answer that never comes (issue 14): a prompt (``waits``) is
+  exit 0 or wait for an answer that never comes: a prompt (``waits``) is
   therefore matched while the step runs and ends it at once (:func:`stop_reason`);
 * 1.0 asks nothing without a TTY: it lists ``missing_hints`` (rename or create, confirm
   data loss) and exits **2**; ``--force`` does not confirm data loss there, ``--hints`` does.

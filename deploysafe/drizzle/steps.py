@@ -1,4 +1,4 @@
-"""``db:generate`` and ``db:push`` with the truth about what happened (issue 4).
+"""``db:generate`` and ``db:push`` with the truth about what happened.
 
 drizzle-kit exits 0 after a refused prompt and after a failed statement, so the exit code
 alone says little. A step succeeds only when the exit code is 0, no prompt/TTY/error

@@ -1,6 +1,6 @@
 """gitpython helpers for the pre-push hook: which commits a push sends, what they change, file contents.
 
-Imported only once the hook knows a push touches schema or migration paths (issue 7): gitpython
+Imported only once the hook knows a push touches schema or migration paths: gitpython
 costs tens of milliseconds to import, which the no-op path must not pay.
 """
 

@@ -1,4 +1,4 @@
-"""Install and uninstall the git pre-push hook (issue 7), keeping any hook that was there before.
+"""Install and uninstall the git pre-push hook, keeping any hook that was there before.
 
 Rules (documented in docs/hooks.md):
 

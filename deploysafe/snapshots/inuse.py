@@ -4,7 +4,7 @@ Asked of the platform where it can tell; otherwise the provider's record (writte
 repoint, so every runner sees it: see providers/record.py), then this machine's journal of
 the last repoint (rollback or promote) answers. Prune, check and status all use this one answer.
 
-When none can tell, the answer is "unknown" and callers fail closed (issue 15): prune keeps
+When none can tell, the answer is "unknown" and callers fail closed: prune keeps
 every snapshot the app could be using, and deploy refuses unless ``--assume-production``.
 """
 

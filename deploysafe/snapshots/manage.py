@@ -40,7 +40,7 @@ def _stamp(moment: datetime) -> str:
 def pre_deploy_name(now: datetime, sha: str | None) -> str:
     """``pre-deploy-20261125T100000Z-abc1234`` (``nosha`` when the commit is unknown)."""
     # --sha and $GITHUB_SHA are user input: keep ASCII letters and digits only, so a control character, quote
-    # or newline never reaches a snapshot (database/branch) name (issue 10)
+    # or newline never reaches a snapshot (database/branch) name
     clean = "".join(ch for ch in (sha or "").lower() if ch.isascii() and ch.isalnum())
     short = clean[:7] or "nosha"
     return f"pre-deploy-{_stamp(now)}-{short}"
@@ -133,7 +133,7 @@ class Facts:
 
     @property
     def in_use_unknown(self) -> bool:
-        """Nobody can tell where the app points: everything it could be using is kept (issue 15)."""
+        """Nobody can tell where the app points: everything it could be using is kept."""
         return self.in_use is None
 
 

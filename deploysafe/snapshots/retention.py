@@ -1,4 +1,4 @@
-"""Which snapshots may go: the pure retention planner behind ``deploysafe prune`` (issue 3 §6).
+"""Which snapshots may go: the pure retention planner behind ``deploysafe prune``.
 
 Snapshots plus the clock, the ``[retention]`` ages and where the app points go in; a
 :class:`PrunePlan` comes out. No I/O here, so the same rules can be tested exhaustively.
@@ -103,6 +103,24 @@ def _keep_reason(
     in_use_unknown: bool = False,
 ) -> str | None:
     """Why ``s`` must stay, or None when the policy lets it go."""
+    reason = _live_or_not_ours(s, in_use=in_use, production=production)
+    if reason is not None:
+        return reason
+    if in_use_unknown:
+        return UNKNOWN_IN_USE
+    if s.kind is None:
+        return "a kind this deploysafe does not know (made by a newer version?)"
+    reason = _still_needed(s, parents)
+    if reason is not None:
+        return reason
+    if s.state == INCOMPLETE:
+        return None  # a copy stopped half-way: never usable, whatever its age
+    return _policy_reason(s, s.kind, now=now, retention=retention, newest=newest)
+
+
+def _live_or_not_ours(s: Snapshot, *, in_use: str | None, production: str) -> str | None:
+    """Kept whatever the policy says: production, the default branch, what the app uses, and anything that is
+    not one of this production's snapshots."""
     if s.is_production or matches(s, production):
         return "production"
     if s.is_default:
@@ -114,26 +132,31 @@ def _keep_reason(
     if not of_this_production(s, production):
         # Another app's snapshot on a shared server/project: its in-use answer is not ours to know.
         return f"a snapshot of another production ({s.source})"
-    if in_use_unknown:
-        return UNKNOWN_IN_USE
-    if s.kind is None:
-        return "a kind this deploysafe does not know (made by a newer version?)"
+    return None
+
+
+def _still_needed(s: Snapshot, parents: set[str]) -> str | None:
+    """Kept while something depends on it: protection, child branches, a copy in progress."""
     if s.protected:
         return "protected"
     if s.has_children or s.id in parents:
         return "has child branches (it can go in a later run, once they are gone)"
     if s.state == COPYING:
         return "still being copied (its copier is running)"
-    if s.state == INCOMPLETE:
-        return None  # a copy stopped half-way: never usable, whatever its age
+    return None
+
+
+def _policy_reason(s: Snapshot, kind: SnapshotKind, *, now: datetime, retention: RetentionConfig,
+                   newest: set[str]) -> str | None:
+    """The retention policy's answer: keep the newest of each kind, and each one younger than its kind's retention."""
     if s.id in newest:
-        return f"the newest {s.kind.value} snapshot"
-    keep = retention_for(s.kind, retention)
+        return f"the newest {kind.value} snapshot"
+    keep = retention_for(kind, retention)
     if keep is None:
-        return f"{s.kind.value} snapshots are kept until [retention] {s.kind.value} is set"
+        return f"{kind.value} snapshots are kept until [retention] {kind.value} is set"
     age = (now - s.created_at).total_seconds()
     if age < keep:
-        return f"younger than the {s.kind.value} retention of {format_duration(keep)} (age {format_duration(age)})"
+        return f"younger than the {kind.value} retention of {format_duration(keep)} (age {format_duration(age)})"
     return None
 
 

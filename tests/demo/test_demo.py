@@ -5,12 +5,12 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from deploysafe.demo.run import TEMPLATE
+from support.cli import run_cli
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "drizzle-app"
 
@@ -34,10 +34,9 @@ def test_demo_runs_both_deploys_and_leaves_nothing_behind(tmp_path: Path, node_m
     import os
 
     env["PATH"] = os.environ["PATH"]
-    r = subprocess.run([sys.executable, "-m", "deploysafe", "demo", "--dir", str(work)], env=env, capture_output=True,
-                       text=True, timeout=600, stdin=subprocess.DEVNULL)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-3000:]
+    r = run_cli("demo", "--dir", str(work), cwd=tmp_path, env=env, timeout=600)
+    out = r.output
+    assert r.code == 0, out[-3000:]
     assert "safe migration: exit 0 (deployed)" in out
     assert "breaking migration: exit 1 (rolled back)" in out
     assert "rollback: unhealthy -> healthy on pre-deploy-" in out
@@ -48,8 +47,7 @@ def test_demo_runs_both_deploys_and_leaves_nothing_behind(tmp_path: Path, node_m
 
 def test_demo_without_node_says_how_to_fix(tmp_path: Path) -> None:
     env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}  # no node, no npm
-    r = subprocess.run([sys.executable, "-m", "deploysafe", "demo", "--dir", str(tmp_path / "d")], env=env,
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 3
+    r = run_cli("demo", "--dir", str(tmp_path / "d"), cwd=tmp_path, env=env, timeout=60)
+    assert r.code == 3
     assert "node and npm not found" in r.stderr and "install Node.js 20" in r.stderr
     assert "Traceback" not in r.stderr

@@ -1,4 +1,4 @@
-"""Issue 14, the pieces: package manager detection, what drizzle.config.* and package.json scripts say about
+"""The pieces of app discovery: package manager detection, what drizzle.config.* and package.json scripts say about
 the database, the step environment, the migrate workflow's bookkeeping (checked against drizzle-orm's own
 migrator code from the fixture app's node_modules), and the config keys."""
 

@@ -1,4 +1,4 @@
-"""The version matrix (issue 14): the core deploy scenarios on every supported drizzle-kit line.
+"""The version matrix: the core deploy scenarios on every supported drizzle-kit line.
 
 Each line is installed once by scripts/setup (tests/fixtures/drizzle-versions/<line>/, the
 fixture app itself for 0.31); a test copies the fixture app's source and symlinks the line's

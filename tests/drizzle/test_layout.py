@@ -1,4 +1,4 @@
-"""Both migrations-folder layouts, read as drizzle-orm's migrator reads them (issue 14)."""
+"""Both migrations-folder layouts, read as drizzle-orm's migrator reads them."""
 
 from __future__ import annotations
 

@@ -228,7 +228,7 @@ def test_cli_lint_missing_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert "nope.sql does not exist" in capsys.readouterr().err
 
 
-# --- what will be applied (issue 14) ------------------------------------------------------------
+# --- what will be applied ------------------------------------------------------------
 
 DROP_NAME = 'ALTER TABLE "users" DROP COLUMN "name";'
 

@@ -1,4 +1,4 @@
-"""Issue 14: the migrate workflow (`drizzle-kit generate` + the app's own migrator) is first-class.
+"""The migrate workflow (`drizzle-kit generate` + the app's own migrator) is first-class.
 
 The fixture app gets a migrate script that runs drizzle-orm's migrator (as vercel/ai-chatbot's
 lib/db/migrate.ts does); production is created by that migrator, so its migrations table is

@@ -1,4 +1,4 @@
-"""The migrate workflow reads drizzle-kit 0.x's journal; a 1.0 folder is refused by name (issue 14)."""
+"""The migrate workflow reads drizzle-kit 0.x's journal; a 1.0 folder is refused by name."""
 
 from __future__ import annotations
 

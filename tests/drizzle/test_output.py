@@ -1,4 +1,4 @@
-"""Issue 14: a stopped prompt names the fix in the app's package manager's terms."""
+"""A stopped prompt names the fix in the app's package manager's terms."""
 
 from __future__ import annotations
 

@@ -140,7 +140,7 @@ def test_outcome_markers_on_real_output() -> None:
     assert not drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(_captured("push_verify_pending")))
     v1 = "1.0.0-rc.5"
     assert drizzle_patterns.NO_CHANGES.search(drizzle_patterns.clean(_captured("push_explain_no_changes", v1)))
-    # Why every 1.0 push used to be rolled back: --strict does nothing there, not even "No changes detected".
+    # 1.0 ignores --strict: it prints a deprecation and no plan, not even "No changes detected", so push uses --explain.
     strict = drizzle_patterns.clean(_captured("push_strict_deprecated", v1))
     assert "Deprecated" in strict and not drizzle_patterns.NO_CHANGES.search(strict)
     assert planned_statements(strict) == []
@@ -316,7 +316,7 @@ def test_refused_data_loss_prompt_is_a_failed_push_before_production_changed(
     assert err.production_changed is False and err.exit_code == 3 and err.step == "push"
     if line == "1.0":  # 1.0 asks nothing without a TTY: it lists the decision and exits 2
         assert "exited with code 2" in str(err) and "data-loss-hint-missing" in str(err)
-    else:  # ended at the question, not at the step's timeout (issue 14)
+    else:  # ended at the question, not at the step's timeout
         assert "stopped at a question" in str(err) and "push applied nothing" in str(err)
         assert "data-loss-prompt" in str(err)
     assert "name" in _columns(url)
@@ -440,7 +440,7 @@ def test_push_killed_at_its_timeout_reports_whether_production_changed(
     assert exc.value.step == "push" and exc.value.context["output"] == "statement done"
 
 
-# --- the fingerprint sees every kind of object a push can change (issue 15) -------------------------
+# --- the fingerprint sees every kind of object a push can change -------------------------
 
 _TOUCH = "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
 _COUNT = "CREATE FUNCTION n_users() RETURNS bigint LANGUAGE sql AS 'select count(*) from users'"
@@ -533,7 +533,7 @@ export const preferenceHistory = pgTable("notification_preference_history_entrie
 
 def test_a_push_that_never_converges_is_named_not_timed_out(drizzle_app: Path, make_db: Callable[..., str]) -> None:
     # drizzle-kit 0.25 names this foreign key with 76 characters; PostgreSQL keeps 63, so every
-    # push drops and re-adds it (issue 14).
+    # push drops and re-adds it.
     _on_line(drizzle_app, "0.25")
     url = make_db()
     _sql(url, USERS_SQL)

@@ -1,4 +1,4 @@
-"""Issue 14: deploysafe points the app's own tooling at the database it chose, and proves it.
+"""deploysafe points the app's own tooling at the database it chose, and proves it.
 
 The fixture app's drizzle.config.ts is changed to read ``POSTGRES_URL`` from ``.env.local``
 (dotenv ``config({ path })``, as vercel/ai-chatbot does), and ``.env.local`` names production.

@@ -12,25 +12,12 @@ import psycopg
 import pytest
 
 from deploysafe.hook.prepush import PushRef, parse_refs, read_settings, stdin_from_pre_commit
-from hook.test_install import DEPLOYSAFE, app_repo, commit_file, ds, git, push, remote_sha, run  # noqa: F401
+from support.cli import run_cli
+from support.repo import commit_file, git, push, remote_sha, run, tool_env, write_migration
 
 ZERO = "0" * 40
 SCHEMA_ADD = '  nickname: text("nickname"),\n'
 ADD_NICK = 'ALTER TABLE "users" ADD COLUMN "nickname" text;\n'
-
-
-def write_migration(repo: Path, idx: int, tag: str, sql: str, *, journal: bool = True, snapshot: bool = True) -> None:
-    """What drizzle-kit generate leaves: drizzle/<tag>.sql, meta/_journal.json, meta/<idx>_snapshot.json."""
-    out = repo / "drizzle"
-    (out / "meta").mkdir(parents=True, exist_ok=True)
-    (out / f"{tag}.sql").write_text(sql)
-    jpath = out / "meta" / "_journal.json"
-    data = json.loads(jpath.read_text()) if jpath.exists() else {"version": "7", "dialect": "postgresql", "entries": []}
-    if journal:
-        data["entries"].append({"idx": idx, "version": "7", "when": 1700000000000 + idx, "tag": tag, "breakpoints": True})
-    jpath.write_text(json.dumps(data, indent=2))
-    if snapshot:
-        (out / "meta" / f"{idx:04d}_snapshot.json").write_text(json.dumps({"id": tag, "version": "7"}))
 
 
 def change_schema(repo: Path) -> None:
@@ -46,9 +33,9 @@ def commit_all(repo: Path, message: str) -> str:
 
 
 @pytest.fixture
-def hooked(app_repo: Path) -> Path:  # noqa: F811
-    proc = ds(app_repo, "hooks", "install")
-    assert proc.returncode == 0, proc.stderr
+def hooked(app_repo: Path) -> Path:
+    proc = run_cli("hooks", "install", cwd=app_repo, env=tool_env())
+    assert proc.code == 0, proc.stderr
     return app_repo
 
 
@@ -111,8 +98,8 @@ def test_noop_path_imports_nothing_heavy(hooked: Path, entry: list[str], allowed
 def test_already_pushed_sha_is_a_noop(hooked: Path) -> None:
     sha = git(hooked, "rev-parse", "HEAD")
     stdin = f"refs/heads/main {sha} refs/heads/main {sha}\n"
-    proc = run(hooked, str(DEPLOYSAFE), "hook", "pre-push", "origin", "url", input=stdin)
-    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+    proc = run_cli("hook", "pre-push", "origin", "url", cwd=hooked, env=tool_env(), input=stdin)
+    assert (proc.code, proc.stdout, proc.stderr) == (0, "", "")
 
 
 # --- schema changes ---------------------------------------------------------------------------------
@@ -365,11 +352,11 @@ def test_the_same_commit_pushed_again_keeps_its_snapshot(hooked: Path, bare_remo
     sha = _schema_change_to_snapshot(hooked)
     stdin = f"refs/heads/main {sha} refs/heads/main {remote_sha(bare_remote, 'main')}\n"
     short = git(hooked, "rev-parse", "--short", sha)
-    hook = [str(DEPLOYSAFE), "hook", "pre-push", "origin", str(bare_remote)]
-    first = run(hooked, *hook, input=stdin, env={"DATABASE_URL": prod})
-    assert first.returncode == 0 and f"snapshot pre-push-{short} taken" in first.stderr, first.stderr
-    again = run(hooked, *hook, input=stdin, env={"DATABASE_URL": prod})
-    assert again.returncode == 0, again.stderr
+    hook = ("hook", "pre-push", "origin", str(bare_remote))
+    first = run_cli(*hook, cwd=hooked, env=tool_env({"DATABASE_URL": prod}), input=stdin)
+    assert first.code == 0 and f"snapshot pre-push-{short} taken" in first.stderr, first.stderr
+    again = run_cli(*hook, cwd=hooked, env=tool_env({"DATABASE_URL": prod}), input=stdin)
+    assert again.code == 0, again.stderr
     assert f"snapshot pre-push-{short} of this commit already exists; keeping it" in again.stderr
 
 
@@ -412,8 +399,8 @@ def test_parse_refs_keeps_refs_with_spaces_and_flags_deletes_and_tags() -> None:
 
 
 def test_bad_stdin_is_a_usage_error_without_traceback(hooked: Path) -> None:
-    proc = run(hooked, str(DEPLOYSAFE), "hook", "pre-push", "origin", "url", input="garbage\n")
-    assert proc.returncode == 2
+    proc = run_cli("hook", "pre-push", "origin", "url", cwd=hooked, env=tool_env(), input="garbage\n")
+    assert proc.code == 2
     assert "unexpected pre-push input line" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -451,11 +438,12 @@ def test_pre_commit_entry_blocks_like_the_hook(hooked: Path) -> None:
         "PRE_COMMIT_FROM_REF": base, "PRE_COMMIT_TO_REF": sha, "PRE_COMMIT_REMOTE_BRANCH": "refs/heads/main",
         "PRE_COMMIT_LOCAL_BRANCH": "refs/heads/main", "PRE_COMMIT_REMOTE_NAME": "origin", "PRE_COMMIT_REMOTE_URL": "x",
     }
-    proc = ds(hooked, "hook", "pre-commit-pre-push", env=env)
-    assert proc.returncode == 1
+    proc = run_cli("hook", "pre-commit-pre-push", cwd=hooked, env=tool_env(env))
+    assert proc.code == 1
     assert "no migration in drizzle/" in proc.stderr
-    proc = ds(hooked, "hook", "pre-commit-pre-push", env={k: v for k, v in env.items() if k != "PRE_COMMIT_REMOTE_BRANCH"})
-    assert proc.returncode == 2 and "stages: [pre-push]" in proc.stderr
+    without_branch = {k: v for k, v in env.items() if k != "PRE_COMMIT_REMOTE_BRANCH"}
+    proc = run_cli("hook", "pre-commit-pre-push", cwd=hooked, env=tool_env(without_branch))
+    assert proc.code == 2 and "stages: [pre-push]" in proc.stderr
 
 
 
@@ -473,7 +461,7 @@ def test_first_push_of_a_new_repository(tmp_path: Path, git_env: dict[str, str])
     (repo / "src" / "schema.ts").write_text((src / "src" / "schema.ts").read_text())
     commit_all(repo, "app, migrations not generated")
     git(repo, "remote", "add", "origin", str(remote))
-    assert ds(repo, "hooks", "install").returncode == 0
+    assert run_cli("hooks", "install", cwd=repo, env=tool_env()).code == 0
     result = push(repo, "main")
     assert result.returncode != 0
     assert "src/schema.ts changed but the pushed commits add no migration" in result.stderr

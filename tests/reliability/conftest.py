@@ -1,15 +1,11 @@
-"""Reliability tests (issue 10): marks each fault-matrix case; the tally is printed by tests/conftest.py."""
+"""Reliability tests: marks each fault-matrix case; the tally is printed by tests/conftest.py."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # reliability_kit, next to this file
 
 MATRIX_KEY = "fault_matrix"
 

@@ -1,4 +1,4 @@
-"""Bad input (issue 15): each gets a clear error naming the key or variable, exit 2 or 3, never 70.
+"""Bad input: each gets a clear error naming the key or variable, exit 2 or 3, never 70.
 
 A malformed DATABASE_URL, a journal line that is JSON but not an event, a probe URL that is not a
 URL, and the demo's embedded server run as root from a private TMPDIR.
@@ -16,9 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploysafe.cli import run
 from deploysafe.demo import embedded
-from support.reliability_kit import assert_clean, cli, scratch_app, seed_users
+from support.cli import run_cli_in_process
+from support.reliability_kit import assert_clean, scratch_app, seed_users
 
 MARKER = "Pw0rdMarker"
 
@@ -42,10 +42,10 @@ def test_a_malformed_database_url_is_a_usage_error_naming_the_variable(
     url, why = BAD_URLS[case]
     cfg = scratch_app(tmp_path / "app", "postgresql://app@127.0.0.1:5432/shop")
     monkeypatch.setenv("DATABASE_URL", url)
-    code, out = cli(capsys, "--config", str(cfg), *command)
-    assert_clean(code, out, {2})
-    assert "provider.database_url" in out and "$DATABASE_URL" in out and why in out, out
-    assert MARKER not in out
+    r = run_cli_in_process(capsys, "--config", str(cfg), *command)
+    assert_clean(r, {2})
+    assert "provider.database_url" in r.output and "$DATABASE_URL" in r.output and why in r.output, r.output
+    assert MARKER not in r.output
 
 
 # --- journal lines that are JSON but not events ----------------------------------------------------------
@@ -72,20 +72,20 @@ def test_journal_lines_that_are_not_objects_are_skipped_by_status_deploy_and_pru
     local_app: Path, capsys: pytest.CaptureFixture[str], foreign: str
 ) -> None:
     cfg = local_app
-    code, out = cli(capsys, "--config", str(cfg), "deploy", "--sha", "abc1234")  # a real run writes the journal
-    assert_clean(code, out, {0})
+    r = run_cli_in_process(capsys, "--config", str(cfg), "deploy", "--sha", "abc1234")  # a real run writes the journal
+    assert_clean(r, {0})
     journal = cfg.parent / ".deploysafe" / "journal.jsonl"
     with journal.open("a") as f:
         f.write(f"{foreign}\n")
     outputs = ""
     for command in (["status"], ["deploy", "--sha", "abc1235"], ["prune"]):
-        code, out = cli(capsys, "--config", str(cfg), *command)
-        assert_clean(code, out, {0})
-        outputs += out
+        r = run_cli_in_process(capsys, "--config", str(cfg), *command)
+        assert_clean(r, {0})
+        outputs += r.output
     assert outputs.count("not journal events") == 1  # one warning (per process: each command in real use)
-    code = run(["--json", "--config", str(cfg), "status"])
-    assert code == 0
-    assert json.loads(capsys.readouterr().out)["last_run"]["outcome"] == "deployed"
+    r = run_cli_in_process(capsys, "--json", "--config", str(cfg), "status")
+    assert r.code == 0
+    assert json.loads(r.stdout)["last_run"]["outcome"] == "deployed"
 
 
 # --- a probe URL that is not a URL -----------------------------------------------------------------------
@@ -99,9 +99,9 @@ def test_config_check_refuses_a_probe_url_that_is_not_a_url(
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@127.0.0.1:5432/shop")
     cfg = scratch_app(tmp_path / "app", "postgresql://app@127.0.0.1:5432/shop")
     cfg.write_text(cfg.read_text() + f'[[probes.http]]\nname = "health"\nurl = "{url}"\n')
-    code, out = cli(capsys, "--config", str(cfg), "config", "check")
-    assert_clean(code, out, {2})
-    assert "probes.http[0].url" in out and why in out, out
+    r = run_cli_in_process(capsys, "--config", str(cfg), "config", "check")
+    assert_clean(r, {2})
+    assert "probes.http[0].url" in r.output and why in r.output, r.output
 
 
 # --- the embedded server as root from a private TMPDIR ---------------------------------------------------

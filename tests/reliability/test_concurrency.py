@@ -1,4 +1,4 @@
-"""Ten deploys started at once against one production database (issue 10): exactly one proceeds, the
+"""Ten deploys started at once against one production database: exactly one proceeds, the
 others exit 5 naming the holder, and nothing is left locked afterwards.
 
 Each run has its own folder and state dir, like ten CI machines: only the PostgreSQL advisory lock on the
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 
+from support.cli import DEPLOYSAFE
 from support.reliability_kit import SAFE, scratch_app, seed_users, set_change, set_faults
 
 N = 10
@@ -21,7 +21,7 @@ N = 10
 
 def _deploy(root: Path, url: str) -> subprocess.Popen[str]:
     env = {**__import__("os").environ, "DATABASE_URL": url, "NO_COLOR": "1"}
-    return subprocess.Popen([sys.executable, "-m", "deploysafe", "--json", "deploy", "--sha", root.name],
+    return subprocess.Popen([str(DEPLOYSAFE), "--json", "deploy", "--sha", root.name],
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
 

@@ -1,4 +1,4 @@
-"""The fault-injection matrix (issue 10): every external call on the deploy and rollback paths x every
+"""The fault-injection matrix: every external call on the deploy and rollback paths x every
 fault that call can meet, through the real ``deploy.deploy()`` orchestration.
 
 HTTP calls: the real Neon provider against the Neon API double (real databases behind it) and the real
@@ -79,8 +79,8 @@ HTTP_EXPECTED = {
     "platform.read": 3, "platform.set": 4, "platform.pick_up": 4, "platform.wait": 4,
 }
 # A failure reported in a 200 body is not an unreadable platform: reading "no value" is an answer.
-# A 200 read that says the value is unknown used to be "assumed production" (deploy, then roll back: 1); since
-# issue 15 nothing that cannot tell where the app points is migrated: it fails closed with 3, like the others.
+# A 200 read that says the value is unknown is not taken for production: nothing that cannot tell where the app
+# points is migrated, so it fails closed with 3, like the others.
 HTTP_EXPECTED_OVERRIDES: dict[tuple[str, str], int] = {}
 
 HTTP_CASES = [(c, f) for c in [*NEON_CALLS, *RENDER_CALLS] for f in HTTP_FAULTS]
@@ -485,7 +485,7 @@ def test_local_fault(live_app: Any, call: str, fault: str, monkeypatch: pytest.M
         kill_tools(app.root)
 
 
-# Partial pushes by object kind (issue 15): push applies only a change of this kind and then fails. The
+# Partial pushes by object kind: push applies only a change of this kind and then fails. The
 # fingerprint must see it, so the deploy rolls back (exit 1) instead of reporting "nothing changed" (3).
 _TOUCH = "CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$"
 PARTIAL_PUSHES: dict[str, tuple[str | None, dict[str, str]]] = {  # kind: (set-up SQL, the change)

@@ -1,4 +1,4 @@
-"""Hostile input (issue 10): random and malformed deploysafe.toml, hostile snapshot and table names,
+"""Hostile input: random and malformed deploysafe.toml, hostile snapshot and table names,
 timestamps outside the history window, odd git refs. Never a traceback, the documented exit code, and
 never a shell or SQL injection: a canary file must not appear and a canary table must not be dropped."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support.reliability_kit import assert_clean, cli, neon_provider_toml, scratch_app, seed_users
+from support.cli import run_cli, run_cli_in_process
+from support.reliability_kit import assert_clean, neon_provider_toml, scratch_app, seed_users
 
 CANARY_TABLE = "canary_keep_me"
 
@@ -82,10 +82,10 @@ def cfg_dir() -> Iterator[Path]:
 def test_random_text_config_never_tracebacks(capsys: pytest.CaptureFixture[str], cfg_dir: Path, text: str) -> None:
     path = cfg_dir / "deploysafe.toml"
     path.write_text(text, encoding="utf-8")
-    code, out = cli(capsys, "--config", str(path), "config", "check")
-    assert_clean(code, out, {0, 2})
-    if code == 2:
-        assert out.strip(), "exit 2 without saying why"
+    r = run_cli_in_process(capsys, "--config", str(path), "config", "check")
+    assert_clean(r, {0, 2})
+    if r.code == 2:
+        assert r.output.strip(), "exit 2 without saying why"
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -93,8 +93,8 @@ def test_random_text_config_never_tracebacks(capsys: pytest.CaptureFixture[str],
 def test_random_bytes_config_never_tracebacks(capsys: pytest.CaptureFixture[str], cfg_dir: Path, data: bytes) -> None:
     path = cfg_dir / "deploysafe.toml"
     path.write_bytes(data)
-    code, out = cli(capsys, "--config", str(path), "config", "check")
-    assert_clean(code, out, {0, 2})
+    r = run_cli_in_process(capsys, "--config", str(path), "config", "check")
+    assert_clean(r, {0, 2})
 
 
 def _replace_leaf(text: str, where: tuple[Any, ...], key: str, value: str) -> str:
@@ -122,24 +122,24 @@ def test_wrong_types_in_valid_toml_exit_2_naming_the_key(
         text += "\n[surprise]\nkey = 1\n"
     path = cfg_dir / "deploysafe.toml"
     path.write_text(text, encoding="utf-8")
-    code, out = cli(capsys, "--config", str(path), "config", "check")
-    assert_clean(code, out, {0, 2})
-    if code == 2 and not extra_key:
-        assert key in out or "TOML" in out or where[0] in out, out  # the message names what is wrong
+    r = run_cli_in_process(capsys, "--config", str(path), "config", "check")
+    assert_clean(r, {0, 2})
+    if r.code == 2 and not extra_key:
+        assert key in r.output or "TOML" in r.output or where[0] in r.output, r.output  # the message names what is wrong
 
 
 def test_the_valid_base_config_is_valid(capsys: pytest.CaptureFixture[str], cfg_dir: Path) -> None:
     path = cfg_dir / "deploysafe.toml"
     path.write_text(VALID, encoding="utf-8")
-    code, out = cli(capsys, "--config", str(path), "config", "check")
-    assert code == 0, out
+    r = run_cli_in_process(capsys, "--config", str(path), "config", "check")
+    assert r.code == 0, r.output
 
 
 def test_missing_and_unreadable_config_exit_2(capsys: pytest.CaptureFixture[str], cfg_dir: Path) -> None:
-    code, out = cli(capsys, "--config", str(cfg_dir / "nope.toml"), "config", "check")
-    assert_clean(code, out, {2})
-    code, out = cli(capsys, "--config", str(cfg_dir), "config", "check")  # a folder, not a file
-    assert_clean(code, out, {2})
+    r = run_cli_in_process(capsys, "--config", str(cfg_dir / "nope.toml"), "config", "check")
+    assert_clean(r, {2})
+    r = run_cli_in_process(capsys, "--config", str(cfg_dir), "config", "check")  # a folder, not a file
+    assert_clean(r, {2})
 
 
 # --- hostile snapshot and table names ----------------------------------------------------------------
@@ -194,35 +194,35 @@ def test_hostile_snapshot_names(local_app: tuple[Path, str], capsys: pytest.Capt
     root, url = local_app
     created = []
     for name in HOSTILE:
-        code, out = cli(capsys, "snapshot", "create", "--name", name)
-        assert_clean(code, out, {0, 2, 3})
-        if code == 0:
+        r = run_cli_in_process(capsys, "snapshot", "create", "--name", name)
+        assert_clean(r, {0, 2, 3})
+        if r.code == 0:
             created.append(name)
         _canaries_alive(root, url)
     assert created, "no hostile name was accepted at all: the test exercised nothing"
-    code, out = cli(capsys, "snapshot", "list", "--json")
-    assert code == 0, out
-    names = {r["name"] for r in json.loads(out[out.index("["):])}
+    r = run_cli_in_process(capsys, "snapshot", "list", "--json")
+    assert r.code == 0, r.output
+    names = {s["name"] for s in json.loads(r.output[r.output.index("["):])}
     for name in created:
         assert name in names  # stored exactly, not mangled into another snapshot's name
     for name in created:
-        code, out = cli(capsys, "snapshot", "delete", "--yes", "--", name)
-        assert_clean(code, out, {0})
+        r = run_cli_in_process(capsys, "snapshot", "delete", "--yes", "--", name)
+        assert_clean(r, {0})
     _canaries_alive(root, url)
 
 
 def test_hostile_table_names_in_restore_table(local_app: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
     root, url = local_app
-    code, out = cli(capsys, "snapshot", "create", "--name", "hostile-src")
-    assert code == 0, out
+    r = run_cli_in_process(capsys, "snapshot", "create", "--name", "hostile-src")
+    assert r.code == 0, r.output
     for table in HOSTILE[:6] + ['users"; DROP TABLE canary_keep_me; --', "users", "USERS", "nope"]:
-        code, out = cli(capsys, "restore-table", "--from", "hostile-src", "--table", table, "--dry-run", "--yes")
-        assert_clean(code, out, {0, 2, 3})
+        r = run_cli_in_process(capsys, "restore-table", "--from", "hostile-src", "--table", table, "--dry-run", "--yes")
+        assert_clean(r, {0, 2, 3})
         _canaries_alive(root, url)
         for schema in ("public; DROP TABLE canary_keep_me", "pg_catalog"):
-            code, out = cli(capsys, "restore-table", "--from", "hostile-src", "--table", table, "--schema", schema,
-                            "--dry-run", "--yes")
-            assert_clean(code, out, {0, 2, 3})
+            r = run_cli_in_process(capsys, "restore-table", "--from", "hostile-src", "--table", table,
+                                   "--schema", schema, "--dry-run", "--yes")
+            assert_clean(r, {0, 2, 3})
     _canaries_alive(root, url)
 
 
@@ -236,9 +236,9 @@ def test_timestamps_the_local_provider_cannot_serve(local_app: tuple[Path, str],
     root, url = local_app
     for args in (["snapshot", "create", "--at", at], ["rollback", "--at", at, "--yes"],
                  ["restore-table", "--at", at, "--table", "users", "--dry-run", "--yes"]):
-        code, out = cli(capsys, *args)
-        assert_clean(code, out, {2, 3})
-        assert out.strip()
+        r = run_cli_in_process(capsys, *args)
+        assert_clean(r, {2, 3})
+        assert r.output.strip()
     _canaries_alive(root, url)
 
 
@@ -277,11 +277,11 @@ env_file = ".env"
         monkeypatch.chdir(root)
         before = len(d.branches)
         for at in ("2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"):
-            code, out = cli(capsys, "snapshot", "create", "--at", at, "--name", "too-far")
-            assert_clean(code, out, {2, 3})  # the future is a usage error (2); before the window a provider refusal (3)
-            assert "window" in out or "future" in out or "history" in out, out
-            code, out = cli(capsys, "rollback", "--at", at, "--yes")
-            assert_clean(code, out, {2, 3})
+            r = run_cli_in_process(capsys, "snapshot", "create", "--at", at, "--name", "too-far")
+            assert_clean(r, {2, 3})  # the future is a usage error (2); before the window a provider refusal (3)
+            assert "window" in r.output or "future" in r.output or "history" in r.output, r.output
+            r = run_cli_in_process(capsys, "rollback", "--at", at, "--yes")
+            assert_clean(r, {2, 3})
         assert len(d.branches) == before  # nothing was created
     finally:
         d.stop()
@@ -310,11 +310,8 @@ def test_odd_git_refs_through_the_pre_push_hook(git_repo: Path, tmp_path: Path) 
     lines += ["garbage", "", "refs/heads/main notasha refs/heads/main alsonot", "a b c d e f", "\x00\x01 \x7f"]
     env = {**os.environ, "NO_COLOR": "1"}
     for stdin in ["\n".join(lines) + "\n", *[line + "\n" for line in lines]]:
-        r = subprocess.run([sys.executable, "-m", "deploysafe", "hook", "pre-push", "origin", "$(touch CANARY)"],
-                           cwd=git_repo, input=stdin.encode("utf-8", "replace"), capture_output=True, env=env,
-                           timeout=60)
-        text = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
-        assert_clean(r.returncode, text, {0, 2, 3})
+        r = run_cli("hook", "pre-push", "origin", "$(touch CANARY)", cwd=git_repo, env=env, input=stdin, timeout=60)
+        assert_clean(r, {0, 2, 3})
         assert not list(git_repo.rglob("CANARY")) and not list(tmp_path.rglob("CANARY"))
 
 
@@ -322,9 +319,8 @@ def test_real_push_of_branches_with_odd_names(git_repo: Path, tmp_path: Path) ->
     """git itself allows `$`, `(`, `;`, quotes and backticks in branch names: push them through the installed hook."""
     (git_repo / "deploysafe.toml").write_text('[hook]\nbranches = ["*"]\noffline = "warn"\n')
     env = {**os.environ, "NO_COLOR": "1"}
-    inst = subprocess.run([sys.executable, "-m", "deploysafe", "hooks", "install"], cwd=git_repo, capture_output=True,
-                          text=True, env=env)
-    assert inst.returncode == 0, inst.stderr
+    inst = run_cli("hooks", "install", cwd=git_repo, env=env)
+    assert inst.code == 0, inst.stderr
     for name in ["$(touch${IFS}CANARY)", "a;touch${IFS}CANARY", "`touch${IFS}CANARY`", "q\"'x", "ünï-ブランチ"]:
         subprocess.run(["git", "branch", name], cwd=git_repo, check=True, capture_output=True)
         r = subprocess.run(["git", "push", "-q", "origin", name], cwd=git_repo, capture_output=True, text=True, env=env,

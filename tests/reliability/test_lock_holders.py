@@ -1,4 +1,4 @@
-"""Dead lock holders (issue 15): the lock session's keepalives bound how long a vanished holder keeps the
+"""Dead lock holders: the lock session's keepalives bound how long a vanished holder keeps the
 lock; ``deploysafe unlock`` ends a dead holder's session and refuses a live one.
 
 A machine that vanishes sends no FIN or RST. The test stands a TCP proxy between the holder and the
@@ -34,6 +34,7 @@ from deploysafe.lock import (
     lock_target,
     open_session,
 )
+from support.cli import run_cli
 
 
 class SilentProxy:
@@ -119,10 +120,8 @@ def _holder(url: str, db: str, state: Path) -> subprocess.Popen[str]:
     return proc
 
 
-def _unlock(app: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deploysafe", "unlock", *args], cwd=app,
-                          env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+def _env(url: str) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": url}
 
 
 def _lock_free(url: str) -> bool:
@@ -158,8 +157,8 @@ def test_unlock_releases_a_dead_holder_and_refuses_a_live_one(app: Path, pg_url:
     db = pg.dbname_of(pg_url)
     live = _holder(pg_url, db, app / "other-state")
     try:
-        refused = _unlock(app, pg_url, "--yes")
-        assert refused.returncode == 5, refused.stderr
+        refused = run_cli("unlock", "--yes", cwd=app, env=_env(pg_url), timeout=120)
+        assert refused.code == 5, refused.stderr
         assert "holder is alive" in refused.stderr and "holder-run" in refused.stderr
         assert not _lock_free(pg_url)
     finally:
@@ -172,11 +171,11 @@ def test_unlock_releases_a_dead_holder_and_refuses_a_live_one(app: Path, pg_url:
     dead.wait(timeout=30)
     time.sleep(0.5)
     assert not _lock_free(pg_url), "the proxy should keep the dead holder's session (a vanished machine)"
-    asked = _unlock(app, pg_url)  # no terminal and no --yes: never breaks a lock silently
-    assert asked.returncode in (2, 5) and not _lock_free(pg_url)
+    asked = run_cli("unlock", cwd=app, env=_env(pg_url), timeout=120)  # no terminal and no --yes: never breaks a lock silently
+    assert asked.code in (2, 5) and not _lock_free(pg_url)
     time.sleep(11)  # two missed heartbeats: the process is gone from this machine and its session is silent
-    released = _unlock(app, pg_url, "--yes")
-    assert released.returncode == 0, released.stderr
+    released = run_cli("unlock", "--yes", cwd=app, env=_env(pg_url), timeout=120)
+    assert released.code == 0, released.stderr
     assert "released the production lock" in released.stdout + released.stderr
     assert _lock_free(pg_url)
 

@@ -1,4 +1,4 @@
-"""Property-based tests the other test files do not already hold (issue 10).
+"""Property-based tests the other test files do not already hold.
 
 Already elsewhere, not repeated here: the retention planner never selects an in-use, production, default,
 protected, parent-of-another, not-ours or newest-of-its-kind snapshot for any set of snapshots and clocks

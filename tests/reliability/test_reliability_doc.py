@@ -1,4 +1,4 @@
-"""RELIABILITY.md backs every guarantee with a test: each test it names must exist (issue 10)."""
+"""RELIABILITY.md backs every guarantee with a test: each test it names must exist."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Secret audit (issue 10): the flows a team runs, with unique marker values for every secret, scanned
+"""Secret audit: the flows a team runs, with unique marker values for every secret, scanned
 everywhere deploysafe writes: stdout, stderr, JSON output, every journal line, every report and state file,
 the GitHub step summary, and what the webhook receives.
 
@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,8 +28,9 @@ from psycopg import sql
 from deploysafe.demo.run import DemoApp
 from deploysafe.envfile import write_var
 from deploysafe.pg import with_dbname
+from support.cli import run_cli
 from support.e2e import healthy
-from support.reliability_kit import BREAKING, SAFE, prepare_app, set_change
+from support.reliability_kit import BREAKING, SAFE, prepare_app, set_change, set_faults
 
 pytestmark = pytest.mark.e2e
 
@@ -102,12 +102,6 @@ def audited(live_app: DemoApp, pg_server: Any, tmp_path: Path) -> Iterator[tuple
         hook.close()
 
 
-def _cli(app: DemoApp, env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    r = subprocess.run([sys.executable, "-m", "deploysafe", *args], cwd=app.root, env=env, capture_output=True,
-                       text=True, timeout=240, stdin=subprocess.DEVNULL)
-    return r.returncode, r.stdout, r.stderr
-
-
 def scan(markers: dict[str, str], where: str, text: str) -> None:
     for what, value in markers.items():
         assert value not in text, f"the {what} leaked into {where}"
@@ -121,10 +115,10 @@ def test_no_secret_in_any_output_journal_report_or_summary(
     outputs: list[tuple[str, int, str, str]] = []
 
     def run(*args: str) -> tuple[int, str, str]:
-        code, out, err = _cli(app, env, *args)
-        outputs.append((" ".join(args), code, out, err))
-        assert "Traceback" not in err, err
-        return code, out, err
+        r = run_cli(*args, cwd=app.root, env=env)
+        outputs.append((" ".join(args), r.code, r.stdout, r.stderr))
+        assert "Traceback" not in r.stderr, r.stderr
+        return r.code, r.stdout, r.stderr
 
     set_change(app.root, SAFE)
     code, out, err = run("--json", "deploy")
@@ -158,13 +152,13 @@ def test_no_secret_in_any_output_journal_report_or_summary(
             if p.suffix == ".jsonl":
                 json.loads(line)  # every journal line parses
             scan(markers, f"{p.relative_to(app.root)} line {n}", line)
-    # a crash log, if any, is a state file (issue 17): scanned above
+    # a crash log, if any, is a state file: scanned above
 
 
-# --- issue 17: interpolated tokens, a failing restart during a rollback, and what every child process got ---
+# --- interpolated tokens, a failing restart during a rollback, and what every child process got ---
 
 AUDIT_SH = r"""#!/bin/sh
-# Stand-in wrapper (issue 17): records the environ and argv of its own process and of the `sh -c` deploysafe
+# Stand-in wrapper: records the environ and argv of its own process and of the `sh -c` deploysafe
 # started for it (as the kernel shows them in /proc), says the hook token aloud the way a chatty tool would,
 # then runs the reliability stand-in.
 d="$AUDIT_DIR"
@@ -200,40 +194,23 @@ def _records(folder: Path) -> list[tuple[str, dict[str, str], str]]:
 def test_rollback_with_failing_restart_leaks_no_interpolated_token_and_children_get_least_privilege(
     audited: tuple[DemoApp, dict[str, str], dict[str, str], Webhook], tmp_path: Path,
 ) -> None:
-    import shlex
-
-    from deploysafe import pg
-    from support.reliability_kit import set_faults
-
     app, env, markers, hook = audited
     records = tmp_path / "children"
     records.mkdir()
     hook_token = f"dht_{secrets.token_hex(12)}"
     stripe = f"sk_live_{secrets.token_hex(12)}"
-    env = {**env, "DEPLOY_HOOK_TOKEN": hook_token, "STRIPE_KEY": stripe, "AUDIT_DIR": str(records)}
+    env = {**env, "DEPLOY_HOOK_TOKEN": hook_token, "STRIPE_KEY": stripe, "AUDIT_DIR": str(records),
+           "DEPLOYSAFE_PG_BIN": str(_pg_wrappers(tmp_path / "pgbin", records))}
     markers = {**markers, "hook token interpolated into [platform] restart": hook_token,
                "STRIPE_KEY interpolated into [app] env": stripe}
-    # pg_dump/pg_restore wrappers: what deploysafe's snapshot and restore children got
-    wrappers = tmp_path / "pgbin"
-    wrappers.mkdir()
-    for tool in ("pg_dump", "pg_restore"):
-        (wrappers / tool).write_text(PG_WRAPPER.format(tool=tool, dir=records, real=shlex.quote(pg.find_tool(tool, 14))))
-        (wrappers / tool).chmod(0o755)
-    env["DEPLOYSAFE_PG_BIN"] = str(wrappers)
-    (app.root / "audit.sh").write_text(AUDIT_SH)
-    cfg = prepare_app(app, restart="sh audit.sh restart ${DEPLOY_HOOK_TOKEN}",
-                      extra='\n[notify]\nwebhook_env = "AUDIT_WEBHOOK"\non_success = true\n')
-    text = cfg.read_text()
-    text = text.replace("sh tool.sh generate", "sh audit.sh generate").replace("sh tool.sh push", "sh audit.sh push")
-    text = text.replace("env = { PSQL = ", 'pass_env = ["NEON_API_KEY"]\nenv = { STRIPE_KEY = "${STRIPE_KEY}", PSQL = ')
-    cfg.write_text(text)
+    _audited_config(app)
     outputs: list[tuple[str, str, str]] = []
 
     def run(*args: str) -> tuple[int, str]:
-        code, out, err = _cli(app, env, *args)
-        outputs.append((" ".join(args), out, err))
-        assert "Traceback" not in err, err
-        return code, out
+        r = run_cli(*args, cwd=app.root, env=env)
+        outputs.append((" ".join(args), r.stdout, r.stderr))
+        assert "Traceback" not in r.stderr, r.stderr
+        return r.code, r.stdout
 
     set_change(app.root, SAFE)
     code, _ = run("--json", "deploy")
@@ -256,18 +233,7 @@ def test_rollback_with_failing_restart_leaks_no_interpolated_token_and_children_
     assert shown["platform"]["restart"] == "sh audit.sh restart ${DEPLOY_HOOK_TOKEN}"
     assert shown["app"]["env"]["STRIPE_KEY"] == "${STRIPE_KEY}"
 
-    # every sink: stdout/stderr (with GitHub annotations), JSON, step summary, journal, state files, webhook
-    for cmd, out, err in outputs:
-        scan(markers, f"stdout of `{cmd}`", out)
-        scan(markers, f"stderr of `{cmd}`", err)
-    assert hook.bodies, "the webhook was never called"
-    for i, body in enumerate(hook.bodies):
-        scan(markers, f"webhook post {i}", body)
-    scan(markers, "the GitHub step summary", Path(env["GITHUB_STEP_SUMMARY"]).read_text())
-    for p in (app.root / ".deploysafe").rglob("*"):
-        if p.is_file():
-            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
-                scan(markers, f"{p.relative_to(app.root)} line {n}", line)
+    _scan_every_sink(app, env, markers, hook, outputs)
     assert any("${DEPLOY_HOOK_TOKEN}" in line for line in (app.root / ".deploysafe" / "journal.jsonl").read_text().splitlines())
 
     # every child process: no password or token on argv; deploysafe's credentials in no environment but
@@ -284,18 +250,64 @@ def test_rollback_with_failing_restart_leaks_no_interpolated_token_and_children_
         # `curl -H "Authorization: Bearer ${TOKEN}"`); the `sh -c` deploysafe starts holds only the reference.
         own_argument = {"hook token interpolated into [platform] restart"} if what == "restart" else set()
         scan({k: v for k, v in on_argv.items() if k not in own_argument}, f"the argv of a {what} child ({argv[:60]})", argv)
-        for own in ("RENDER_API_KEY", "AUDIT_WEBHOOK"):
-            assert own not in child_env, f"{own} reached a {what} child"
-        values = "\n".join(child_env.values())
-        assert env["RENDER_API_KEY"] not in values and hook.url not in values
-        if what in ("generate", "push", "generate (sh -c)", "push (sh -c)"):
-            assert child_env["NEON_API_KEY"] == env["NEON_API_KEY"]  # handed over on purpose: [app] pass_env
-            assert child_env["STRIPE_KEY"] == stripe and child_env["DATABASE_URL"]
-            assert "DEPLOY_HOOK_TOKEN" not in child_env
-        else:
-            assert "NEON_API_KEY" not in child_env and env["NEON_API_KEY"] not in values, what
-        if what.startswith("restart"):
-            assert child_env["DEPLOY_HOOK_TOKEN"] == hook_token
-        if what in ("pg_dump", "pg_restore"):
-            assert child_env["PGPASSWORD"] and "DATABASE_URL" not in child_env and "STRIPE_KEY" not in child_env
-            assert "DEPLOY_HOOK_TOKEN" not in child_env and "AUDIT_DIR" not in child_env
+        _check_child_env(what, child_env, env, hook)
+
+
+def _pg_wrappers(folder: Path, records: Path) -> Path:
+    """pg_dump/pg_restore wrappers that record what deploysafe's snapshot and restore children got."""
+    import shlex
+
+    from deploysafe import pg
+
+    folder.mkdir()
+    for tool in ("pg_dump", "pg_restore"):
+        (folder / tool).write_text(PG_WRAPPER.format(tool=tool, dir=records, real=shlex.quote(pg.find_tool(tool, 14))))
+        (folder / tool).chmod(0o755)
+    return folder
+
+
+def _audited_config(app: DemoApp) -> None:
+    """The app's steps and restart run through audit.sh; the restart command and [app] env interpolate tokens;
+    [app] pass_env hands NEON_API_KEY to the app's steps; the webhook hears every outcome."""
+    (app.root / "audit.sh").write_text(AUDIT_SH)
+    cfg = prepare_app(app, restart="sh audit.sh restart ${DEPLOY_HOOK_TOKEN}",
+                      extra='\n[notify]\nwebhook_env = "AUDIT_WEBHOOK"\non_success = true\n')
+    text = cfg.read_text()
+    text = text.replace("sh tool.sh generate", "sh audit.sh generate").replace("sh tool.sh push", "sh audit.sh push")
+    text = text.replace("env = { PSQL = ", 'pass_env = ["NEON_API_KEY"]\nenv = { STRIPE_KEY = "${STRIPE_KEY}", PSQL = ')
+    cfg.write_text(text)
+
+
+def _scan_every_sink(app: DemoApp, env: dict[str, str], markers: dict[str, str], hook: Webhook,
+                     outputs: list[tuple[str, str, str]]) -> None:
+    """stdout/stderr (with GitHub annotations), JSON, step summary, journal, state files, webhook: no marker."""
+    for cmd, out, err in outputs:
+        scan(markers, f"stdout of `{cmd}`", out)
+        scan(markers, f"stderr of `{cmd}`", err)
+    assert hook.bodies, "the webhook was never called"
+    for i, body in enumerate(hook.bodies):
+        scan(markers, f"webhook post {i}", body)
+    scan(markers, "the GitHub step summary", Path(env["GITHUB_STEP_SUMMARY"]).read_text())
+    for p in (app.root / ".deploysafe").rglob("*"):
+        if p.is_file():
+            for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
+                scan(markers, f"{p.relative_to(app.root)} line {n}", line)
+
+
+def _check_child_env(what: str, child_env: dict[str, str], env: dict[str, str], hook: Webhook) -> None:
+    """Least privilege: each child's environment holds only the credentials its job needs."""
+    for own in ("RENDER_API_KEY", "AUDIT_WEBHOOK"):
+        assert own not in child_env, f"{own} reached a {what} child"
+    values = "\n".join(child_env.values())
+    assert env["RENDER_API_KEY"] not in values and hook.url not in values
+    if what in ("generate", "push", "generate (sh -c)", "push (sh -c)"):
+        assert child_env["NEON_API_KEY"] == env["NEON_API_KEY"]  # handed over on purpose: [app] pass_env
+        assert child_env["STRIPE_KEY"] == env["STRIPE_KEY"] and child_env["DATABASE_URL"]
+        assert "DEPLOY_HOOK_TOKEN" not in child_env
+    else:
+        assert "NEON_API_KEY" not in child_env and env["NEON_API_KEY"] not in values, what
+    if what.startswith("restart"):
+        assert child_env["DEPLOY_HOOK_TOKEN"] == env["DEPLOY_HOOK_TOKEN"]
+    if what in ("pg_dump", "pg_restore"):
+        assert child_env["PGPASSWORD"] and "DATABASE_URL" not in child_env and "STRIPE_KEY" not in child_env
+        assert "DEPLOY_HOOK_TOKEN" not in child_env and "AUDIT_DIR" not in child_env

@@ -1,4 +1,4 @@
-"""SIGKILL at each step boundary (issue 10): the real CLI ``deploy`` is killed when the journal shows step X
+"""SIGKILL at each step boundary: the real CLI ``deploy`` is killed when the journal shows step X
 started; afterwards the journal parses, ``status`` says where it was cut off and whether the push ran, no
 lock is left behind, and ``rollback --yes`` recovers where production changed."""
 
@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from deploysafe.demo.run import DemoApp
 from deploysafe.providers.local import LocalProvider
+from support.cli import DEPLOYSAFE
 from support.e2e import ds, env_url, healthy
 from support.reliability_kit import BREAKING, SAFE, journal_records, kill_tools, prepare_app, set_change, set_faults
 
@@ -27,7 +27,7 @@ STATE = ".deploysafe"
 
 
 def _start(app: DemoApp) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "deploysafe", "deploy"], cwd=app.root, env=app.env,
+    return subprocess.Popen([str(DEPLOYSAFE), "deploy"], cwd=app.root, env=app.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, stdin=subprocess.DEVNULL,
                             start_new_session=True)
 

@@ -1,4 +1,4 @@
-"""Real signals to the real CLI ``deploy`` (issue 15): a cancelled CI job (SIGTERM), a closed terminal
+"""Real signals to the real CLI ``deploy``: a cancelled CI job (SIGTERM), a closed terminal
 (SIGHUP) and a SIGKILL never leave a step process running, never let a stopped push change production
 afterwards, and roll back when production had changed.
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 
 from deploysafe.demo.run import DemoApp
 from deploysafe.providers.local import LocalProvider
+from support.cli import DEPLOYSAFE
 from support.e2e import ds, env_url, healthy
 from support.reliability_kit import BREAKING, journal_records, kill_tools, prepare_app, set_change, set_faults
 
@@ -48,7 +48,7 @@ def _group_members(pgid: int) -> list[int]:
 
 def _start(app: DemoApp, *args: str) -> subprocess.Popen[str]:
     err = (app.root / "deploy.stderr").open("w")  # a file, not a pipe: a full pipe would block deploysafe
-    return subprocess.Popen([sys.executable, "-m", "deploysafe", "deploy", *args], cwd=app.root, env=app.env,
+    return subprocess.Popen([str(DEPLOYSAFE), "deploy", *args], cwd=app.root, env=app.env,
                             stdout=err, stderr=err, text=True, stdin=subprocess.DEVNULL,
                             start_new_session=True)
 
@@ -64,9 +64,10 @@ def _wait_running(app: DemoApp, step: str, tool: str, proc: subprocess.Popen[str
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         running = any(r["step"] == step and r["outcome"] == "running" for r in journal_records(app.root / STATE))
-        if running and pid_file.exists() and pid_file.read_text().strip():
+        pid = pid_file.read_text().strip() if pid_file.exists() else ""  # read once: the tool may be writing it
+        if running and pid:
             try:
-                pgid = os.getpgid(int(pid_file.read_text()))  # the shell deploysafe started leads the group
+                pgid = os.getpgid(int(pid))  # the shell deploysafe started leads the group
             except ProcessLookupError:
                 pgid = 0
             if pgid and pgid != os.getpgid(0):

@@ -1,4 +1,4 @@
-"""Slow-body and slow-header servers (issue 15): every HTTP call deploysafe makes ends within its
+"""Slow-body and slow-header servers: every HTTP call deploysafe makes ends within its
 wall-clock deadline against a real socket server that answers one byte a second, and ends as the
 call's ordinary failure (a PlatformError/ProviderError naming the call, an unhealthy probe, a
 notify warning) instead of hanging.

@@ -1,4 +1,4 @@
-"""A full disk or an unwritable state dir after production changed never stops the rollback (issue 15).
+"""A full disk or an unwritable state dir after production changed never stops the rollback.
 
 The real CLI deploys a breaking migration; while ``db:push`` runs, the test swaps the journal for a
 symlink to ``/dev/full``, so every later journal write fails in the kernel with ENOSPC (a real "disk
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 from deploysafe.errors import PreconditionError
 from deploysafe.journal import Journal, read_journal
 from deploysafe.providers.local import LocalProvider
+from support.cli import DEPLOYSAFE
 from support.e2e import env_url, healthy
 from support.reliability_kit import BREAKING, journal_records, kill_tools, prepare_app, set_change, set_faults
 
@@ -44,7 +44,7 @@ def test_disk_full_after_push_still_rolls_back(live_app: Any, tmp_path: Path) ->
     set_faults(app.root, push="slow:2")  # holds push long enough to swap the journal under it
     state = app.root / STATE
     err = (tmp_path / "stderr").open("w+")
-    proc = subprocess.Popen([sys.executable, "-m", "deploysafe", "deploy"], cwd=app.root, env=app.env,
+    proc = subprocess.Popen([str(DEPLOYSAFE), "deploy"], cwd=app.root, env=app.env,
                             stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL, text=True)
     try:
         _wait_for_step(state, "push", proc)

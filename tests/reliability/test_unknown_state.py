@@ -1,4 +1,4 @@
-"""Fail closed when nobody can tell where the app points (issue 15).
+"""Fail closed when nobody can tell where the app points.
 
 A ``command`` platform without ``get_command`` cannot say where DATABASE_URL points (like Fly
 secrets or Vercel sensitive variables), and a fresh CI runner has no journal. The real CLI runs
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from psycopg import sql
 from deploysafe import pg
 from deploysafe.providers.local import LocalProvider
 from deploysafe.providers.record import RECORD_KEY
+from support.cli import run_cli
 from support.reliability_kit import app_env_line, install_tool, set_change
 
 pytestmark = pytest.mark.e2e
@@ -76,12 +75,10 @@ def app(tmp_path: Path, pg_url: str) -> Iterator[tuple[Path, str]]:
             prov.delete(s.name)
 
 
-def _ds(root: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _env(url: str) -> dict[str, str]:
     import os
 
-    env = {**os.environ, "DATABASE_URL": url}
-    return subprocess.run([sys.executable, "-m", "deploysafe", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=240, stdin=subprocess.DEVNULL)
+    return {**os.environ, "DATABASE_URL": url}
 
 
 def _fresh_runner(root: Path) -> None:
@@ -89,8 +86,8 @@ def _fresh_runner(root: Path) -> None:
 
 
 def _prune(root: Path, url: str) -> dict[str, Any]:
-    r = _ds(root, url, "prune", "--json")
-    assert r.returncode == 0, r.stderr
+    r = run_cli("prune", "--json", cwd=root, env=_env(url))
+    assert r.code == 0, r.stderr
     return dict(json.loads(r.stdout))
 
 
@@ -98,10 +95,10 @@ def test_unreadable_platform_and_no_state_dir_fail_closed(app: tuple[Path, str])
     root, url = app
     prov = LocalProvider(url)
     for name in ("pre-deploy-old", "pre-deploy-new"):
-        made = _ds(root, url, "snapshot", "create", "--kind", "pre-deploy", "--name", name)
-        assert made.returncode == 0, made.stderr
-    rb = _ds(root, url, "rollback", "--yes", "--to", "pre-deploy-old")  # the older, expired one
-    assert rb.returncode == 0, rb.stderr
+        made = run_cli("snapshot", "create", "--kind", "pre-deploy", "--name", name, cwd=root, env=_env(url))
+        assert made.code == 0, made.stderr
+    rb = run_cli("rollback", "--yes", "--to", "pre-deploy-old", cwd=root, env=_env(url))  # the older, expired one
+    assert rb.code == 0, rb.stderr
     assert (root / "target.url").read_text() == prov.connection_url("pre-deploy-old")
 
     # a fresh runner: no journal; the platform cannot be read; the provider's record still knows
@@ -110,8 +107,8 @@ def test_unreadable_platform_and_no_state_dir_fail_closed(app: tuple[Path, str])
     assert "pre-deploy-old" not in [d["name"] for d in plan["deleted"]]
     assert "pre-deploy-old" in {s.name for s in prov.list_snapshots() if s.ours}
     assert prov.recorded_app_target() == "pre-deploy-old"
-    refused = _ds(root, url, "deploy", "--assume-production")  # the record says it is not production
-    assert refused.returncode == 3 and "points at 'pre-deploy-old', not production" in refused.stderr
+    refused = run_cli("deploy", "--assume-production", cwd=root, env=_env(url))  # the record says it is not production
+    assert refused.code == 3 and "points at 'pre-deploy-old', not production" in refused.stderr
 
     # nothing recorded anywhere (an older deploysafe, or a record removed): keep everything, refuse to migrate
     with psycopg.connect(url, autocommit=True) as c:
@@ -120,20 +117,20 @@ def test_unreadable_platform_and_no_state_dir_fail_closed(app: tuple[Path, str])
     plan = _prune(root, url)
     assert plan["deleted"] == [] and plan["delete"] == []
     assert {s.name for s in prov.list_snapshots() if s.ours} == {"pre-deploy-old", "pre-deploy-new"}
-    st = _ds(root, url, "status")
+    st = run_cli("status", cwd=root, env=_env(url))
     assert "cannot tell where the app points" in st.stdout and "--assume-production" in st.stdout
-    refused = _ds(root, url, "deploy")
-    assert refused.returncode == 3, refused.stderr
+    refused = run_cli("deploy", cwd=root, env=_env(url))
+    assert refused.code == 3, refused.stderr
     assert "cannot tell where the app's DATABASE_URL points" in refused.stderr
     assert "--assume-production" in refused.stderr
     assert prov.recorded_app_target() is None  # refusing changed nothing
 
     # told: the deploy runs, and records production for every later runner
-    told = _ds(root, url, "--json", "deploy", "--assume-production")
-    assert told.returncode == 0, told.stderr
+    told = run_cli("--json", "deploy", "--assume-production", cwd=root, env=_env(url))
+    assert told.code == 0, told.stderr
     assert prov.recorded_app_target() == prov.production().name
     _fresh_runner(root)
-    assert _ds(root, url, "deploy", "--dry-run").returncode == 0
+    assert run_cli("deploy", "--dry-run", cwd=root, env=_env(url)).code == 0
 
 
 def test_a_foreign_comment_on_production_is_never_overwritten(pg_url: str) -> None:

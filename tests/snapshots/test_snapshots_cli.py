@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,7 +18,6 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from deploysafe.cli import run
 from deploysafe.demo import embedded
 from deploysafe.errors import UsageError
 from deploysafe.journal import Journal, read_journal
@@ -34,6 +32,7 @@ from deploysafe.snapshots.manage import (
     restore_name,
     validate_name,
 )
+from support.cli import DEPLOYSAFE, run_cli_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 25, 10, 0, 5, tzinfo=UTC)
@@ -131,10 +130,9 @@ class App:
         return {s.name for s in self.provider.list_snapshots()}
 
     def cli(self, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = run(["--config", str(self.config), *args])
-        out, err = capsys.readouterr()
-        return code, out, err
+        """``deploysafe --config <this app's file> ARGS`` in this process: exit code, stdout, stderr."""
+        r = run_cli_in_process(capsys, "--config", str(self.config), *args)
+        return r.code, r.stdout, r.stderr
 
 
 @pytest.fixture
@@ -359,15 +357,10 @@ def test_delete_asks_on_a_terminal(app: App) -> None:
     import pty
 
     app.make("manual-ask", SnapshotKind.MANUAL, D)
-    exe = str(ROOT / ".venv" / "bin" / "deploysafe")
-    if not os.path.exists(exe):
-        exe_args = [sys.executable, "-m", "deploysafe"]
-    else:
-        exe_args = [exe]
     for answer, gone in (("n", False), ("y", True)):
         master, slave = pty.openpty()
         proc = subprocess.Popen(
-            [*exe_args, "--config", str(app.config), "snapshot", "delete", "manual-ask"],
+            [str(DEPLOYSAFE), "--config", str(app.config), "snapshot", "delete", "manual-ask"],
             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ},
         )
         os.close(slave)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,24 +11,12 @@ import httpx
 from deploysafe.demo.run import DemoApp
 from deploysafe.envfile import read_var
 from deploysafe.redact import url_password
+from support.cli import CliResult, run_cli
 
 
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.stdout[self.stdout.index("{"):])
-
-
-def ds(app: DemoApp, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> Run:
-    """Run the real CLI in the app folder."""
-    r = subprocess.run([sys.executable, "-m", "deploysafe", *args], cwd=app.root, env={**app.env, **(env or {})},
-                       capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-    return Run(r.returncode, r.stdout, r.stderr)
+def ds(app: DemoApp, *args: str, env: dict[str, str] | None = None, timeout: float = 240) -> CliResult:
+    """``run_cli`` in the app folder with the app's environment (``env`` adds to it or overrides it)."""
+    return run_cli(*args, cwd=app.root, env={**app.env, **(env or {})}, timeout=timeout)
 
 
 def healthy(app: DemoApp) -> bool:
@@ -88,7 +72,7 @@ def env_without(*names: str) -> dict[str, str]:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# --- the drizzle-kit version matrix (issue 14) -----------------------------------------------------
+# --- the drizzle-kit version matrix -----------------------------------------------------
 
 FIXTURE_APP = ROOT / "tests" / "fixtures" / "drizzle-app"
 DRIZZLE_LINES = {  # line -> its node_modules, installed by scripts/setup (0.31: the fixture app's own)

@@ -1,4 +1,4 @@
-"""A Neon management API double: real HTTP on 127.0.0.1, branches backed by real databases (issue 3).
+"""A Neon management API double: real HTTP on 127.0.0.1, branches backed by real databases.
 
 A branch is a database on the test PostgreSQL server (``CREATE DATABASE ... TEMPLATE parent``), so a
 snapshot really holds the parent's rows. Operations are asynchronous (``running`` for ``op_polls``
@@ -7,11 +7,20 @@ lost responses and latency. Every request and response is validated against
 ``tests/fixtures/specs/neon-api-v2.yaml``; a mismatch is answered with HTTP 599 and recorded, and the
 ``neon_double`` fixture fails the test at teardown if any was recorded.
 
-Use it from any test module (tests/ is on sys.path; there is no tests/__init__.py)::
+Use it from any test module: the ``neon_double`` fixture (a running double with a ``production`` branch) is
+registered for every test by ``tests/conftest.py``, so a test only names it; the rest is imported::
 
-    from support.neon_double import neon_double  # noqa: F401  (the fixture)
+    from support.neon_double import NeonDouble, make_double, seed_production
 
-    def test_x(neon_double): ...
+    def test_x(neon_double: NeonDouble) -> None: ...
+
+    def test_y(pg_server) -> None:
+        d = make_double(pg_server, page_size=2)  # knobs: see NeonDouble's fields
+        try:
+            seed_production(d)
+            ...
+        finally:
+            d.stop()
 
 Connection URIs point at the real server (``127.0.0.1:port``) so psycopg and node can connect; the
 endpoint ``host`` reported by the API is a Neon-shaped name (``ep-...neon.test``) and
@@ -647,29 +656,17 @@ class NeonDouble:
     def _create_branch(self, body: Json, **_: Any) -> tuple[int, Json, dict[str, str]]:
         spec = body.get("branch") or {}
         name = spec.get("name") or f"br-auto-{next(self._seq)}"
-        if any(b["name"] == name for b in self.branches.values()):
-            return self._err(409, "branch already exists")
-        if self.branches_limit is not None and len(self.branches) >= self.branches_limit:
-            return self._err(422, f"branches limit exceeded: your plan allows {self.branches_limit} branches",
-                             "BRANCHES_LIMIT_EXCEEDED")
         parent_id = spec.get("parent_id") or next((b["id"] for b in self.branches.values() if b["default"]), None)
-        if parent_id not in self.branches:
-            return self._err(404, "parent branch not found")
-        parent = self.branches[parent_id]
-        if parent.get("expires_at"):  # docs: a branch with an expiration cannot have children
-            return self._err(400, "cannot create a child of a branch with an expiration time")
+        refused = self._refuse_create(name, parent_id)
+        if refused is not None:
+            return refused
         ts, lsn = spec.get("parent_timestamp"), spec.get("parent_lsn")
-        point: Point | None = None
-        if ts or lsn:
-            found = self._point_at(parent_id, ts=ts, lsn=lsn if not ts else None)
-            if isinstance(found, str):
-                return self._err(400, found)
-            point = found
+        point = self._point_at(parent_id, ts=ts, lsn=lsn if not ts else None) if ts or lsn else None
+        if isinstance(point, str):
+            return self._err(400, point)
         expires = spec.get("expires_at")
-        if expires:
-            when = _parse(expires)
-            if when <= self.clock() or when > self.clock() + timedelta(days=30):
-                return self._err(400, "expires_at must be in the future and at most 30 days ahead")
+        if expires and not self._expiry_allowed(expires):
+            return self._err(400, "expires_at must be in the future and at most 30 days ahead")
         bid = self._new_id("br")
         br = self._make_branch(bid, name, parent_id, database=True, point=point)
         if ts:
@@ -693,6 +690,24 @@ class NeonDouble:
             self.drop_creates -= 1
             raise _Drop()
         return 201, out, {}
+
+    def _refuse_create(self, name: str, parent_id: str | None) -> tuple[int, Json, dict[str, str]] | None:
+        """Neon's answer when a branch named ``name`` cannot be created under ``parent_id``; None when it can."""
+        if any(b["name"] == name for b in self.branches.values()):
+            return self._err(409, "branch already exists")
+        if self.branches_limit is not None and len(self.branches) >= self.branches_limit:
+            return self._err(422, f"branches limit exceeded: your plan allows {self.branches_limit} branches",
+                             "BRANCHES_LIMIT_EXCEEDED")
+        if parent_id not in self.branches:
+            return self._err(404, "parent branch not found")
+        if self.branches[parent_id].get("expires_at"):  # docs: a branch with an expiration cannot have children
+            return self._err(400, "cannot create a child of a branch with an expiration time")
+        return None
+
+    def _expiry_allowed(self, expires_at: str) -> bool:
+        """Neon accepts an expiration in the future and at most 30 days ahead."""
+        when = _parse(expires_at)
+        return self.clock() < when <= self.clock() + timedelta(days=30)
 
     def _delete_branch(self, b: str, **_: Any) -> tuple[int, Json | None, dict[str, str]]:
         br = self._branch(b)
@@ -726,8 +741,7 @@ class NeonDouble:
                 br.pop("expires_at", None)
                 br.pop("ttl_interval_seconds", None)
             else:
-                when = _parse(change["expires_at"])
-                if when <= self.clock() or when > self.clock() + timedelta(days=30):
+                if not self._expiry_allowed(change["expires_at"]):
                     return self._err(400, "expires_at must be in the future and at most 30 days ahead")
                 if self._children(b) or br.get("default") or br.get("protected") or not br.get("parent_id"):
                     return self._err(400, "expiration can only be set on a child branch without children")
@@ -785,26 +799,11 @@ class NeonDouble:
         source = self._branch(body.get("source_branch_id", ""))
         if target is None or source is None:
             return self._err(404, "branch not found")
-        if target.get("parent_id"):
-            return self._err(400, "instant restore is only supported for root branches")
-        if source.get("parent_id"):
-            return self._err(400, "a branch can only be restored from its own or another root branch's history")
         ts, lsn = body.get("source_timestamp"), body.get("source_lsn")
         keep = body.get("preserve_under_name")
-        if source["id"] == b and not (ts or lsn):
-            return self._err(400, "restoring a branch to its own history needs source_lsn or source_timestamp")
-        if source["id"] == b and not keep:
-            return self._err(400, "preserve_under_name is required when restoring a branch to its own history")
-        if not keep and self._children(b):
-            return self._err(400, "preserve_under_name is required when the branch has children")
-        if keep and any(o["name"] == keep for o in self.branches.values()):
-            return self._err(409, "branch already exists")
-        if keep and self.branches_limit is not None and len(self.branches) >= self.branches_limit:
-            return self._err(422, f"branches limit exceeded: your plan allows {self.branches_limit} branches",
-                             "BRANCHES_LIMIT_EXCEEDED")
-        if keep and self.root_branches_limit is not None and self._roots() >= self.root_branches_limit:
-            return self._err(422, f"root branches limit exceeded: your plan allows {self.root_branches_limit} root branches",
-                             "ROOT_BRANCHES_LIMIT_EXCEEDED")
+        refused = self._refuse_restore(b, target, source, at_point=bool(ts or lsn), keep=keep)
+        if refused is not None:
+            return refused
         if ts or lsn:
             found = self._point_at(source["id"], ts=ts, lsn=lsn if not ts else None)
             if isinstance(found, str):
@@ -813,35 +812,9 @@ class NeonDouble:
         else:
             point = self._record_point(source["id"])
         now = self.clock()
-        old_history = self.history.get(b, [])
         new_history = [p for p in self.history.get(source["id"], []) if p.lsn <= point.lsn]
-        backup_id: str | None = None
-        if keep:
-            backup_id = self._new_id("br")
-            backup = dict(target, id=backup_id, name=keep, default=False, protected=False, created_at=_iso(now),
-                          updated_at=_iso(now))
-            backup.pop("parent_id", None)  # restoring a root makes the backup a separate root
-            self.branches[backup_id] = backup
-            self.history[backup_id] = old_history
-            if source["id"] != b:
-                self.undeletable.add(backup_id)
-            for o in self._children(b):  # children move under the backup
-                o["parent_id"] = backup_id
-        prod_db = self.dbnames.get(b)
-        if self.server_url and prod_db:
-            # the connection string stays: production's database name now holds the restored data, and the old
-            # data moves to the backup's database (the compute moves; sessions on it are cut, as on Neon)
-            with self._admin() as c:
-                if backup_id:
-                    kept_db = f"nd{self.tag}_k{next(self._seq):05d}"
-                    self._rename_db(c, prod_db, kept_db)
-                    self.dbnames[backup_id] = kept_db
-                else:
-                    c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(prod_db)))
-                if point.db:
-                    self._copy_db(c, point.db, prod_db)
-                else:
-                    c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(prod_db)))
+        backup_id = self._preserve_before_restore(b, target, keep, now=now, from_other=source["id"] != b) if keep else None
+        self._restore_databases(b, backup_id, point)
         self.history[b] = [*new_history, Point(now, next(self._lsns), point.db)]
         target["updated_at"] = _iso(now)
         target["last_reset_at"] = target["updated_at"]
@@ -850,6 +823,65 @@ class NeonDouble:
             self.gateway_after -= 1
             return 502, {"code": "", "message": "bad gateway"}, {}
         return 200, {"branch": target, "operations": ops}, {}
+
+    def _refuse_restore(self, b: str, target: Json, source: Json, *, at_point: bool,
+                        keep: str | None) -> tuple[int, Json, dict[str, str]] | None:
+        """Neon's answer when root branch ``b`` cannot be restored from ``source`` this way; None when it can."""
+        if target.get("parent_id"):
+            return self._err(400, "instant restore is only supported for root branches")
+        if source.get("parent_id"):
+            return self._err(400, "a branch can only be restored from its own or another root branch's history")
+        if source["id"] == b and not at_point:
+            return self._err(400, "restoring a branch to its own history needs source_lsn or source_timestamp")
+        if source["id"] == b and not keep:
+            return self._err(400, "preserve_under_name is required when restoring a branch to its own history")
+        if not keep:
+            if self._children(b):
+                return self._err(400, "preserve_under_name is required when the branch has children")
+            return None
+        if any(o["name"] == keep for o in self.branches.values()):
+            return self._err(409, "branch already exists")
+        if self.branches_limit is not None and len(self.branches) >= self.branches_limit:
+            return self._err(422, f"branches limit exceeded: your plan allows {self.branches_limit} branches",
+                             "BRANCHES_LIMIT_EXCEEDED")
+        if self.root_branches_limit is not None and self._roots() >= self.root_branches_limit:
+            return self._err(422, f"root branches limit exceeded: your plan allows {self.root_branches_limit} root branches",
+                             "ROOT_BRANCHES_LIMIT_EXCEEDED")
+        return None
+
+    def _preserve_before_restore(self, b: str, target: Json, keep: str, *, now: datetime, from_other: bool) -> str:
+        """``preserve_under_name``: the target's state before the restore becomes a separate root branch named
+        ``keep`` that takes over the target's children; not deletable when restored from another branch."""
+        backup_id = self._new_id("br")
+        backup = dict(target, id=backup_id, name=keep, default=False, protected=False, created_at=_iso(now),
+                      updated_at=_iso(now))
+        backup.pop("parent_id", None)  # restoring a root makes the backup a separate root
+        self.branches[backup_id] = backup
+        self.history[backup_id] = self.history.get(b, [])
+        if from_other:
+            self.undeletable.add(backup_id)
+        for o in self._children(b):  # children move under the backup
+            o["parent_id"] = backup_id
+        return backup_id
+
+    def _restore_databases(self, b: str, backup_id: str | None, point: Point) -> None:
+        """The connection string stays: production's database name now holds the restored data, and the old data
+        moves to the backup's database, or is dropped without one (the compute moves; sessions on it are cut, as
+        on Neon)."""
+        prod_db = self.dbnames.get(b)
+        if not (self.server_url and prod_db):
+            return
+        with self._admin() as c:
+            if backup_id:
+                kept_db = f"nd{self.tag}_k{next(self._seq):05d}"
+                self._rename_db(c, prod_db, kept_db)
+                self.dbnames[backup_id] = kept_db
+            else:
+                c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(prod_db)))
+            if point.db:
+                self._copy_db(c, point.db, prod_db)
+            else:
+                c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(prod_db)))
 
     def _get_schedule(self, b: str, **_: Any) -> tuple[int, Json, dict[str, str]]:
         if b not in self.branches:

@@ -1,4 +1,4 @@
-"""Shared pieces of the reliability tests (issue 10): cheap app commands, a fault-injecting respx router,
+"""Shared pieces of the reliability tests: cheap app commands, a fault-injecting respx router,
 an in-memory Render backend, and the checks every fault case makes."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import httpx
 import respx
 
 from deploysafe.demo.run import DemoApp
+from support.cli import CliResult
 
 HERE = Path(__file__).resolve().parent
 
@@ -301,38 +302,51 @@ class RenderBackend:
         if m == "GET" and path == f"/services/{sid}":
             return httpx.Response(200, json={"id": sid, "name": "shop", "type": "web_service",
                                              "serviceDetails": {"envSpecificDetails": {}}})
-        if path == f"/services/{sid}/env-vars/DATABASE_URL":
-            if m == "GET":
-                return httpx.Response(200, json={"key": "DATABASE_URL", "value": self.value})
-            if m == "PUT":
-                self.value = json.loads(request.content)["value"]
-                self.sets.append(self.value)
-                return httpx.Response(200, json={"key": "DATABASE_URL", "value": self.value})
+        if path == f"/services/{sid}/env-vars/DATABASE_URL" and m in ("GET", "PUT"):
+            return self._database_url(request)
         if m == "GET" and path == "/env-groups":
             return httpx.Response(200, json=[])
         if m == "POST" and path == f"/services/{sid}/rollback":
-            # a new deploy of the target's build (render-oss/sdk rollbackDeploy: 201 with the new deploy)
-            target = self.deploys.get(json.loads(request.content).get("deployId", ""))
-            if target is None:
-                return httpx.Response(404, json={"id": "not_found", "message": "deploy not found"})
-            d = self._new_deploy("update_failed" if self.fail_deploys else "update_in_progress")
-            d["commit"] = dict(target["commit"])
-            return httpx.Response(201, json=d)
+            return self._rollback(request)
         if path == f"/services/{sid}/deploys":
-            if m == "POST":
-                d = self._new_deploy("update_failed" if self.fail_deploys else "update_in_progress")
-                return httpx.Response(201, json=d)
-            live = [d for d in self.deploys.values() if d["status"] == "live"]
-            return httpx.Response(200, json=[{"deploy": d, "cursor": "c"} for d in live[-1:]])
+            return self._deploys(request)
         if m == "GET" and path.startswith(f"/services/{sid}/deploys/"):
-            d = self.deploys.get(path.rsplit("/", 1)[1])
-            if d is None:
-                return httpx.Response(404, json={"id": "not_found", "message": "deploy not found"})
-            if d["status"] == "update_in_progress":
-                d["status"] = "live"  # live on the second look
-                return httpx.Response(200, json={**d, "status": "update_in_progress"})
-            return httpx.Response(200, json=d)
+            return self._get_deploy(path.rsplit("/", 1)[1])
         return httpx.Response(404, json={"id": "not_found", "message": f"no route {m} {path}"})
+
+    def _database_url(self, request: httpx.Request) -> httpx.Response:
+        """GET or PUT the service's DATABASE_URL env var; each PUT is recorded in ``sets``."""
+        if request.method == "PUT":
+            self.value = json.loads(request.content)["value"]
+            self.sets.append(self.value)
+        return httpx.Response(200, json={"key": "DATABASE_URL", "value": self.value})
+
+    def _rollback(self, request: httpx.Request) -> httpx.Response:
+        """A new deploy of the target's build (render-oss/sdk rollbackDeploy: 201 with the new deploy)."""
+        target = self.deploys.get(json.loads(request.content).get("deployId", ""))
+        if target is None:
+            return httpx.Response(404, json={"id": "not_found", "message": "deploy not found"})
+        d = self._new_deploy("update_failed" if self.fail_deploys else "update_in_progress")
+        d["commit"] = dict(target["commit"])
+        return httpx.Response(201, json=d)
+
+    def _deploys(self, request: httpx.Request) -> httpx.Response:
+        """POST starts a deploy; any other method lists the live one."""
+        if request.method == "POST":
+            d = self._new_deploy("update_failed" if self.fail_deploys else "update_in_progress")
+            return httpx.Response(201, json=d)
+        live = [d for d in self.deploys.values() if d["status"] == "live"]
+        return httpx.Response(200, json=[{"deploy": d, "cursor": "c"} for d in live[-1:]])
+
+    def _get_deploy(self, deploy_id: str) -> httpx.Response:
+        """One deploy; one in progress answers so once, then is live on the next look."""
+        d = self.deploys.get(deploy_id)
+        if d is None:
+            return httpx.Response(404, json={"id": "not_found", "message": "deploy not found"})
+        if d["status"] == "update_in_progress":
+            d["status"] = "live"
+            return httpx.Response(200, json={**d, "status": "update_in_progress"})
+        return httpx.Response(200, json=d)
 
     @property
     def live_value(self) -> str:
@@ -362,19 +376,7 @@ def scratch_app(root: Path, database_url: str, **cfg: Any) -> Path:
     return local_config(root, probe_url=None, **cfg)
 
 
-# --- the CLI in-process, for bad-input tests --------------------------------------------------------
-
-
-def cli(capsys: Any, *args: str) -> tuple[int, str]:
-    """Run ``deploysafe ARGS`` in this process; its exit code and everything it printed."""
-    from deploysafe.cli import run
-
-    code = run(list(args))
-    out = capsys.readouterr()
-    return code, out.out + out.err
-
-
-def assert_clean(code: int, text: str, allowed: set[int]) -> None:
+def assert_clean(r: CliResult, allowed: set[int]) -> None:
     """An allowed exit code, and no traceback or internal error in the output."""
-    assert code in allowed, (code, text[-600:])
-    assert "Traceback" not in text and "internal error" not in text, text[-600:]
+    assert r.code in allowed, (r.code, r.output[-600:])
+    assert "Traceback" not in r.output and "internal error" not in r.output, r.output[-600:]

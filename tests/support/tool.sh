@@ -1,5 +1,5 @@
 #!/bin/sh
-# Cheap stand-ins for `db:generate`, `db:push` and the restart command, with fault knobs (issue 10).
+# Cheap stand-ins for `db:generate`, `db:push` and the restart command, with fault knobs.
 #
 # Copied into each test app and run by deploysafe exactly like the real commands: through the shell, with
 # DATABASE_URL in the environment. They really change the database (psql, named by $PSQL). Shell, not
