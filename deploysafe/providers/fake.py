@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from deploysafe.errors import ProviderError
-from deploysafe.providers.base import ProductionInfo, RestorePlan, Snapshot, SnapshotKind
+from deploysafe.providers.base import Capabilities, ProductionInfo, RestorePlan, Snapshot, SnapshotKind
 
 
 @dataclass(frozen=True)
@@ -206,6 +206,12 @@ class FakeProvider:
     def history_window(self) -> float | None:
         self.faults.record("history_window")
         return self.history
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    def lock_url(self, production_url: str) -> str:
+        return production_url
 
     def close(self) -> None:
         self.closed = True

@@ -22,13 +22,16 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from deploysafe.errors import PointInTimeError, ProviderError
 from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
 from deploysafe.providers.base import (
     ANNOTATION_KEY,
+    Capabilities,
+    Json,
     ProductionInfo,
+    ProjectInfo,
     RestorePlan,
     Snapshot,
     SnapshotKind,
@@ -40,7 +43,6 @@ from deploysafe.redact import redact, register_secret
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig, RetentionConfig
 
-IN_PROGRESS = frozenset({"scheduling", "running", "cancelling"})
 SUCCEEDED = frozenset({"finished", "skipped"})
 FAILED = frozenset({"failed", "error", "cancelled"})
 OPERATION_DEADLINE = 120.0
@@ -53,26 +55,6 @@ LIST_CACHE_TTL = 120.0  # a prune re-uses one listing for this long instead of r
 RATE_PER_MINUTE = 700.0  # Neon's documented account-wide limit (research 1.3)
 RATE_BURST = 40.0
 UNSURE = (500, 502, 504)  # a create answered like this may still have happened
-Json = dict[str, Any]
-
-
-class NeonProjectInfo(BaseModel):
-    """What `deploysafe check`/`setup` need to know about the project and its plan."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    name: str
-    history_retention_seconds: int
-    branches_limit: int | None = None
-    subscription_type: str | None = None
-    logical_size_bytes: int | None = None  # production's logical size (what the plan's per-branch limit caps)
-    branch_logical_size_limit_bytes: int | None = None  # 0 or absent: none reported
-    root_branches: int | None = None
-    root_branches_limit: int | None = None  # by plan (docs: plans); the API does not report it
-    store_passwords: bool | None = None
-    schedule: list[dict[str, Any]] | None = None  # Neon's own backup schedule on production; None: not read
-    unread: tuple[str, ...] = ()  # facts that could not be read, and why
 
 
 class _Pacer:
@@ -863,7 +845,7 @@ class NeonProvider:
                 return str(b.get("name"))
         return None
 
-    def project_info(self, *, details: bool = False) -> NeonProjectInfo:
+    def project_info(self, *, details: bool = False) -> ProjectInfo:
         """The project and its plan; ``details`` adds production's size, the root-branch count and Neon's backup
         schedule (each one that cannot be read is named in ``unread``)."""
         what = "read the project"
@@ -871,7 +853,7 @@ class NeonProvider:
         p = self._field(body, "project", what)
         owner = p.get("owner") or {}
         limit = p.get("branch_logical_size_limit_bytes")
-        info = NeonProjectInfo(
+        info = ProjectInfo(
             id=str(p.get("id", self.project_id)),
             name=str(p.get("name", "")),
             history_retention_seconds=int(self._field(p, "history_retention_seconds", what)),
@@ -1042,6 +1024,12 @@ class NeonProvider:
         prod = self._production_branch()
         what = "set the backup schedule"
         self._call("PUT", self._path(f"/branches/{prod['id']}/backup_schedule"), what=what, json={"schedule": items})
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(backup_schedules=self, project_facts=self)
+
+    def lock_url(self, production_url: str) -> str:
+        return production_url  # a branch is its own server: the lock lives on production itself
 
     def close(self) -> None:
         self._client.close()
