@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from deploysafe import __version__
+from deploysafe import __version__, platforms, providers
 from deploysafe.errors import EXIT_CODES
 
 if TYPE_CHECKING:
@@ -172,8 +172,8 @@ def _toml_dump(data: dict[str, Any]) -> str:
 
 @cli.command("init")
 @click.option("--dir", "app_dir", default=".", show_default=True, type=click.Path(file_okay=False), help="The app folder (where package.json is).")
-@click.option("--provider", type=click.Choice(["neon", "local"]), default="neon", show_default=True, help="Snapshot backend.")
-@click.option("--platform", type=click.Choice(["dotenv", "command", "vercel", "render", "railway", "fly", "heroku"]), default="dotenv", show_default=True, help="Where the app runs.")
+@click.option("--provider", type=click.Choice(providers.TYPES), default="neon", show_default=True, help="Snapshot backend.")
+@click.option("--platform", type=click.Choice(platforms.TYPES), default="dotenv", show_default=True, help="Where the app runs.")
 @click.option("--force", is_flag=True, help="Overwrite an existing deploysafe.toml.")
 def init_cmd(app_dir: str, provider: str, platform: str, force: bool) -> None:
     """Write a commented starter deploysafe.toml after reading package.json and drizzle.config.*.

@@ -87,6 +87,11 @@ class Platform(Protocol):
         No I/O: the plan asks it."""
         ...
 
+    def release_rollback_fix(self) -> str:
+        """When ``release_rollback()`` is None: what in deploysafe.toml would give the capability ("" when nothing
+        can). No I/O."""
+        ...
+
     def caveats(self) -> list[str]:
         """Warnings to show before the first deploy (e.g. a release phase that migrates)."""
         ...

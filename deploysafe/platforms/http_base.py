@@ -143,6 +143,9 @@ class HttpAdapter(ABC):
     def release_rollback(self) -> ReleaseRollback | None:
         return self
 
+    def release_rollback_fix(self) -> str:
+        return ""
+
     @abstractmethod
     def how(self) -> str:
         """One line for the plan: how a previous release is brought back."""

@@ -1,23 +1,65 @@
-"""Snapshot backends. ``ADAPTERS`` maps ``[provider] type`` to the module and class that serve it."""
+"""Snapshot backends. ``REGISTRY`` has one entry per ``[provider] type``: the class that serves it (imported
+only when built, to keep start-up light), what its config requires, and its ``deploysafe init`` block. The
+config schema's allowed types, ``init``'s choices and ``make_provider`` all derive from it."""
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
     from deploysafe.providers.base import Provider
 
-ADAPTERS: dict[str, tuple[str, str]] = {
-    "local": ("deploysafe.providers.local", "LocalProvider"),
-    "neon": ("deploysafe.providers.neon.provider", "NeonProvider"),
+
+class ProviderEntry(NamedTuple):  # a NamedTuple, not a dataclass: this module is imported at start-up
+    """One ``[provider] type``."""
+
+    module: str
+    cls: str
+    # config keys the type requires, each with the example the error adds ("" for none), checked in this order
+    required: dict[str, str]
+    blurb: str = ""  # what the type is, for the schema's description of ``type``
+    starter: str = ""  # ``deploysafe init``'s lines after ``type = ...``
+    starter_note: str = ""  # ``deploysafe init``'s comment on the ``type = ...`` line
+
+
+REGISTRY: dict[str, ProviderEntry] = {
+    "neon": ProviderEntry(
+        "deploysafe.providers.neon.provider", "NeonProvider",
+        required={"project_id": "", "database": "", "role": ""},
+        starter='''project_id = "${NEON_PROJECT_ID}"  # from the Neon console: Settings > General
+api_key_env = "NEON_API_KEY"       # the API key is read from this variable, never from this file
+production_branch = "production"
+database = "neondb"
+role = "neondb_owner"
+''',
+    ),
+    "local": ProviderEntry(
+        "deploysafe.providers.local", "LocalProvider",
+        required={"database_url": ' (for example "${DATABASE_URL}")'},
+        blurb="any PostgreSQL reachable by URL",
+        starter_note="any PostgreSQL reachable by URL; a snapshot is a database copy",
+        starter='''database_url = "${DATABASE_URL}"    # the production database; the password stays in the environment
+strategy = "dump"                   # "dump" (online) or "template" (fast, needs no other sessions)
+''',
+    ),
 }
+TYPES: tuple[str, ...] = tuple(REGISTRY)
+
+
+def starter(type_: str) -> str:
+    """The ``[provider]`` block ``deploysafe init`` writes for ``type_``."""
+    entry = REGISTRY[type_]
+    line = f'type = "{type_}"'
+    if entry.starter_note:
+        line = f"{line:<36}# {entry.starter_note}"
+    return f"[provider]\n{line}\n{entry.starter}"
 
 
 def make_provider(loaded: LoadedConfig, **kwargs: Any) -> Provider:
-    """Build the provider named by ``[provider] type`` (imported only now, to keep start-up light)."""
-    module, cls = ADAPTERS[loaded.config.provider.type]
-    factory = getattr(importlib.import_module(module), cls)
+    """Build the provider named by ``[provider] type``."""
+    entry = REGISTRY[loaded.config.provider.type]
+    factory = getattr(importlib.import_module(entry.module), entry.cls)
     provider: Provider = factory.from_config(loaded, **kwargs)
     return provider
