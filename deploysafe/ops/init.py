@@ -16,6 +16,7 @@ from deploysafe.drizzle.pkgmanager import PackageManager
 from deploysafe.envfile import read_var
 from deploysafe.errors import PreconditionError, UsageError
 
+
 def _q(text: str) -> str:
     """A TOML basic string (JSON's escapes are valid TOML), so odd paths cannot break the file."""
     return json.dumps(text, ensure_ascii=False)
