@@ -69,7 +69,7 @@ def manual_rollback(
         raise UsageError("give --to or --at, not both")
     from deploysafe.snapshots.manage import parse_at, restore_name
 
-    when = parse_at(at) if at is not None else None  # --at "" is an error, never "no --at" (issue 10)
+    when = parse_at(at) if at is not None else None  # --at "" is an error, never "no --at"
     provider, platform = _adapters(loaded)
     try:
         prod = provider.production()
@@ -112,7 +112,7 @@ def manual_rollback(
             if not confirm("\n".join(["Rollback plan:", *[f"  - {s}" for s in plan], "Proceed?"])):
                 raise UsageError("rollback not confirmed", hint="pass --yes to run without asking")
         journal = Journal(loaded.state_dir, "rollback")
-        journal.strict = False  # a full disk never stops a rollback: journal lines fall back to stderr (issue 15)
+        journal.strict = False  # a full disk never stops a rollback: journal lines fall back to stderr
         if break_lock:
             console.info(release_dead_lock(loaded, provider, yes=yes, confirm=confirm))
         with deploy_lock(loaded.state_dir, provider.lock_url(prod.url), prod.id,
@@ -379,7 +379,7 @@ def watch(loaded: LoadedConfig, seconds: float) -> dict[str, Any]:
             journal.event("result", "ok", outcome="healthy")
             return {"healthy": True, "reason": verdict.reason}
         t_verdict = time.monotonic()
-        journal.strict = False  # the rollback below must not be stopped by a full disk (issue 15)
+        journal.strict = False  # the rollback below must not be stopped by a full disk
         console.error(verdict.reason)
         with deploy_lock(loaded.state_dir, provider.lock_url(prod.url), prod.id,
                          run_id=journal.run_id, command="watch"):

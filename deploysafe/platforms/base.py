@@ -40,7 +40,7 @@ class Release(BaseModel):
 
 @runtime_checkable
 class ReleaseRollback(Protocol):
-    """Capability of a platform that can bring back a previous release of the app's code (issue 18)."""
+    """Capability of a platform that can bring back a previous release of the app's code."""
 
     def how(self) -> str:
         """One line for the plan: how a previous release is brought back, and whether it reads the new variable."""

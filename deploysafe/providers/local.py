@@ -364,7 +364,7 @@ class LocalProvider:
                     sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target), sql.Literal(json.dumps(meta)))
                 )
 
-    # --- where the app points (issue 15) ---------------------------------------------------------
+    # --- where the app points (see record.py) ----------------------------------------------------
 
     def record_app_target(self, name: str) -> None:
         from deploysafe.providers import record

@@ -473,31 +473,6 @@ class NeonProvider:
         branches, annotations = self._list_all(fresh=False)
         return self._to_snapshot(b, annotations.get(str(b["id"])), branches)
 
-    def create_branch(self, name: str, parent_id: str | None, *, endpoint: bool = True) -> None:
-        """Make branch ``name`` (``parent_id`` None: from the default branch); waits for its operations. A lost
-        answer is reconciled by looking the name up, never by sending the POST again blindly."""
-        what = f"create branch '{name}'"
-        body: Json = {"branch": {"name": name, **({"parent_id": parent_id} if parent_id else {})}}
-        if endpoint:
-            body["endpoints"] = [{"type": "read_write"}]
-        post_policy = replace(self.api.policy, statuses=frozenset({423, 429, 503}))
-        for attempt in range(3):
-            try:
-                resp = self.api.request("POST", self.api.path("/branches"), what=what, ok=(200, 201, *UNSURE), json=body,
-                                     policy=post_policy)
-                if resp.status_code not in UNSURE:
-                    self.api.wait_operations(self.api.json(resp, what).get("operations"), what)
-                    break
-            except httpx.TransportError:
-                pass
-            if self._find(name)[0] is not None:
-                break
-            if attempt == 2:
-                raise ProviderError(f"Neon API: {what}: no usable answer after 3 tries; the branch does not exist",
-                                    hint="check https://neonstatus.com, then run the command again")
-            self.api.policy.sleep(self.api.policy.backoff(attempt, None))
-        self._forget_listing()
-
     def branch_endpoints(self, branch_id: str) -> list[Json]:
         """The computes of one branch, as Neon's ``Endpoint`` JSON (id, type, current_state, host, ...)."""
         return self._endpoints(branch_id)
