@@ -473,10 +473,6 @@ class NeonProvider:
         branches, annotations = self._list_all(fresh=False)
         return self._to_snapshot(b, annotations.get(str(b["id"])), branches)
 
-    def branch_endpoints(self, branch_id: str) -> list[Json]:
-        """The computes of one branch, as Neon's ``Endpoint`` JSON (id, type, current_state, host, ...)."""
-        return self._endpoints(branch_id)
-
     def _endpoints(self, branch_id: str) -> list[Json]:
         what = f"list endpoints of branch {branch_id}"
         body = self.api.json(self.api.call("GET", self.api.path(f"/branches/{branch_id}/endpoints"), what=what), what)
@@ -580,10 +576,6 @@ class NeonProvider:
         self._patch_branch(str(b["id"]), {"name": new_name}, f"rename branch '{name}' to '{new_name}'")
         self._prod = None
 
-    def protect(self, name: str) -> None:
-        b = self._require(name)
-        self._patch_branch(str(b["id"]), {"protected": True}, f"protect branch '{name}'")
-
     def identify(self, url: str) -> str | None:
         try:
             host = urlsplit(url).hostname
@@ -605,44 +597,6 @@ class NeonProvider:
                 return str(b.get("name"))
         return None
 
-    def project_info(self, *, details: bool = False) -> ProjectInfo:
-        """The project and its plan; ``details`` adds production's size, the root-branch count and Neon's backup
-        schedule (each one that cannot be read is named in ``unread``)."""
-        what = "read the project"
-        body = self.api.json(self.api.call("GET", self.api.path(), what=what), what)
-        p = self.api.field(body, "project", what)
-        owner = p.get("owner") or {}
-        limit = p.get("branch_logical_size_limit_bytes")
-        info = ProjectInfo(
-            id=str(p.get("id", self.project_id)),
-            name=str(p.get("name", "")),
-            history_retention_seconds=int(self.api.field(p, "history_retention_seconds", what)),
-            branches_limit=owner.get("branches_limit"),
-            subscription_type=owner.get("subscription_type"),
-            branch_logical_size_limit_bytes=int(limit) if isinstance(limit, int) and limit > 0 else None,
-            root_branches_limit=root_branch_limit(owner.get("subscription_type")),
-            store_passwords=p.get("store_passwords"),
-        )
-        if not details:
-            return info
-        unread: list[str] = []
-        branches, _ = self._list_all()
-        prod = next((b for b in branches if b.get("name") == self.production_branch), None)
-        size = prod.get("logical_size") if prod else None
-        schedule: list[Json] | None = None
-        try:
-            schedule = self.backup_schedule_get()
-        except ProviderError as e:
-            unread.append(f"Neon's backup schedule ({e.message})")
-        if not isinstance(size, int):
-            unread.append("production's logical size")
-        return info.model_copy(update={
-            "logical_size_bytes": size if isinstance(size, int) else None,
-            "root_branches": sum(1 for b in branches if not b.get("parent_id")),
-            "schedule": schedule,
-            "unread": tuple(unread),
-        })
-
     def record_app_target(self, name: str) -> None:
         from deploysafe.providers import record  # the production branch's catalog: see record.py
 
@@ -658,11 +612,6 @@ class NeonProvider:
 
     def history_window(self) -> float | None:
         return float(self.project_info().history_retention_seconds)
-
-    def count_branches(self) -> int:
-        what = "count branches"
-        body = self.api.json(self.api.call("GET", self.api.path("/branches/count"), what=what), what)
-        return int(self.api.field(body, "count", what))
 
     def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
         """Instant restore rules (docs: introduction/branch-restore, guides/backup-restore, introduction/plans):
@@ -772,6 +721,59 @@ class NeonProvider:
         self._wait_branch_ready(str(prod["id"]), what, deadline)
         self._forget_listing()
         self._prod = None
+
+    # --- Neon extras, offered through capabilities(): ProjectFacts and BackupSchedules -----------------
+
+    def branch_endpoints(self, branch_id: str) -> list[Json]:
+        """The computes of one branch, as Neon's ``Endpoint`` JSON (id, type, current_state, host, ...)."""
+        return self._endpoints(branch_id)
+
+    def protect(self, name: str) -> None:
+        b = self._require(name)
+        self._patch_branch(str(b["id"]), {"protected": True}, f"protect branch '{name}'")
+
+    def project_info(self, *, details: bool = False) -> ProjectInfo:
+        """The project and its plan; ``details`` adds production's size, the root-branch count and Neon's backup
+        schedule (each one that cannot be read is named in ``unread``)."""
+        what = "read the project"
+        body = self.api.json(self.api.call("GET", self.api.path(), what=what), what)
+        p = self.api.field(body, "project", what)
+        owner = p.get("owner") or {}
+        limit = p.get("branch_logical_size_limit_bytes")
+        info = ProjectInfo(
+            id=str(p.get("id", self.project_id)),
+            name=str(p.get("name", "")),
+            history_retention_seconds=int(self.api.field(p, "history_retention_seconds", what)),
+            branches_limit=owner.get("branches_limit"),
+            subscription_type=owner.get("subscription_type"),
+            branch_logical_size_limit_bytes=int(limit) if isinstance(limit, int) and limit > 0 else None,
+            root_branches_limit=root_branch_limit(owner.get("subscription_type")),
+            store_passwords=p.get("store_passwords"),
+        )
+        if not details:
+            return info
+        unread: list[str] = []
+        branches, _ = self._list_all()
+        prod = next((b for b in branches if b.get("name") == self.production_branch), None)
+        size = prod.get("logical_size") if prod else None
+        schedule: list[Json] | None = None
+        try:
+            schedule = self.backup_schedule_get()
+        except ProviderError as e:
+            unread.append(f"Neon's backup schedule ({e.message})")
+        if not isinstance(size, int):
+            unread.append("production's logical size")
+        return info.model_copy(update={
+            "logical_size_bytes": size if isinstance(size, int) else None,
+            "root_branches": sum(1 for b in branches if not b.get("parent_id")),
+            "schedule": schedule,
+            "unread": tuple(unread),
+        })
+
+    def count_branches(self) -> int:
+        what = "count branches"
+        body = self.api.json(self.api.call("GET", self.api.path("/branches/count"), what=what), what)
+        return int(self.api.field(body, "count", what))
 
     def backup_schedule_get(self) -> list[Json]:
         prod = self._production_branch()
