@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig, PlatformConfig
     from deploysafe.platforms.base import Platform
 
 
-class PlatformEntry(NamedTuple):  # a NamedTuple, not a dataclass: this module is imported at start-up
-    """One ``[platform] type``."""
+class PlatformEntry:
+    """One ``[platform] type``. A plain class (no dataclass or NamedTuple): this module is imported at start-up.
 
-    module: str
-    cls: str
-    required: tuple[str, ...]  # config keys the type requires, checked in this order
-    where: Callable[[PlatformConfig], str]  # the runbook's "the app reads the variable from ..."
-    starter: str  # ``deploysafe init``'s lines after ``type = ...``
-    token_env: str | None = None  # default [platform] token_env (HTTP platforms)
+    ``required``: the config keys the type requires, checked in this order; ``where``: the runbook's "the app
+    reads the variable from ..."; ``starter``: ``deploysafe init``'s lines after ``type = ...``; ``token_env``:
+    the default ``[platform] token_env`` (HTTP platforms)."""
+
+    __slots__ = ("module", "cls", "required", "where", "starter", "token_env")
+
+    def __init__(self, module: str, cls: str, required: tuple[str, ...], where: Callable[[PlatformConfig], str],
+                 starter: str, *, token_env: str | None = None) -> None:
+        self.module, self.cls, self.required, self.where = module, cls, required, where
+        self.starter, self.token_env = starter, token_env
 
 
 REGISTRY: dict[str, PlatformEntry] = {

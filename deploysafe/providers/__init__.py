@@ -5,23 +5,26 @@ config schema's allowed types, ``init``'s choices and ``make_provider`` all deri
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
     from deploysafe.providers.base import Provider
 
 
-class ProviderEntry(NamedTuple):  # a NamedTuple, not a dataclass: this module is imported at start-up
-    """One ``[provider] type``."""
+class ProviderEntry:
+    """One ``[provider] type``. A plain class (no dataclass or NamedTuple): this module is imported at start-up.
 
-    module: str
-    cls: str
-    # config keys the type requires, each with the example the error adds ("" for none), checked in this order
-    required: dict[str, str]
-    blurb: str = ""  # what the type is, for the schema's description of ``type``
-    starter: str = ""  # ``deploysafe init``'s lines after ``type = ...``
-    starter_note: str = ""  # ``deploysafe init``'s comment on the ``type = ...`` line
+    ``required``: the config keys the type requires, each with the example its error adds ("" for none), checked
+    in this order; ``blurb``: what the type is, for the schema's description of ``type``; ``starter``: ``deploysafe
+    init``'s lines after ``type = ...``, and ``starter_note`` its comment on that line."""
+
+    __slots__ = ("module", "cls", "required", "blurb", "starter", "starter_note")
+
+    def __init__(self, module: str, cls: str, *, required: dict[str, str], blurb: str = "", starter: str = "",
+                 starter_note: str = "") -> None:
+        self.module, self.cls, self.required = module, cls, required
+        self.blurb, self.starter, self.starter_note = blurb, starter, starter_note
 
 
 REGISTRY: dict[str, ProviderEntry] = {
