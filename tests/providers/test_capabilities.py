@@ -3,6 +3,9 @@ the local provider's database copies against a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import httpx
 import psycopg
 from psycopg import sql
@@ -98,3 +101,29 @@ def _disconnected(conn: psycopg.Connection[object]) -> bool:
     except psycopg.OperationalError:
         return True
     return False
+
+
+PACKAGE = Path(__file__).resolve().parents[2] / "deploysafe"
+AROUND = {
+    "a type: ignore": re.compile(r"type:\s*ignore"),
+    "getattr/hasattr on an adapter": re.compile(r"\b(getattr|hasattr)\((self\.)?(provider|platform)\b"),
+    "isinstance on an adapter": re.compile(r"\bisinstance\((self\.)?(provider|platform)\b"),
+    "behaviour picked by an adapter's name": re.compile(r"\b(provider|platform)\.name\s*(==|!=|in\b|not in\b)"),
+    "an adapter's private attribute": re.compile(r"\b(provider|platform)\._[a-z]"),
+    "a concrete adapter imported outside its package": re.compile(
+        r"from deploysafe\.(providers\.(local|neon)|platforms\.(dotenv|command|vercel|render|railway|fly|heroku))\b"),
+}
+
+
+def test_no_code_reaches_around_the_adapter_interfaces() -> None:
+    """Capabilities are asked for through ``capabilities()`` / ``release_rollback()``; adapters are built by the
+    registries. Concrete adapter modules may import each other inside their own package."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            for what, pattern in AROUND.items():
+                own_package = what.startswith("a concrete") and rel.split("/")[0] in ("providers", "platforms")
+                if pattern.search(line) and not own_package:
+                    found.append(f"{rel}:{n}: {what}: {line.strip()}")
+    assert found == []
