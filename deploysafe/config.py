@@ -25,10 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from deploysafe import platforms, providers
 from deploysafe.childenv import claim
 from deploysafe.durations import parse_duration
 from deploysafe.errors import ConfigError
+from deploysafe.platforms import registry as platforms
+from deploysafe.providers import registry as providers
 from deploysafe.redact import register_secret, url_password
 
 CONFIG_NAME = "deploysafe.toml"

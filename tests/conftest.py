@@ -15,6 +15,7 @@ import pytest
 from psycopg import sql
 
 from deploysafe.childenv import clear_claims
+from deploysafe.console import console
 from deploysafe.demo import embedded
 from deploysafe.redact import clear_secrets
 
@@ -32,9 +33,12 @@ def _unavailable(reason: str) -> None:
 
 @pytest.fixture(autouse=True)
 def _forget_secrets() -> Iterator[None]:
+    """Each test starts with no registered secret, no claimed variable and the console in its default mode
+    (a CLI run in-process with --json or --verbose would otherwise leave it switched for the next test)."""
     yield
     clear_secrets()
     clear_claims()
+    console.configure()
 
 
 @pytest.fixture(scope="session")

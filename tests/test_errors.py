@@ -12,6 +12,7 @@ import pytest
 
 import deploysafe
 from deploysafe import errors
+from deploysafe.crash import boundary, remember_state_dir
 from deploysafe.errors import EXIT_CODES, DeploysafeError, RollbackFailed, exit_code_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +58,16 @@ def test_error_tree_in_the_docstring_matches_the_classes() -> None:
      (errors.DeployFailedRolledBack("x"), 1), (RollbackFailed("x"), 4), (errors.LockHeld("x"), 5),
      (KeyboardInterrupt(), 130), (ValueError("bug"), 70)],
 )
-def test_exit_code_for(exc: BaseException, code: int) -> None:
+def test_exit_code_for(exc: BaseException, code: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_code_for(exc) == code
+    # The boundary the CLI and the hook run through (deploysafe.crash) maps with exit_code_for.
+    remember_state_dir(tmp_path)  # a bug's crash log lands here
+
+    def raising() -> int:
+        raise exc
+
+    assert boundary(raising) == code
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_message_and_hint() -> None:

@@ -1,4 +1,4 @@
-"""The pre-push hook: guard schema changes at the moment they leave the laptop (issue 7).
+"""The pre-push hook: guard schema changes at the moment they leave the laptop.
 
 Two paths, because a hook that slows every push gets uninstalled:
 
@@ -19,16 +19,20 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-# Every import on the no-op path costs start-up time, so typing, deploysafe.errors and
-# deploysafe.redact are imported only when used (mypy reads this block; Python skips it).
-TYPE_CHECKING = False
+from deploysafe.crash import boundary
+
+# Every import on the no-op path costs start-up time: tomllib has already loaded typing, and
+# deploysafe.crash imports nothing else; deploysafe.errors is imported when an error is raised,
+# deploysafe.redact when there is something to say, gitpython, pydantic, the linter and the
+# provider on the guard path only.
 if TYPE_CHECKING:
-    from typing import Any
-
     import git
 
+    from deploysafe.errors import ConfigError, UsageError
     from deploysafe.hook.git import Change, PushRange
+    from deploysafe.providers.base import Provider, Snapshot
 
 CONFIG_NAME = "deploysafe.toml"  # same name and search order as deploysafe.config.find_config
 SKIP_ENV = "DEPLOYSAFE_SKIP"
@@ -43,16 +47,18 @@ def say(text: str) -> None:
     print(redact(f"deploysafe: {text}"), file=sys.stderr, flush=True)
 
 
-def ConfigError(message: str, *, hint: str) -> Exception:  # noqa: N802 - stands in for the class
-    from deploysafe.errors import ConfigError as Error
+def config_error(message: str, *, hint: str) -> ConfigError:
+    """A :class:`~deploysafe.errors.ConfigError` (exit 2), imported only when there is one."""
+    from deploysafe.errors import ConfigError
 
-    return Error(message, hint=hint)
+    return ConfigError(message, hint=hint)
 
 
-def UsageError(message: str, *, hint: str) -> Exception:  # noqa: N802 - stands in for the class
-    from deploysafe.errors import UsageError as Error
+def usage_error(message: str, *, hint: str) -> UsageError:
+    """A :class:`~deploysafe.errors.UsageError` (exit 2), imported only when there is one."""
+    from deploysafe.errors import UsageError
 
-    return Error(message, hint=hint)
+    return UsageError(message, hint=hint)
 
 
 # --- what git tells us ----------------------------------------------------------------------
@@ -104,7 +110,7 @@ def parse_refs(text: str) -> list[PushRef]:
             continue
         parts = line.rsplit(maxsplit=3)  # the local ref may be an expression holding spaces
         if len(parts) != 4:
-            raise UsageError(
+            raise usage_error(
                 f"unexpected pre-push input line {line!r}",
                 hint="this command is run by git's pre-push hook; install it with `deploysafe hooks install`",
             )
@@ -145,7 +151,7 @@ def find_config_light(explicit: str | None, cwd: Path) -> Path | None:
     if given:
         p = Path(given)
         if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist", hint="pass an existing file with --config")
+            raise config_error(f"config file {p} does not exist", hint="pass an existing file with --config")
         return p.resolve()
     here = cwd.resolve()
     for d in (here, *here.parents):
@@ -160,7 +166,7 @@ def read_raw(config_path: Path | None) -> dict[str, Any]:
     try:
         return tomllib.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ConfigError(f"{config_path}: cannot read it: {e}", hint="fix the file, or push with DEPLOYSAFE_SKIP=1") from None
+        raise config_error(f"{config_path}: cannot read it: {e}", hint="fix the file, or push with DEPLOYSAFE_SKIP=1") from None
 
 
 def read_settings(repo_root: Path, config_path: Path | None) -> HookSettings:
@@ -168,14 +174,14 @@ def read_settings(repo_root: Path, config_path: Path | None) -> HookSettings:
     hook, app = s.section("hook"), s.section("app")
     branches = hook.get("branches", s.branches)
     if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
-        raise ConfigError('hook.branches: must be a list of branch names, e.g. ["main"]', hint=f"fix {config_path}")
+        raise config_error('hook.branches: must be a list of branch names, e.g. ["main"]', hint=f"fix {config_path}")
     s.branches = branches
     config_root = config_path.parent if config_path else repo_root
     app_abs = (config_root / str(app.get("dir", "."))).resolve()
     s.app_dir = _relative(app_abs, repo_root.resolve())
     paths = hook.get("paths", [])
     if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
-        raise ConfigError('hook.paths: must be a list of paths, e.g. ["src/db/schema.ts"]', hint=f"fix {config_path}")
+        raise config_error('hook.paths: must be a list of paths, e.g. ["src/db/schema.ts"]', hint=f"fix {config_path}")
     from deploysafe.drizzle.app import normalise, read_app, schema_files  # no pydantic: fine on the no-op path
 
     drizzle = read_app(app_abs)
@@ -199,7 +205,7 @@ def _relative(path: Path, root: Path) -> str:
     try:
         rel = path.relative_to(root).as_posix()
     except ValueError:
-        raise ConfigError(
+        raise config_error(
             f"{path} is outside the repository {root}", hint="keep deploysafe.toml and the app inside the repository"
         ) from None
     return "" if rel == "." else rel
@@ -267,7 +273,7 @@ def touches(ref: PushRef, remote: str, pathspecs: list[str], repo_root: Path) ->
     exclude = f"--remotes={remote}" if _zero(ref.remote_sha) and _is_remote(remote, repo_root) else "--remotes"
     log = _git(repo_root, "log", "--format=", "--name-only", ref.local_sha, "--not", exclude, "--", *pathspecs)
     if log.returncode != 0:
-        raise UsageError(f"git log failed: {log.stderr.strip()}", hint="check the repository with `git status`")
+        raise usage_error(f"git log failed: {log.stderr.strip()}", hint="check the repository with `git status`")
     return bool(log.stdout.strip())
 
 
@@ -322,7 +328,7 @@ def guard(refs: list[PushRef], remote: str, settings: HookSettings, repo_root: P
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    raise ConfigError("hook.snapshot: must be true or false", hint="fix deploysafe.toml")
+    raise config_error("hook.snapshot: must be true or false", hint="fix deploysafe.toml")
 
 
 def _generate_command(settings: HookSettings) -> str:
@@ -414,7 +420,7 @@ def take_snapshot(ctx: _Context, sha: str) -> bool:
 
     cfg_path = ctx.settings.config_path
     if cfg_path is None:
-        raise ConfigError("hook.snapshot needs a deploysafe.toml with a [provider]", hint="run `deploysafe init`")
+        raise config_error("hook.snapshot needs a deploysafe.toml with a [provider]", hint="run `deploysafe init`")
     loaded = load_config(str(cfg_path))
     name = f"pre-push-{dgit.short_sha(ctx.repo, sha)}"
     try:
@@ -424,10 +430,10 @@ def take_snapshot(ctx: _Context, sha: str) -> bool:
                 snap = provider.create_snapshot(name, SnapshotKind.PRE_DEPLOY, git_sha=sha)
             except ProviderError:
                 # the same commit pushed again (the first push was refused by the remote): reuse it
-                snap = _existing(provider, name, sha)
-                if snap is None:
+                same = _existing(provider, name, sha)
+                if same is None:
                     raise
-                say(f"snapshot {snap.name} of this commit already exists; keeping it")
+                say(f"snapshot {same.name} of this commit already exists; keeping it")
                 return True
         finally:
             provider.close()
@@ -447,14 +453,14 @@ def take_snapshot(ctx: _Context, sha: str) -> bool:
     return True
 
 
-def _existing(provider: Any, name: str, sha: str) -> Any:
+def _existing(provider: Provider, name: str, sha: str) -> Snapshot | None:
     from deploysafe.errors import ProviderError
 
     try:
         snap = provider.get(name)
     except ProviderError:
         return None
-    return snap if getattr(snap, "git_sha", None) == sha else None
+    return snap if snap.git_sha == sha else None
 
 
 # --- pre-commit's pre-push stage ----------------------------------------------------------------
@@ -469,7 +475,7 @@ def stdin_from_pre_commit(env: dict[str, str]) -> tuple[str, str, bytes]:
     to_ref = env.get("PRE_COMMIT_TO_REF", "")
     remote_branch = env.get("PRE_COMMIT_REMOTE_BRANCH", "")
     if not remote_branch:
-        raise UsageError(
+        raise usage_error(
             "PRE_COMMIT_REMOTE_BRANCH is not set: this command runs from pre-commit's pre-push stage",
             hint="use `stages: [pre-push]` in .pre-commit-config.yaml, or install the git hook: `deploysafe hooks install`",
         )
@@ -490,32 +496,22 @@ def main(argv: list[str]) -> int:
 
     The installed script calls it with ``python -c`` (runpy's own imports cost a few ms more).
 
-    Same as ``deploysafe hook pre-push``; the installed script calls this through the recorded
-    interpreter because importing click and cli.py's commands costs more than the whole no-op
-    check (issue 7 asks for under 100 ms added to a push).
+    Same as ``deploysafe hook pre-push``, through the same error boundary (:mod:`deploysafe.crash`);
+    the installed script calls this through the recorded interpreter because importing click and the
+    CLI costs more than the whole no-op check (a hook should add under 100 ms to a push).
     """
     args = list(argv)
     legacy: Path | None = None
     if len(args) >= 2 and args[0] == "--legacy":
         legacy = Path(args[1])
         del args[:2]
-    try:
+
+    def hook() -> int:
         if len(args) != 2:
-            raise UsageError("usage: python -m deploysafe.hook.prepush [--legacy PATH] REMOTE URL", hint="git passes REMOTE and URL")
+            raise usage_error("usage: python -m deploysafe.hook.prepush [--legacy PATH] REMOTE URL", hint="git passes REMOTE and URL")
         return run_pre_push(args[0], args[1], sys.stdin.buffer.read(), repo_root=Path.cwd(), legacy=legacy)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr, flush=True)
-        return 130
-    except Exception as e:
-        from deploysafe.errors import DeploysafeError  # imported only now: the no-op path never needs it
-        from deploysafe.redact import redact
 
-        if isinstance(e, DeploysafeError):
-            print(redact(str(e)), file=sys.stderr, flush=True)
-            return e.exit_code
-        from deploysafe.cli import _internal_error  # a bug: the same report as every other command
-
-        return _internal_error(e)
+    return boundary(hook)  # the same boundary, messages and crash log as every command
 
 
 if __name__ == "__main__":

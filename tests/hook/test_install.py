@@ -59,7 +59,7 @@ def app_repo(tmp_path: Path, git_env: dict[str, str], bare_remote: Path) -> Path
         shutil.copy(FIXTURE_APP / name, seed / name)
     shutil.copytree(FIXTURE_APP / "src", seed / "src")
     (seed / ".gitignore").write_text("node_modules\n")
-    from test_prepush import write_migration  # the migration writer lives with the guard tests
+    from hook.test_prepush import write_migration  # the migration writer lives with the guard tests
 
     write_migration(seed, 0, "0000_init", 'CREATE TABLE "users" ("id" serial PRIMARY KEY, "email" text NOT NULL);\n')
     git(seed, "add", ".")

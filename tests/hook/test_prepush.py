@@ -331,12 +331,17 @@ def _databases(url: str) -> set[str]:
         return {r[0] for r in c.execute("SELECT datname FROM pg_database")}
 
 
+def _schema_change_to_snapshot(repo: Path) -> str:
+    """[hook] snapshot on, then a commit that changes the schema with its migration; returns its sha."""
+    _with_snapshot_config(repo)
+    change_schema(repo)
+    write_migration(repo, 1, "0001_nickname", ADD_NICK)
+    return commit_all(repo, "nickname")
+
+
 def test_snapshot_is_taken_when_enabled(hooked: Path, bare_remote: Path, make_db: Callable[..., str]) -> None:
     prod = make_db("prod")
-    _with_snapshot_config(hooked)
-    change_schema(hooked)
-    write_migration(hooked, 1, "0001_nickname", ADD_NICK)
-    sha = commit_all(hooked, "nickname")
+    sha = _schema_change_to_snapshot(hooked)
     result = push(hooked, "main", env={"DATABASE_URL": prod})
     assert result.returncode == 0, result.stderr
     short = git(hooked, "rev-parse", "--short", sha)
@@ -352,6 +357,20 @@ def test_snapshot_is_taken_when_enabled(hooked: Path, bare_remote: Path, make_db
     result = push(hooked, "main", env={"DATABASE_URL": prod})
     assert result.returncode == 0 and deploysafe_lines(result.stderr) == []
     assert _databases(prod) == before
+
+
+def test_the_same_commit_pushed_again_keeps_its_snapshot(hooked: Path, bare_remote: Path, make_db: Callable[..., str]) -> None:
+    """A push the remote refused is retried: the hook finds pre-push-<sha> of that very commit and keeps it."""
+    prod = make_db("prod")
+    sha = _schema_change_to_snapshot(hooked)
+    stdin = f"refs/heads/main {sha} refs/heads/main {remote_sha(bare_remote, 'main')}\n"
+    short = git(hooked, "rev-parse", "--short", sha)
+    hook = [str(DEPLOYSAFE), "hook", "pre-push", "origin", str(bare_remote)]
+    first = run(hooked, *hook, input=stdin, env={"DATABASE_URL": prod})
+    assert first.returncode == 0 and f"snapshot pre-push-{short} taken" in first.stderr, first.stderr
+    again = run(hooked, *hook, input=stdin, env={"DATABASE_URL": prod})
+    assert again.returncode == 0, again.stderr
+    assert f"snapshot pre-push-{short} of this commit already exists; keeping it" in again.stderr
 
 
 def test_provider_unreachable_warns_loudly_and_pushes(hooked: Path, bare_remote: Path) -> None:

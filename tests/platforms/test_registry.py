@@ -41,7 +41,8 @@ def test_the_starter_block_is_a_valid_config_for_every_type() -> None:
 def test_schema_init_choices_and_unknown_types_follow_the_registry() -> None:
     schema = json_schema()["$defs"]["PlatformConfig"]["properties"]["type"]
     assert tuple(schema["enum"]) == platforms.TYPES
-    init = cli.commands["init"]
+    init = cli.get_command(click.Context(cli), "init")
+    assert init is not None
     choice = next(p.type for p in init.params if p.name == "platform")
     assert isinstance(choice, click.Choice) and tuple(choice.choices) == platforms.TYPES
     with pytest.raises(ConfigError, match="platform.type"):

@@ -41,7 +41,8 @@ def test_schema_init_choices_and_unknown_types_follow_the_registry() -> None:
     schema = json_schema()["$defs"]["ProviderConfig"]["properties"]["type"]
     assert tuple(schema["enum"]) == providers.TYPES
     assert schema["description"] == "'neon' or 'local' (any PostgreSQL reachable by URL)."
-    init = cli.commands["init"]
+    init = cli.get_command(click.Context(cli), "init")
+    assert init is not None
     choice = next(p.type for p in init.params if p.name == "provider")
     assert isinstance(choice, click.Choice) and tuple(choice.choices) == providers.TYPES
     with pytest.raises(ConfigError, match="provider.type"):
