@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,8 @@ from pydantic import (
 from deploysafe.childenv import claim
 from deploysafe.durations import parse_duration
 from deploysafe.errors import ConfigError
+from deploysafe.platforms import registry as platforms
+from deploysafe.providers import registry as providers
 from deploysafe.redact import register_secret, url_password
 
 CONFIG_NAME = "deploysafe.toml"
@@ -121,13 +123,27 @@ class AppConfig(_Model):
         return v
 
 
-ProviderType = Literal["neon", "local"]
+# The allowed ``type``s come from the registries (one entry per type); the type checker sees a plain str.
+if TYPE_CHECKING:
+    ProviderType = str
+    PlatformType = str
+else:
+    ProviderType = Literal[providers.TYPES]
+    PlatformType = Literal[platforms.TYPES]
+
+
+def _one_of(types: tuple[str, ...], blurbs: dict[str, str] | None = None, quote: str = "") -> str:
+    """``a, b or c``, each type optionally quoted and followed by its blurb in parentheses."""
+    shown = [f"{quote}{t}{quote}" + (f" ({blurbs[t]})" if blurbs and blurbs.get(t) else "") for t in types]
+    return (", ".join(shown[:-1]) + " or " + shown[-1]) if len(shown) > 1 else shown[0]
 
 
 class ProviderConfig(_Model):
     """Where snapshots come from."""
 
-    type: ProviderType = Field(description="'neon' or 'local' (any PostgreSQL reachable by URL).")
+    type: ProviderType = Field(
+        description=_one_of(providers.TYPES, {t: e.blurb for t, e in providers.REGISTRY.items()}, "'") + "."
+    )
     # neon
     project_id: str | None = Field(None, description="neon: the project id.")
     api_key_env: str = Field("NEON_API_KEY", description="neon: environment variable holding the API key.")
@@ -149,40 +165,19 @@ class ProviderConfig(_Model):
 
     @model_validator(mode="after")
     def _required_per_type(self) -> ProviderConfig:
-        if self.type == "neon":
-            for key in ("project_id", "database", "role"):
-                if not getattr(self, key):
-                    raise ValueError(f"'{key}' is required when type = \"neon\"")
-        if self.type == "local" and not self.database_url:
-            raise ValueError("'database_url' is required when type = \"local\" (for example \"${DATABASE_URL}\")")
+        for key, example in providers.REGISTRY[self.type].required.items():
+            if not getattr(self, key):
+                raise ValueError(f"'{key}' is required when type = \"{self.type}\"{example}")
         return self
 
 
-PlatformType = Literal["dotenv", "command", "vercel", "render", "railway", "fly", "heroku"]
-
-_PLATFORM_REQUIRED: dict[str, tuple[str, ...]] = {
-    "dotenv": ("env_file",),
-    "command": ("set_command",),
-    "vercel": ("project",),
-    "render": ("service_id",),
-    "railway": ("project", "environment_id", "service_id"),
-    "fly": ("app",),
-    "heroku": ("app",),
-}
-
-_DEFAULT_TOKEN_ENV = {
-    "vercel": "VERCEL_TOKEN",
-    "render": "RENDER_API_KEY",
-    "railway": "RAILWAY_API_TOKEN",
-    "fly": "FLY_API_TOKEN",
-    "heroku": "HEROKU_API_KEY",
-}
+_DEFAULT_TOKEN_ENV = {t: e.token_env for t, e in platforms.REGISTRY.items() if e.token_env}
 
 
 class PlatformConfig(_Model):
     """Where the app runs and how its DATABASE_URL is changed."""
 
-    type: PlatformType = Field(description="dotenv, command, vercel, render, railway, fly or heroku.")
+    type: PlatformType = Field(description=_one_of(platforms.TYPES) + ".")
     var: str = Field("DATABASE_URL", description="The variable that holds the connection string.")
     # dotenv / command
     env_file: str | None = Field(None, description="dotenv: the env file, relative to deploysafe.toml.")
@@ -212,7 +207,7 @@ class PlatformConfig(_Model):
 
     @model_validator(mode="after")
     def _required_per_type(self) -> PlatformConfig:
-        for key in _PLATFORM_REQUIRED[self.type]:
+        for key in platforms.REGISTRY[self.type].required:
             if not getattr(self, key):
                 raise ValueError(f"'{key}' is required when type = \"{self.type}\"")
         return self

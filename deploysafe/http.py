@@ -74,14 +74,6 @@ def retry_after_seconds(resp: httpx.Response) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-class RetryExhausted(Exception):
-    """The last response after the retry budget ran out (status still retryable)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"HTTP {response.status_code} after retries")
-        self.response = response
-
-
 def make_client(
     base_url: str = "",
     headers: dict[str, str] | None = None,

@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from deploysafe import platforms, providers
 from deploysafe.cli.context import Ctx, pass_ctx
 from deploysafe.cli.options import json_option
 
@@ -128,8 +129,8 @@ def _toml_table(prefix: str, d: dict[str, Any]) -> list[str]:
 
 @click.command("init")
 @click.option("--dir", "app_dir", default=".", show_default=True, type=click.Path(file_okay=False), help="The app folder (where package.json is).")
-@click.option("--provider", type=click.Choice(["neon", "local"]), default="neon", show_default=True, help="Snapshot backend.")
-@click.option("--platform", type=click.Choice(["dotenv", "command", "vercel", "render", "railway", "fly", "heroku"]), default="dotenv", show_default=True, help="Where the app runs.")
+@click.option("--provider", type=click.Choice(providers.TYPES), default="neon", show_default=True, help="Snapshot backend.")
+@click.option("--platform", type=click.Choice(platforms.TYPES), default="dotenv", show_default=True, help="Where the app runs.")
 @click.option("--force", is_flag=True, help="Overwrite an existing deploysafe.toml.")
 def init_cmd(app_dir: str, provider: str, platform: str, force: bool) -> None:
     """Write a commented starter deploysafe.toml after reading package.json and drizzle.config.*.

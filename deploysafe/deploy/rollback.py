@@ -158,11 +158,8 @@ def app_plan(loaded: LoadedConfig, platform: Platform) -> str:
     capability = platform.release_rollback()
     if capability is None:
         p = loaded.config.platform
-        fix = (
-            " (set [platform] release_command and rollback_command to let it)"
-            if p.type in ("dotenv", "command")
-            else ""
-        )
+        fix = platform.release_rollback_fix()
+        fix = f" ({fix})" if fix else ""
         return (
             f"app code: NOT rolled back: {p.type} cannot bring back a previous release{fix}; if the deploy ships "
             "new code, a rollback moves only the database"

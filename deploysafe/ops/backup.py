@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
     from deploysafe.journal import Journal
     from deploysafe.platforms.base import Platform
-    from deploysafe.providers.base import Provider
+    from deploysafe.providers.base import BackupSchedules, Provider
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -93,12 +93,15 @@ FREQUENCIES = ("hourly", "daily", "weekly", "monthly", "yearly")
 _INT_FIELDS = {"hour": (0, 23), "day": (1, 31), "month": (1, 12)}
 
 
-def _require_schedule_support(provider: Provider) -> None:
-    if not hasattr(provider, "backup_schedule_get"):
+def _schedules(provider: Provider) -> BackupSchedules:
+    """The provider's native backup schedule; PreconditionError when it has none."""
+    schedules = provider.capabilities().backup_schedules
+    if schedules is None:
         raise PreconditionError(
             f"the {provider.name} provider has no native backup schedule (it is a Neon feature)",
             hint="run `deploysafe backup` from cron or a scheduled CI workflow instead",
         )
+    return schedules
 
 
 def parse_schedule_item(text: str) -> dict[str, Any]:
@@ -144,12 +147,10 @@ def describe_item(item: dict[str, Any]) -> str:
 
 
 def schedule_show(provider: Provider) -> list[dict[str, Any]]:
-    _require_schedule_support(provider)
-    items: list[dict[str, Any]] = provider.backup_schedule_get()  # type: ignore[attr-defined]
-    return items
+    return _schedules(provider).backup_schedule_get()
 
 
 def schedule_set(provider: Provider, items: list[dict[str, Any]], journal: Journal) -> None:
-    _require_schedule_support(provider)
+    schedules = _schedules(provider)
     with journal.step("backup-schedule", items=items):
-        provider.backup_schedule_set(items)  # type: ignore[attr-defined]
+        schedules.backup_schedule_set(items)

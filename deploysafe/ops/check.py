@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.durations import format_duration
 from deploysafe.errors import CHECK_FAIL, CHECK_WARN, EXIT_OK, DeploysafeError
-from deploysafe.ops import is_neon, newest, utcnow
-from deploysafe.providers.base import Snapshot, SnapshotKind
+from deploysafe.ops import newest, utcnow
+from deploysafe.providers.base import ProjectInfo, Snapshot, SnapshotKind
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -57,7 +57,8 @@ class Facts:
         self.provider = provider
         self.platform = platform
         self.now = now
-        self.neon = is_neon(provider)
+        self.project_facts = provider.capabilities().project_facts
+        self.neon = self.project_facts is not None  # a hosted project with a plan (Neon)
 
     @cached_property
     def snapshots(self) -> list[Snapshot]:
@@ -77,8 +78,10 @@ class Facts:
         return app_points_at(self.loaded, self.provider, self.platform)
 
     @cached_property
-    def project(self) -> Any:
-        return self.provider.project_info(details=True) if self.neon else None  # type: ignore[attr-defined]
+    def project(self) -> ProjectInfo:
+        """The hosted project's facts; only read when ``neon`` (a check asks for it)."""
+        assert self.project_facts is not None
+        return self.project_facts.project_info(details=True)
 
     @cached_property
     def history_window(self) -> float | None:
@@ -95,14 +98,12 @@ class Facts:
 
     @cached_property
     def branch_count(self) -> int:
-        counter = getattr(self.provider, "count_branches", None)
-        return int(counter()) if counter else len(self.snapshots)
+        return self.project_facts.count_branches() if self.project_facts else len(self.snapshots)
 
     def active_endpoints(self, snap: Snapshot) -> list[str]:
         """Neon: ids of the active computes of one branch."""
-        # NeonProvider has no public endpoint listing; its per-branch listing is the one
-        # place the endpoint JSON is parsed, so it is reused rather than parsed again here.
-        endpoints = self.provider.branch_endpoints(snap.id)  # type: ignore[attr-defined]
+        assert self.project_facts is not None
+        endpoints = self.project_facts.branch_endpoints(snap.id)
         return [str(e.get("id")) for e in endpoints if e.get("current_state") == "active"]
 
     @cached_property

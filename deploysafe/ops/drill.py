@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.durations import format_duration
 from deploysafe.errors import CHECK_FAIL, CHECK_WARN, EXIT_OK, DeploysafeError, PointInTimeError, PreconditionError
-from deploysafe.ops import clone_local_database, is_neon, newest, utcnow
+from deploysafe.ops import newest, utcnow
 from deploysafe.providers.base import SnapshotKind
 
 if TYPE_CHECKING:
@@ -155,7 +155,7 @@ WINDOW_MARGIN = 600.0  # seconds kept off the history window's edge: the client'
 
 def _checked_age(provider: Provider, age: float | None) -> float:
     """The drill's age, checked against the point-in-time window where there is one (Neon)."""
-    if not is_neon(provider):
+    if provider.capabilities().database_copies is not None:  # drills copy a snapshot: no window applies
         return DEFAULT_AGE if age is None else age
     window = provider.history_window()
     if not window:
@@ -178,7 +178,8 @@ def _make_branch(loaded: LoadedConfig, provider: Provider, name: str, target_tim
     from deploysafe.snapshots.manage import ensure_headroom
 
     ensure_headroom(loaded, provider, None)  # only expired snapshots go, and only on a plan with a branch limit
-    if is_neon(provider):
+    copies = provider.capabilities().database_copies
+    if copies is None:  # a point-in-time branch of production
         provider.create_snapshot(name, SnapshotKind.DRILL, at=target_time, serve=True)
         return f"{provider.production().name} at {target_time.isoformat(timespec='seconds')}", target_time
     candidates = [s for s in provider.list_snapshots() if s.created_at <= target_time]
@@ -188,7 +189,7 @@ def _make_branch(loaded: LoadedConfig, provider: Provider, name: str, target_tim
             f"no snapshot is at least as old as {target_time.isoformat(timespec='seconds')} to drill from",
             hint="run `deploysafe backup` daily, or drill a younger backup with e.g. --age 0s",
         )
-    clone_local_database(provider, src, name, SnapshotKind.DRILL)
+    copies.clone(src, name, SnapshotKind.DRILL)
     return f"snapshot {src.name}", src.created_at
 
 

@@ -8,71 +8,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploysafe import platforms, providers
 from deploysafe.config import CONFIG_NAME
 from deploysafe.drizzle import pkgmanager
 from deploysafe.drizzle.app import CONFIG_NAMES, DrizzleApp, find_config_file, normalise, read_app, schema_files, script_env
 from deploysafe.drizzle.pkgmanager import PackageManager
 from deploysafe.envfile import read_var
 from deploysafe.errors import PreconditionError, UsageError
-
-_PROVIDER = {
-    "neon": '''[provider]
-type = "neon"
-project_id = "${NEON_PROJECT_ID}"  # from the Neon console: Settings > General
-api_key_env = "NEON_API_KEY"       # the API key is read from this variable, never from this file
-production_branch = "production"
-database = "neondb"
-role = "neondb_owner"
-''',
-    "local": '''[provider]
-type = "local"                      # any PostgreSQL reachable by URL; a snapshot is a database copy
-database_url = "${DATABASE_URL}"    # the production database; the password stays in the environment
-strategy = "dump"                   # "dump" (online) or "template" (fast, needs no other sessions)
-''',
-}
-
-_PLATFORM = {
-    "dotenv": '''[platform]
-type = "dotenv"
-env_file = ".env"                   # the file your app reads DATABASE_URL from
-restart = "systemctl restart app"   # run after DATABASE_URL changes; edit to fit
-''',
-    "command": '''[platform]
-type = "command"
-get_command = "kubectl get secret app-db -o jsonpath='{.data.DATABASE_URL}' | base64 -d"
-set_command = "kubectl create secret generic app-db --from-literal=DATABASE_URL=\\"$DEPLOYSAFE_NEW_URL\\" --dry-run=client -o yaml | kubectl apply -f -"
-restart = "kubectl rollout restart deployment/app"
-wait_command = "kubectl rollout status deployment/app --timeout=5m"
-''',
-    "vercel": '''[platform]
-type = "vercel"
-project = "${VERCEL_PROJECT_ID}"
-team_id = "${VERCEL_ORG_ID}"        # remove for a personal account
-token_env = "VERCEL_TOKEN"
-''',
-    "render": '''[platform]
-type = "render"
-service_id = "srv-..."              # from the service's URL in the Render dashboard
-token_env = "RENDER_API_KEY"
-''',
-    "railway": '''[platform]
-type = "railway"
-project = "..."
-environment_id = "..."
-service_id = "..."
-token_env = "RAILWAY_API_TOKEN"
-''',
-    "fly": '''[platform]
-type = "fly"
-app = "my-app"
-token_env = "FLY_API_TOKEN"
-''',
-    "heroku": '''[platform]
-type = "heroku"
-app = "my-app"
-token_env = "HEROKU_API_KEY"
-''',
-}
 
 
 def _q(text: str) -> str:
@@ -215,9 +157,9 @@ def render_starter(root: Path, *, provider: str, platform: str) -> str:
         migrations.append(f"migrations_schema = {_q(app.migrations_schema)}")
     parts = ("database_env_parts = { " + ", ".join(f"{k} = {_q(v)}" for k, v in d.database_env_parts.items()) + " }"
              if d.database_env_parts else None)
-    platform_text = _PLATFORM[platform].replace("DATABASE_URL", var)
-    if platform == "dotenv":
-        platform_text = platform_text.replace('env_file = ".env"', f"env_file = {_q(from_root(d.env_file))}")
+    platform_text = platforms.starter(platform).replace("DATABASE_URL", var)
+    # a starter with an env file (dotenv) names the one the app's URL was found in
+    platform_text = platform_text.replace('env_file = ".env"', f"env_file = {_q(from_root(d.env_file))}")
     if var != "DATABASE_URL":
         platform_text += f"var = {_q(var)}\n"
     return "\n".join(
@@ -238,7 +180,7 @@ def render_starter(root: Path, *, provider: str, platform: str) -> str:
             f"migrations_dir = {_q(normalise(app.out))}",
             *migrations,
             "",
-            _PROVIDER[provider].replace("DATABASE_URL", var),
+            providers.starter(provider).replace("DATABASE_URL", var),
             platform_text,
             "[probes]",
             'deadline = "60s"',

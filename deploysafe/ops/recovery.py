@@ -39,7 +39,7 @@ class RollbackResult:
 
 def release_dead_lock(loaded: LoadedConfig, provider: Provider, *, yes: bool, confirm: Any) -> str:
     """``deploysafe unlock``: end the session of a dead holder of the production lock (see lock.py)."""
-    from deploysafe.lock import Holder, break_lock, lock_target
+    from deploysafe.lock import Holder, break_lock
 
     prod = provider.production()
 
@@ -47,7 +47,7 @@ def release_dead_lock(loaded: LoadedConfig, provider: Provider, *, yes: bool, co
         console.warn(f"the production lock is held by {h.describe()}; it looks dead: {why}")
         return yes or bool(confirm(f"End its database session (backend {h.backend_pid}) to release the lock?"))
 
-    gone = break_lock(lock_target(provider.name, prod.url), prod.id, confirm=ask)
+    gone = break_lock(provider.lock_url(prod.url), prod.id, confirm=ask)
     if gone is None:
         return "nobody holds the production lock"
     Journal(loaded.state_dir, "unlock").event("result", "ok", outcome="lock released", holder=gone.info,
@@ -62,14 +62,14 @@ def manual_rollback(
     """Roll the app back to a snapshot (or a point in time), under the deploy lock (``break_lock``: first
     release a lock whose holder is dead, as ``deploysafe unlock`` does)."""
     from deploysafe.deploy import rollback
-    from deploysafe.lock import deploy_lock, lock_target
+    from deploysafe.lock import deploy_lock
     from deploysafe.providers.base import SnapshotKind
 
     if to and at:
         raise UsageError("give --to or --at, not both")
     from deploysafe.snapshots.manage import parse_at, restore_name
 
-    when = parse_at(at) if at is not None else None  # --at "" is an error, never "no --at" (issue 10)
+    when = parse_at(at) if at is not None else None  # --at "" is an error, never "no --at"
     provider, platform = _adapters(loaded)
     try:
         prod = provider.production()
@@ -112,10 +112,10 @@ def manual_rollback(
             if not confirm("\n".join(["Rollback plan:", *[f"  - {s}" for s in plan], "Proceed?"])):
                 raise UsageError("rollback not confirmed", hint="pass --yes to run without asking")
         journal = Journal(loaded.state_dir, "rollback")
-        journal.strict = False  # a full disk never stops a rollback: journal lines fall back to stderr (issue 15)
+        journal.strict = False  # a full disk never stops a rollback: journal lines fall back to stderr
         if break_lock:
             console.info(release_dead_lock(loaded, provider, yes=yes, confirm=confirm))
-        with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
+        with deploy_lock(loaded.state_dir, provider.lock_url(prod.url), prod.id,
                          run_id=journal.run_id, command="rollback"):
             if when is not None and in_place is None:
                 with journal.step("restore_branch", at=when.isoformat(), branch=target):
@@ -142,7 +142,7 @@ def manual_rollback(
 
 def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
     """After a rollback: the snapshot the app runs on becomes the production branch; the old one is kept renamed."""
-    from deploysafe.lock import deploy_lock, lock_target
+    from deploysafe.lock import deploy_lock
     from deploysafe.snapshots.inuse import REPOINT_STEP, app_points_at
 
     provider, platform = _adapters(loaded)
@@ -162,7 +162,7 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
             raise UsageError("promote not confirmed", hint="pass --yes to run without asking")
         journal = Journal(loaded.state_dir, "promote")
         done: list[str] = []  # the steps that changed something, in order
-        with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
+        with deploy_lock(loaded.state_dir, provider.lock_url(prod.url), prod.id,
                          run_id=journal.run_id, command="promote"):
             try:
                 with journal.step("rename_failed", old=prod.name, new=failed_name):
@@ -173,7 +173,7 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
             except Exception as e:
                 if not done:
                     raise  # nothing changed: the error's own exit code (3) is the truth
-                left = _promote_left(loaded, provider.name, where.name, prod.name, failed_name, done)
+                left = _promote_left(loaded, provider, where.name, prod.name, failed_name, done)
                 journal.event("result", "failed", outcome="needs a person", done=done, left=left)
                 reason = e.message if isinstance(e, DeploysafeError) else f"{type(e).__name__}: {redact(str(e))}"
                 changed = "; ".join(_PROMOTE_DONE[d].format(prod=prod.name, failed=failed_name, snap=where.name)
@@ -199,18 +199,19 @@ _PROMOTE_DONE = {
 }
 
 
-def _promote_left(loaded: LoadedConfig, provider: str, snapshot: str, production: str, failed: str,
+def _promote_left(loaded: LoadedConfig, provider: Provider, snapshot: str, production: str, failed: str,
                   done: list[str]) -> list[str]:
     """The promote steps a person must still do, with the real names (never a URL: it holds a password)."""
     p = loaded.config.platform
+    copies = provider.capabilities().database_copies is not None  # a database takes production's name
     steps: list[str] = []
     if "rename_snapshot" not in done:
-        if provider == "local":
+        if copies:
             steps.append(f"Rename the database of snapshot {snapshot!r} to {production!r} (no session may be "
                          f"connected to it): ALTER DATABASE <its database> RENAME TO \"{production}\"")
         else:
             steps.append(f"Rename branch {snapshot!r} to {production!r} (Neon console, Branches).")
-    if provider == "local":
+    if copies:
         if "set" not in done:
             steps.append(f"Set {p.var} for the app to the URL of database {production!r} (production's URL, "
                          f"same server); the app's current URL names a database that no longer exists")
@@ -222,25 +223,16 @@ def _promote_left(loaded: LoadedConfig, provider: str, snapshot: str, production
 
 
 def _promote_snapshot(provider: Provider, platform: Platform, snapshot: str, production: str, done: list[str]) -> None:
-    if provider.name != "local":
+    copies = provider.capabilities().database_copies
+    if copies is None:
         provider.rename(snapshot, production)  # Neon: names only; connection strings stay the same
         done.append("rename_snapshot")
         return
-    # A PostgreSQL database cannot be renamed while the app is connected to it: disconnect, rename, repoint, restart.
-    from psycopg import sql
-
-    from deploysafe import pg
-    from deploysafe.providers.local import LocalProvider
-
-    assert isinstance(provider, LocalProvider)
-    snap = provider.get(snapshot)
-    with provider._admin() as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                     (snap.id,))
-        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(snap.id), sql.Identifier(production)))
-        done.append("rename_snapshot")
-        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(production)))
-    platform.set_url(pg.with_dbname(provider.url, production))
+    # A database cannot be renamed while the app is connected to it: disconnect, rename, repoint, restart.
+    url = copies.take_name(snapshot, production)
+    done.append("rename_snapshot")
+    copies.unmark(production)  # it is production now, not a snapshot
+    platform.set_url(url)
     done.append("set")
     release = platform.pick_up()
     done.append("pick_up")
@@ -370,7 +362,7 @@ def watch(loaded: LoadedConfig, seconds: float) -> dict[str, Any]:
     from deploysafe.deploy import rollback
     from deploysafe.deploy.watch import watch_window
     from deploysafe.errors import DeployFailedRolledBack
-    from deploysafe.lock import deploy_lock, lock_target
+    from deploysafe.lock import deploy_lock
 
     provider, platform = _adapters(loaded)
     try:
@@ -387,9 +379,9 @@ def watch(loaded: LoadedConfig, seconds: float) -> dict[str, Any]:
             journal.event("result", "ok", outcome="healthy")
             return {"healthy": True, "reason": verdict.reason}
         t_verdict = time.monotonic()
-        journal.strict = False  # the rollback below must not be stopped by a full disk (issue 15)
+        journal.strict = False  # the rollback below must not be stopped by a full disk
         console.error(verdict.reason)
-        with deploy_lock(loaded.state_dir, lock_target(provider.name, prod.url), prod.id,
+        with deploy_lock(loaded.state_dir, provider.lock_url(prod.url), prod.id,
                          run_id=journal.run_id, command="watch"):
             prepared = rollback.prepare(loaded, provider, platform, target)
             outcome = rollback.execute(loaded, provider, platform, prepared, journal, verdict_at=t_verdict)

@@ -8,22 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from deploysafe import pg
+from deploysafe import pg, platforms
 from deploysafe.redact import redact
 
 if TYPE_CHECKING:
     from deploysafe.config import Config, LoadedConfig
-
-_PLATFORM_WHERE = {
-    "dotenv": lambda p: f"the env file `{p.env_file}`" + (f", restarted with `{p.restart}`" if p.restart else ""),
-    "command": lambda p: f"the command `{p.set_command}`",
-    "vercel": lambda p: f"Vercel project `{p.project}`",
-    "render": lambda p: f"Render service `{p.service_id}`",
-    "railway": lambda p: f"Railway service `{p.service_id}` (project `{p.project}`)",
-    "fly": lambda p: f"Fly app `{p.app}`",
-    "heroku": lambda p: f"Heroku app `{p.app}`",
-}
-
 
 def production_name(cfg: Config) -> str:
     if cfg.provider.type == "neon":
@@ -35,7 +24,7 @@ def render(loaded: LoadedConfig) -> str:
     cfg = loaded.config
     neon = cfg.provider.type == "neon"
     prod = production_name(cfg)
-    where = _PLATFORM_WHERE[cfg.platform.type](cfg.platform)
+    where = platforms.REGISTRY[cfg.platform.type].where(cfg.platform)
     store = f"Neon project `{cfg.provider.project_id}`" if neon else "the PostgreSQL server of `[provider] database_url`"
     probes = [f"  - `{p.name}`: {p.url} (expects {p.expect_status})" for p in cfg.probes.http]
     probes += [f"  - SQL `{p.name}`: `{p.query}`" for p in cfg.probes.sql]

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.errors import ProviderError
-from deploysafe.ops import is_neon
 from deploysafe.ops.check import CHECKS, LOCAL_NOT_APPLICABLE
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
     from deploysafe.journal import Journal
-    from deploysafe.providers.base import Provider, Snapshot
+    from deploysafe.providers.base import ProjectFacts, Provider, Snapshot
 
 DEFAULT_ALLOWANCE = 10  # Neon Free and Launch include 10 branches per project
 RESERVED = 2  # one pre-deploy snapshot + one restore/drill branch in flight
@@ -58,7 +57,8 @@ def propose_retention(allowance: int, fixed: int) -> dict[str, str]:
 
 
 def run_setup(loaded: LoadedConfig, provider: Provider, journal: Journal, *, dry_run: bool = False) -> SetupReport:
-    report = _neon(loaded, provider, journal, dry_run=dry_run) if is_neon(provider) else _local(loaded)
+    facts = provider.capabilities().project_facts
+    report = _neon(loaded, provider, facts, journal, dry_run=dry_run) if facts else _local(loaded)
     journal.event("result", outcome="dry run" if dry_run else "ok", done=report.done, todo=report.todo)
     return report
 
@@ -84,11 +84,11 @@ CHILD_LOSES = ("instant restore in place (rollback then repoints DATABASE_URL in
                "schedules, which work only on root branches")
 
 
-def _neon(loaded: LoadedConfig, provider: Provider, journal: Journal, *, dry_run: bool) -> SetupReport:
+def _neon(loaded: LoadedConfig, provider: Provider, facts: ProjectFacts, journal: Journal, *, dry_run: bool) -> SetupReport:
     report = SetupReport()
     cfg = loaded.config.provider
     name = cfg.production_branch
-    info = provider.project_info()  # type: ignore[attr-defined]
+    info = facts.project_info()
     snaps = provider.list_snapshots()
     prod = next((s for s in snaps if s.name == name), None)
     if prod is None:
@@ -120,7 +120,7 @@ def _neon(loaded: LoadedConfig, provider: Provider, journal: Journal, *, dry_run
     else:
         try:
             with journal.step("setup-protect", branch=name):
-                provider.protect(name)  # type: ignore[attr-defined]
+                facts.protect(name)
             report.done.append(f"protected {name!r} (it can no longer be deleted or reset by mistake)")
         except ProviderError as e:
             report.todo.append(f"protect {name!r} in the Neon console: the API refused ({e.message})")

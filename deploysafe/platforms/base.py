@@ -40,7 +40,7 @@ class Release(BaseModel):
 
 @runtime_checkable
 class ReleaseRollback(Protocol):
-    """Capability of a platform that can bring back a previous release of the app's code (issue 18)."""
+    """Capability of a platform that can bring back a previous release of the app's code."""
 
     def how(self) -> str:
         """One line for the plan: how a previous release is brought back, and whether it reads the new variable."""
@@ -85,6 +85,11 @@ class Platform(Protocol):
     def release_rollback(self) -> ReleaseRollback | None:
         """The capability to bring back a previous release, or None when this platform (as configured) cannot.
         No I/O: the plan asks it."""
+        ...
+
+    def release_rollback_fix(self) -> str:
+        """When ``release_rollback()`` is None: what in deploysafe.toml would give the capability ("" when nothing
+        can). No I/O."""
         ...
 
     def caveats(self) -> list[str]:

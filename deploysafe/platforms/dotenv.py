@@ -76,6 +76,9 @@ class UserReleases(ABC):
     def release_rollback(self) -> ReleaseRollback | None:
         return self if self.release_command and self.rollback_command else None
 
+    def release_rollback_fix(self) -> str:
+        return "set [platform] release_command and rollback_command to let it"
+
     def how(self) -> str:
         return f"{self.name}: set the variable, then run [platform] rollback_command with $DEPLOYSAFE_RELEASE"
 

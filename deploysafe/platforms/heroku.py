@@ -5,8 +5,8 @@ of api.heroku.com); tests/platforms/test_heroku.py validates every fixture again
 shared/research/platforms.md §5: a config-var change creates a release and restarts the dynos by itself
 (so ``set_url`` already restarts the app, and ``pick_up`` returns that release), the release phase
 re-runs on such a release, and an add-on attachment's var cannot be patched (422) - it is kept as a
-reference and restored by re-attaching, as ``heroku pg:promote`` does (issue 5). Requests, retries and
-error mapping come from the shared :class:`HttpAdapter` (issue 18).
+reference and restored by re-attaching, as ``heroku pg:promote`` does. Requests, retries and
+error mapping come from the shared :class:`HttpAdapter`.
 """
 
 from __future__ import annotations

@@ -138,10 +138,13 @@ class HttpAdapter(ABC):
         except TimeoutError as e:
             raise PlatformError(f"{self.label}: {e}", hint=hint, platform=self.name) from None
 
-    # -- bringing back a release (issue 18): every HTTP platform can ----------------------------------
+    # -- bringing back a release: every HTTP platform can -----------------------------------------------
 
     def release_rollback(self) -> ReleaseRollback | None:
         return self
+
+    def release_rollback_fix(self) -> str:
+        return ""
 
     @abstractmethod
     def how(self) -> str:

@@ -3,9 +3,9 @@
 Every query and mutation below is validated against shared/specs/railway-graphql-schema.json (the
 introspection result shipped in railwayapp/cli) by tests/platforms/test_railway.py. Behaviour follows
 shared/research/platforms.md §3: ``variableUpsert`` would redeploy on its own but returns only a
-Boolean, so we pass ``skipDeploys: true`` and redeploy ourselves to get a deployment id to poll
-(issue 5). The redeployed deployment is the one serving production when ``prepare()`` ran. Requests, retries
-and error mapping come from the shared :class:`HttpAdapter` (issue 18).
+Boolean, so we pass ``skipDeploys: true`` and redeploy ourselves to get a deployment id to poll.
+The redeployed deployment is the one serving production when ``prepare()`` ran. Requests, retries
+and error mapping come from the shared :class:`HttpAdapter`.
 """
 
 from __future__ import annotations

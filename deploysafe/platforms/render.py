@@ -161,7 +161,7 @@ class RenderPlatform(HttpAdapter):
             "PUT", f"/services/{self.service_id}/env-vars/{self.var}", f"update {self.var}", json={"value": url}
         )
         # Render answers with the variable as saved: a 200 carrying another value means the write did not
-        # take, and a rollback must not report the app repointed (issue 10). Neither value goes in the message.
+        # take, and a rollback must not report the app repointed. Neither value goes in the message.
         if isinstance(saved, dict) and "value" in saved and saved["value"] != url:
             raise PlatformError(
                 f"Render: {self.var} was not updated: the API answered 200 but with a different value",

@@ -6,6 +6,7 @@ Metadata lives with the snapshot itself (Neon: branch annotation + name; local: 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -13,6 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 ANNOTATION_KEY = "deploysafe"  # marks what deploysafe created; value = the kind
+
+Json = dict[str, Any]
 
 
 def utcnow() -> datetime:
@@ -111,11 +114,114 @@ class RestorePlan(BaseModel):
                            'use [rollback] strategy = "repoint" (or "auto", which repoints here)')
 
 
+class ProjectInfo(BaseModel):
+    """What `deploysafe check`/`setup` need to know about a hosted project and its plan (Neon's today)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    history_retention_seconds: int
+    branches_limit: int | None = None
+    subscription_type: str | None = None
+    logical_size_bytes: int | None = None  # production's logical size (what the plan's per-branch limit caps)
+    branch_logical_size_limit_bytes: int | None = None  # 0 or absent: none reported
+    root_branches: int | None = None
+    root_branches_limit: int | None = None  # by plan (docs: plans); the API does not report it
+    store_passwords: bool | None = None
+    schedule: list[Json] | None = None  # the host's own backup schedule on production; None: not read
+    unread: tuple[str, ...] = ()  # facts that could not be read, and why
+
+
+# --- optional capabilities ------------------------------------------------------------------------
+# A provider offers each one by returning itself in the matching field of ``capabilities()``;
+# callers ask once and branch on None, never on the provider's name or class.
+
+
+class RestoresInPlace(Protocol):
+    """Restore production in place (Neon). Every provider answers ``plan_restore``: one that cannot restore
+    returns ``RestorePlan.unsupported`` and refuses ``restore_in_place`` with the same reason."""
+
+    def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
+        """Whether production can be restored in place to ``snapshot`` (or to time ``at``), and how."""
+        ...
+
+    def restore_in_place(self, plan: RestorePlan, preserve_as: str) -> None:
+        """Carry out a possible plan: production gets the snapshot's data under its own connection string;
+        its state before is kept as ``preserve_as``."""
+        ...
+
+
+class BackupSchedules(Protocol):
+    """The host's own scheduled snapshots of production (Neon's backup schedule); items are the host's JSON."""
+
+    def backup_schedule_get(self) -> list[Json]:
+        ...
+
+    def backup_schedule_set(self, items: list[Json]) -> None:
+        ...
+
+
+class ProjectFacts(Protocol):
+    """Facts about a hosted project and its plan, and branch protection (Neon)."""
+
+    def project_info(self, *, details: bool = False) -> ProjectInfo:
+        """The project and its plan; ``details`` adds production's size, the root-branch count and the
+        host's backup schedule (each one that cannot be read is named in ``unread``)."""
+        ...
+
+    def branch_endpoints(self, branch_id: str) -> list[Json]:
+        """The computes of one branch, as the host's JSON (id, type, current_state, host, ...)."""
+        ...
+
+    def count_branches(self) -> int:
+        ...
+
+    def protect(self, name: str) -> None:
+        """Protect a branch against deletion and reset."""
+        ...
+
+
+class DatabaseCopies(Protocol):
+    """Snapshots are databases on production's server (local provider): copy one, or make one production."""
+
+    def clone(self, source: Snapshot, name: str, kind: SnapshotKind) -> Snapshot:
+        """Copy snapshot ``source`` into a new snapshot ``name`` of kind ``kind``; ``source`` is left untouched."""
+        ...
+
+    def take_name(self, snapshot: str, new_name: str) -> str:
+        """Disconnect the snapshot's sessions and rename its database ``new_name``; returns its new URL."""
+        ...
+
+    def unmark(self, name: str) -> None:
+        """Drop deploysafe's mark from database ``name``: it no longer counts as a snapshot."""
+        ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """The optional capabilities a provider offers (None: not offered)."""
+
+    backup_schedules: BackupSchedules | None = None
+    project_facts: ProjectFacts | None = None
+    database_copies: DatabaseCopies | None = None
+
+
 @runtime_checkable
-class Provider(Protocol):
-    """Snapshot backend. Methods raise ProviderError (or PointInTimeError) with a fix hint."""
+class Provider(RestoresInPlace, Protocol):
+    """Snapshot backend. Methods raise ProviderError (or PointInTimeError) with a fix hint.
+
+    ``name`` is for display only; behaviour that differs by provider is a method or a capability."""
 
     name: str
+
+    def capabilities(self) -> Capabilities:
+        """The optional capabilities this provider offers."""
+        ...
+
+    def lock_url(self, production_url: str) -> str:
+        """Where the deploy lock (a session advisory lock) is held for this production."""
+        ...
 
     def production(self) -> ProductionInfo:
         """Resolve the production branch/database and its connection URL."""
@@ -153,15 +259,6 @@ class Provider(Protocol):
     def hold(self, name: str) -> None:
         """The app is about to be moved onto this snapshot: drop any server-side expiry so it is never deleted
         under the app (a snapshot that only stands ready to serve keeps its expiry)."""
-        ...
-
-    def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
-        """Whether production can be restored in place to ``snapshot`` (or to time ``at``), and how."""
-        ...
-
-    def restore_in_place(self, plan: RestorePlan, preserve_as: str) -> None:
-        """Carry out a possible plan: production gets the snapshot's data under its own connection string;
-        its state before is kept as ``preserve_as``."""
         ...
 
     def delete(self, name: str) -> None:

@@ -31,6 +31,7 @@ from deploysafe.providers.base import (
     ANNOTATION_KEY,
     COPYING,
     INCOMPLETE,
+    Capabilities,
     ProductionInfo,
     RestorePlan,
     Snapshot,
@@ -363,7 +364,7 @@ class LocalProvider:
                     sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target), sql.Literal(json.dumps(meta)))
                 )
 
-    # --- where the app points (issue 15) ---------------------------------------------------------
+    # --- where the app points (see record.py) ----------------------------------------------------
 
     def record_app_target(self, name: str) -> None:
         from deploysafe.providers import record
@@ -382,6 +383,55 @@ class LocalProvider:
 
     def history_window(self) -> float | None:
         return None
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(database_copies=self)
+
+    def lock_url(self, production_url: str) -> str:
+        # the maintenance database, so a template copy of production is not blocked by our own session
+        return pg.maintenance_url(production_url)
+
+    # --- database copies (drill, restore-table, promote) ------------------------------------------
+
+    def clone(self, source: Snapshot, name: str, kind: SnapshotKind) -> Snapshot:
+        """Copy one snapshot database into a new one marked as ours (kind ``kind``).
+
+        Drills and restores work on the copy so the snapshot itself is never touched. The copy is
+        ``CREATE DATABASE … TEMPLATE snapshot``: snapshots have no sessions, so the fast file-level
+        copy applies; if one does, the error says so.
+        """
+        target = db_name_for(name)
+        # "source" is production (a database counts as ours only when it copies this production);
+        # "copied_from" names the snapshot it was made from.
+        meta = {ANNOTATION_KEY: kind.value, "name": name, "created_at": self.now().isoformat(timespec="milliseconds"),
+                "source": self.production_db, "copied_from": source.id}
+        with pg.connect(pg.maintenance_url(self.url)) as conn:
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(target),
+                                                                              sql.Identifier(source.id)))
+            except psycopg.errors.ObjectInUse:
+                raise ProviderError(
+                    f"cannot copy snapshot {source.name!r}: other sessions are connected to it",
+                    hint="disconnect them (nothing should use a snapshot directly) and retry",
+                ) from None
+            except psycopg.Error as e:
+                raise ProviderError(f"cannot copy snapshot {source.name!r}: {pg.first_line(e)}") from None
+            self._comment(conn, target, meta)
+        return self.get(name)
+
+    def take_name(self, snapshot: str, new_name: str) -> str:
+        # A PostgreSQL database cannot be renamed while anyone is connected to it.
+        snap = self.get(snapshot)
+        with self._admin() as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                         "AND pid <> pg_backend_pid()", (snap.id,))
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(snap.id),
+                                                                         sql.Identifier(new_name)))
+        return pg.with_dbname(self.url, new_name)
+
+    def unmark(self, name: str) -> None:
+        with self._admin() as conn:
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS NULL").format(sql.Identifier(name)))
 
     def close(self) -> None:
         return None

@@ -1,4 +1,4 @@
-"""Where the app points, recorded with the provider so every runner sees it (issue 15).
+"""Where the app points, recorded with the provider so every runner sees it.
 
 A fresh CI runner has no journal, and some platforms cannot say where DATABASE_URL points (Fly
 secrets, Vercel sensitive variables, a ``command`` platform without ``get_command``). So every

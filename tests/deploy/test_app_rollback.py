@@ -148,8 +148,7 @@ def test_user_commands_bring_the_release_back_with_the_database(
     from deploysafe.config import LoadedConfig, parse_config
     from deploysafe.deploy.probes import Verdict
     from deploysafe.platforms import make_platform
-    from deploysafe.platforms.fake import FakePlatform
-    from deploysafe.providers.fake import FakeProvider
+    from deploysafe.testing import FakePlatform, FakeProvider
 
     provider = FakeProvider("production")
     prod = provider.url_of("production")

@@ -26,9 +26,8 @@ from deploysafe.errors import DeployFailedRolledBack
 from deploysafe.http import RetryPolicy
 from deploysafe.journal import read_journal
 from deploysafe.platforms import make_platform
-from deploysafe.platforms.fake import FakePlatform
-from deploysafe.providers.fake import FakeProvider
 from deploysafe.snapshots.inuse import REPOINT_STEP
+from deploysafe.testing import FakePlatform, FakeProvider
 from support.rig import Rig
 
 

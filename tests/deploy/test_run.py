@@ -29,9 +29,8 @@ from deploysafe.errors import (
 )
 from deploysafe.journal import read_journal
 from deploysafe.platforms.base import Platform
-from deploysafe.platforms.fake import FakePlatform
 from deploysafe.providers.base import Provider, Snapshot, SnapshotKind
-from deploysafe.providers.fake import FakeProvider
+from deploysafe.testing import FakePlatform, FakeProvider
 from support.rig import DESTRUCTIVE, Rig
 
 

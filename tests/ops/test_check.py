@@ -15,7 +15,7 @@ from deploysafe.errors import CHECK_FAIL, CHECK_WARN, ProviderError
 from deploysafe.journal import Journal
 from deploysafe.ops import check as C
 from deploysafe.ops.check import FAIL, OK, WARN, CheckResult, Facts, exit_code, run_checks, run_one, summary
-from deploysafe.providers.base import Snapshot, SnapshotKind
+from deploysafe.providers.base import Capabilities, Snapshot, SnapshotKind
 from support.ops_helpers import write_config
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -32,13 +32,17 @@ class FakeProvider:
         self.name = name
         self.answers = answers
 
+    def capabilities(self) -> Capabilities:
+        """A "neon" fake offers the project facts (the checks ask for them only there)."""
+        return Capabilities(project_facts=self if self.name == "neon" else None)  # type: ignore[arg-type]
+
     def history_window(self) -> float | None:
         return self.answers.get("history")
 
     def branch_allowance(self) -> int | None:
         return self.answers.get("allowance")
 
-    def project_info(self) -> Any:
+    def project_info(self, *, details: bool = False) -> Any:
         return SimpleNamespace(subscription_type=self.answers.get("plan", "launch"), logical_size_bytes=self.answers.get("size"),
                                branch_logical_size_limit_bytes=self.answers.get("branch_limit"), root_branches=None,
                                root_branches_limit=None, schedule=None, unread=())

@@ -226,7 +226,7 @@ def test_double_rate_limit_answers_429_and_the_provider_rides_it(neon_double: Ne
     import time as _time
 
     p = provider_for(neon_double, rate_per_minute=0.0)  # client pacing off: meet the server's limit head-on
-    p.policy = RetryPolicy(sleep=_time.sleep, attempts=10)
+    p.api.policy = RetryPolicy(sleep=_time.sleep, attempts=10)
     start = _time.monotonic()
     assert [p.count_branches() for _ in range(4)] == [1] * 4
     assert neon_double.rate_limited >= 1 and _time.monotonic() - start < 10.0  # Retry-After waits, not backoff

@@ -25,10 +25,9 @@ from deploysafe.drizzle import steps as migrate
 from deploysafe.drizzle.lint import Finding
 from deploysafe.errors import DeploysafeError, StepError
 from deploysafe.journal import Journal, read_journal
-from deploysafe.platforms.fake import FakePlatform
 from deploysafe.process import StepResult
 from deploysafe.providers.base import SnapshotKind
-from deploysafe.providers.fake import FakeProvider
+from deploysafe.testing import FakePlatform, FakeProvider
 
 T = TypeVar("T")
 

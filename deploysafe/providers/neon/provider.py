@@ -1,134 +1,57 @@
-"""Neon provider: a snapshot is a child branch of the production branch (issue 3).
+"""Neon provider: a snapshot is a child branch of the production branch.
 
-Raw httpx through :mod:`deploysafe.http` (no SDK). Pitfalls handled here, each from
-``shared/research/neon-api.md``: every returned operation is awaited (section 1.1); 423/429/503 are
-retried with backoff (1.2, 1.3); a POST whose answer was lost is reconciled by re-listing before it is
-retried, and a 409 on create becomes get-by-exact-name (6.2, 6.7); ``search`` is a substring match, so
+The HTTP layer (pacing, retries, operations, error mapping) is :mod:`deploysafe.providers.neon.api`.
+Pitfalls handled here, each from ``shared/research/neon-api.md``: a POST whose answer was lost is
+reconciled by re-listing before it is retried, and a 409 on create becomes get-by-exact-name (6.2, 6.7); ``search`` is a substring match, so
 names are always matched exactly client-side (2.2); connection URLs are fetched per branch, never
 derived from production's (3.2); timestamps are checked against the history window with a margin (6.5).
 """
 
 from __future__ import annotations
 
-import email.utils
 import re
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from deploysafe.errors import PointInTimeError, ProviderError
-from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
+from deploysafe.http import RetryPolicy, poll
 from deploysafe.providers.base import (
     ANNOTATION_KEY,
+    Capabilities,
+    Json,
     ProductionInfo,
+    ProjectInfo,
     RestorePlan,
     Snapshot,
     SnapshotKind,
     parse_time,
     utcnow,
 )
+from deploysafe.providers.neon.api import OPERATION_DEADLINE, RATE_PER_MINUTE, UNSURE, NeonApi
 from deploysafe.redact import redact, register_secret
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig, RetentionConfig
 
-IN_PROGRESS = frozenset({"scheduling", "running", "cancelling"})
-SUCCEEDED = frozenset({"finished", "skipped"})
-FAILED = frozenset({"failed", "error", "cancelled"})
-OPERATION_DEADLINE = 120.0
 MAX_EXPIRY = timedelta(days=30)  # Neon refuses expires_at further ahead, on its own clock
 EXPIRY_MARGIN = timedelta(minutes=5)  # clock skew and request latency, kept off Neon's 30-day cap
 PITR_MARGIN = 300.0  # seconds kept off the history window's edge (GC horizon race, neon#10639)
 # Root branches per project by plan (docs: introduction/plans); the API does not report this cap.
 ROOT_BRANCH_LIMITS = {"free": 3, "launch": 5, "scale": 25, "business": 25, "agent": 3}
 LIST_CACHE_TTL = 120.0  # a prune re-uses one listing for this long instead of re-listing per delete
-RATE_PER_MINUTE = 700.0  # Neon's documented account-wide limit (research 1.3)
-RATE_BURST = 40.0
-UNSURE = (500, 502, 504)  # a create answered like this may still have happened
-Json = dict[str, Any]
-
-
-class NeonProjectInfo(BaseModel):
-    """What `deploysafe check`/`setup` need to know about the project and its plan."""
-
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    name: str
-    history_retention_seconds: int
-    branches_limit: int | None = None
-    subscription_type: str | None = None
-    logical_size_bytes: int | None = None  # production's logical size (what the plan's per-branch limit caps)
-    branch_logical_size_limit_bytes: int | None = None  # 0 or absent: none reported
-    root_branches: int | None = None
-    root_branches_limit: int | None = None  # by plan (docs: plans); the API does not report it
-    store_passwords: bool | None = None
-    schedule: list[dict[str, Any]] | None = None  # Neon's own backup schedule on production; None: not read
-    unread: tuple[str, ...] = ()  # facts that could not be read, and why
-
-
-class _Pacer:
-    """Client-side token bucket so one run stays under Neon's account-wide rate limit instead of
-    bouncing off 429s (the console and other tools share the same budget)."""
-
-    def __init__(self, per_minute: float, burst: float, clock: Callable[[], float], sleep: Callable[[float], None]):
-        self.rate = per_minute / 60.0 * 0.97  # a little under the limit: clocks and buckets never agree exactly
-        self.burst = burst
-        self.tokens = burst
-        self.clock = clock
-        self.sleep = sleep
-        self.last = clock()
-        self.lock = threading.Lock()
-
-    def take(self) -> None:
-        if self.rate <= 0:
-            return
-        with self.lock:
-            now = self.clock()
-            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-            self.last = now
-            self.tokens -= 1.0
-            wait = -self.tokens / self.rate if self.tokens < 0 else 0.0
-        if wait > 0:
-            self.sleep(wait)
 
 
 def root_branch_limit(subscription_type: str | None) -> int | None:
     """The plan's root-branch cap (None: plan unknown)."""
     plan = (subscription_type or "").lower().split("_")[0]
     return ROOT_BRANCH_LIMITS.get(plan)
-
-
-def _hint(status: int | None, message: str, api_key_env: str, code: str = "") -> str | None:
-    if code == "ROOT_BRANCHES_LIMIT_EXCEEDED":
-        return ("the plan's root-branch limit is reached (each in-place restore keeps the failed state as a root "
-                "branch): run `deploysafe prune`, delete old failed-state branches, or raise the plan")
-    if code == "BRANCHES_LIMIT_EXCEEDED":
-        return "the plan's branch limit is reached: run `deploysafe prune`, delete unused branches, or raise the plan"
-    low = message.lower()
-    if not code and "limit" in low and "branch" in low:  # older answers carry no code
-        return "the plan's branch limit is reached: run `deploysafe prune`, delete unused branches, or raise the plan"
-    if status == 401:
-        return f"check {api_key_env}: create a key at https://console.neon.tech/app/settings/api-keys and export it"
-    if status == 403:
-        return f"the key in {api_key_env} has no access to this project; use a key of the project's owner or org"
-    if status == 404:
-        return "check [provider] project_id and the branch name (`deploysafe snapshot list` shows what exists)"
-    if status == 423:
-        return "another operation holds the project; wait for it to finish and run the command again"
-    if status == 429:
-        return "Neon's rate limit (700 requests/minute per account) was hit; wait a minute and retry"
-    if status is not None and status >= 500:
-        return "Neon had a server error; retry in a few minutes, see https://neonstatus.com"
-    return None
 
 
 def _iso(dt: datetime) -> str:
@@ -176,7 +99,6 @@ class NeonProvider:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = utcnow,
     ) -> None:
-        register_secret(api_key)
         self.project_id = project_id
         self.production_branch = production_branch
         self.database = database
@@ -184,20 +106,10 @@ class NeonProvider:
         self.snapshot_endpoint = snapshot_endpoint
         self.pooled = pooled
         self.retention = retention
-        self.api_key_env = api_key_env
-        # 423 "another operation holds the project" is ridden out for about 2 minutes (terraform waits 120 s)
-        self.policy = policy or RetryPolicy(attempts=12, cap=15.0)
-        self.wall = wall
-        self._server_offset: timedelta | None = None  # Neon's clock minus ours, from the last Date header
-        self.poll_interval = 2.0 if poll_interval is None else poll_interval
-        self.operation_deadline = operation_deadline
-        self.clock = clock
-        self._pacer = _Pacer(rate_per_minute, RATE_BURST, clock, self.policy.sleep)
-        self._client = make_client(
-            api_url.rstrip("/") + "/",
-            {"Authorization": f"Bearer {api_key}", "Accept": "application/json", "User-Agent": "deploysafe"},
-            transport=transport,
-            timeout=60.0,
+        self.api = NeonApi(
+            project_id=project_id, api_key=api_key, api_url=api_url, api_key_env=api_key_env, transport=transport,
+            policy=policy, poll_interval=poll_interval, operation_deadline=operation_deadline,
+            rate_per_minute=rate_per_minute, clock=clock, wall=wall,
         )
         self._listing: tuple[float, list[Json], dict[str, Json]] | None = None
         self._failed_state_name = re.compile(re.escape(production_branch) + r"-failed-\d{8}T\d{6}Z")
@@ -233,165 +145,6 @@ class NeonProvider:
             **kwargs,
         )
 
-    # --- HTTP edge: every response is checked here -------------------------------------------------
-
-    def _path(self, suffix: str = "") -> str:
-        return f"projects/{self.project_id}{suffix}"
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        ok: Iterable[int] = (200, 201),
-        retry_network: bool | None = None,
-        policy: RetryPolicy | None = None,
-        **kwargs: Any,
-    ) -> httpx.Response:
-        """One API call (with the shared retry policy); non-OK answers become ProviderError.
-        httpx.TransportError propagates: callers that can reconcile (create) catch it, _call wraps it."""
-        self._pacer.take()
-        headers = {"X-Request-ID": str(uuid.uuid4())}
-        resp = send(
-            self._client, method, path, policy=policy or self.policy, retry_network=retry_network, headers=headers,
-            **kwargs,
-        )
-        self._note_server_time(resp)
-        if resp.status_code not in set(ok):
-            raise self._error(resp, what, headers["X-Request-ID"])
-        return resp
-
-    def _note_server_time(self, resp: httpx.Response) -> None:
-        raw = resp.headers.get("date")
-        if not raw:
-            return
-        try:
-            server = email.utils.parsedate_to_datetime(raw)
-        except (TypeError, ValueError):
-            return
-        if server.tzinfo is None:
-            server = server.replace(tzinfo=UTC)
-        self._server_offset = server - self.wall()
-
-    def server_now(self) -> datetime:
-        """Neon's wall clock as the last response's Date header showed it (ours until a response came)."""
-        return self.wall() + (self._server_offset or timedelta(0))
-
-    def _call(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._request(method, path, what=what, **kwargs)
-        except httpx.TransportError as e:
-            raise ProviderError(
-                f"Neon API: {what}: no answer ({type(e).__name__}: {redact(str(e))})",
-                hint="check the network and https://neonstatus.com, then run the command again",
-            ) from e
-
-    def _json(self, resp: httpx.Response, what: str) -> Json:
-        try:
-            body = json_body(resp)
-        except ValueError as e:
-            raise ProviderError(
-                f"Neon API: {what}: {redact(str(e))}", status=resp.status_code, hint="retry; if it persists, report it"
-            ) from None
-        if not isinstance(body, dict):
-            raise ProviderError(f"Neon API: {what}: expected a JSON object, got {type(body).__name__}")
-        return body
-
-    def _error(self, resp: httpx.Response, what: str, sent_request_id: str) -> ProviderError:
-        message = ""
-        code = ""
-        request_id = resp.headers.get("x-request-id")
-        try:
-            body = resp.json()
-            if isinstance(body, dict):
-                message = str(body.get("message") or "")
-                code = str(body.get("code") or "")
-                request_id = request_id or (body.get("request_id") or None)
-        except ValueError:
-            message = resp.text[:200].replace("\n", " ")
-        request_id = request_id or sent_request_id
-        text = f"Neon API: {what} failed: HTTP {resp.status_code}"
-        if code:
-            text += f" {code}"
-        if message:
-            text += f": {message}"
-        text += f" (request id {request_id})"
-        return ProviderError(
-            redact(text),
-            status=resp.status_code,
-            request_id=request_id,
-            code=code or None,
-            hint=_hint(resp.status_code, message, self.api_key_env, code),
-        )
-
-    @staticmethod
-    def _field(obj: Mapping[str, Any], key: str, what: str) -> Any:
-        try:
-            return obj[key]
-        except (KeyError, TypeError):
-            raise ProviderError(
-                f"Neon API: {what}: response has no '{key}' (the API shape changed?)",
-                hint="upgrade deploysafe; if it persists, report it with the request id",
-            ) from None
-
-    # --- operations ------------------------------------------------------------------------------------
-
-    def _wait_operations(self, operations: Any, what: str, deadline: float | None = None) -> None:
-        """Poll every operation to a terminal state; a failure is re-read once (Neon retries internally)."""
-        if not isinstance(operations, list):
-            return
-        deadline = deadline or (self.clock() + self.operation_deadline)
-        for op in operations:
-            if not isinstance(op, dict):
-                raise ProviderError(f"Neon API: {what}: an operation is not an object", hint="report it")
-            op_id = self._field(op, "id", what)
-            status = op.get("status")
-            if status in SUCCEEDED:
-                continue
-            reread = False
-            last = ""
-
-            def check(op_id: str = op_id) -> str | None:
-                nonlocal reread, last
-                body = self._json(self._call("GET", self._path(f"/operations/{op_id}"), what=f"{what}: operation"), what)
-                current = self._field(body, "operation", what)
-                if not isinstance(current, dict):
-                    raise ProviderError(f"Neon API: {what}: operation {op_id} is not an object")
-                st = str(current.get("status", ""))
-                if st in SUCCEEDED:  # `skipped`: Neon found nothing to do
-                    return st
-                if st == "failed" and (current.get("retry_at") or int(current.get("failures_count") or 0) > 0):
-                    last = f"failed {current.get('failures_count') or 1} time(s), Neon retries it" + (
-                        f": {current['error']}" if current.get("error") else "")
-                    return None  # Neon retries it (failures_count, retry_at): wait within the deadline
-                if st == "failed" and not reread:
-                    reread = True  # a retry may not be scheduled yet: read it once more before giving up
-                    return None
-                if st in FAILED:
-                    raise ProviderError(
-                        f"Neon operation {current.get('action')} ({op_id}) for {what} ended '{st}'"
-                        + (f": {current['error']}" if current.get("error") else ""),
-                        hint="see the project's Operations tab in the Neon console, then run the command again"
-                        if st != "cancelled" else "someone cancelled it in Neon; run the command again",
-                    )
-                return None  # scheduling/running/cancelling, or a status this version does not know yet
-
-            try:
-                poll(
-                    check,
-                    interval=self.poll_interval,
-                    timeout=max(0.0, deadline - self.clock()),
-                    what=f"Neon operation {op.get('action', '?')} ({op_id})",
-                    clock=self.clock,
-                    sleep=self.policy.sleep,
-                )
-            except TimeoutError as e:
-                raise ProviderError(
-                    f"{e} while {what}" + (f" ({last})" if last else ""),
-                    hint="Neon is slow or stuck; check the console's Operations tab and retry later",
-                ) from None
-
     def _wait_branch_ready(self, branch_id: str, what: str, deadline: float) -> Json:
         def check() -> Json | None:
             b = self._get_branch_by_id(branch_id, what)
@@ -400,11 +153,11 @@ class NeonProvider:
         try:
             return poll(
                 check,
-                interval=self.poll_interval,
-                timeout=max(0.0, deadline - self.clock()),
+                interval=self.api.poll_interval,
+                timeout=max(0.0, deadline - self.api.clock()),
                 what=f"branch {branch_id} becoming ready",
-                clock=self.clock,
-                sleep=self.policy.sleep,
+                clock=self.api.clock,
+                sleep=self.api.policy.sleep,
             )
         except TimeoutError as e:
             raise ProviderError(f"{e} ({what})", hint="check the branch in the Neon console; retry later") from None
@@ -413,7 +166,7 @@ class NeonProvider:
 
     def _list_all(self, *, fresh: bool = True) -> tuple[list[Json], dict[str, Json]]:
         """Every branch plus annotations keyed by branch id (cursor pagination, stable order)."""
-        if not fresh and self._listing and self.clock() - self._listing[0] < LIST_CACHE_TTL:
+        if not fresh and self._listing and self.api.clock() - self._listing[0] < LIST_CACHE_TTL:
             return self._listing[1], self._listing[2]
         branches: list[Json] = []
         annotations: dict[str, Json] = {}
@@ -423,8 +176,8 @@ class NeonProvider:
             params: dict[str, Any] = {"sort_by": "created_at", "sort_order": "asc", "limit": 10000}
             if cursor:
                 params["cursor"] = cursor
-            body = self._json(self._call("GET", self._path("/branches"), what="list branches", params=params), "list branches")
-            page = self._field(body, "branches", "list branches")
+            body = self.api.json(self.api.call("GET", self.api.path("/branches"), what="list branches", params=params), "list branches")
+            page = self.api.field(body, "branches", "list branches")
             if not isinstance(page, list) or not all(isinstance(b, dict) for b in page):
                 raise ProviderError("Neon API: list branches: 'branches' is not a list of objects", hint="report it")
             branches.extend(page)
@@ -438,7 +191,7 @@ class NeonProvider:
                 raise ProviderError("Neon API: list branches: the pagination cursor repeats", hint="report it")
             seen.add(nxt)
             cursor = str(nxt)
-        self._listing = (self.clock(), branches, annotations)
+        self._listing = (self.api.clock(), branches, annotations)
         return branches, annotations
 
     def _forget_listing(self) -> None:
@@ -464,8 +217,8 @@ class NeonProvider:
         return b
 
     def _get_branch_by_id(self, branch_id: str, what: str) -> Json:
-        body = self._json(self._call("GET", self._path(f"/branches/{branch_id}"), what=what), what)
-        branch: Json = self._field(body, "branch", what)
+        body = self.api.json(self.api.call("GET", self.api.path(f"/branches/{branch_id}"), what=what), what)
+        branch: Json = self.api.field(body, "branch", what)
         return branch
 
     def _production_branch(self) -> Json:
@@ -502,8 +255,8 @@ class NeonProvider:
                 kind = SnapshotKind(str(marker))
             except ValueError:
                 kind = None  # a kind from a newer deploysafe: ours, but prune leaves it alone
-        bid = str(self._field(b, "id", what))
-        name = str(self._field(b, "name", what))
+        bid = str(self.api.field(b, "id", what))
+        name = str(self.api.field(b, "name", what))
         source = value.get("source") or None
         if name == self.production_branch:
             # production is known by its name, never by an annotation it inherited (a promoted snapshot keeps its
@@ -512,7 +265,7 @@ class NeonProvider:
         elif not ours and self._failed_state_name.fullmatch(name):
             # Neon's restore cannot annotate the branch it keeps the old state in: its name says it is ours
             ours, kind, source = True, SnapshotKind.FAILED_STATE, self.production_branch
-        created = parse_time(self._field(b, "created_at", what))
+        created = parse_time(self.api.field(b, "created_at", what))
         if created is None:
             raise ProviderError(f"Neon API: branch {bid} has an unreadable created_at")
         size = b.get("logical_size")
@@ -561,8 +314,8 @@ class NeonProvider:
             "pooled": "true" if pooled else "false",
         }
         what = "get the connection URI"
-        body = self._json(self._call("GET", self._path("/connection_uri"), what=what, params=params), what)
-        uri = self._field(body, "uri", what)
+        body = self.api.json(self.api.call("GET", self.api.path("/connection_uri"), what=what, params=params), what)
+        uri = self.api.field(body, "uri", what)
         if not isinstance(uri, str) or not uri:
             raise ProviderError(f"Neon API: {what}: empty URI for branch {branch_id}")
         from deploysafe.redact import url_password
@@ -581,7 +334,7 @@ class NeonProvider:
                 f"Neon project {self.project_id} keeps no history (history_retention_seconds = 0)",
                 hint="raise the history window in the Neon console (Settings > Instant restore)",
             )
-        now = self.server_now()
+        now = self.api.server_now()
         margin = min(PITR_MARGIN, window / 10)  # a few minutes off the edge, never a share of a long window
         oldest = now - timedelta(seconds=window - margin)
         hours = window / 3600
@@ -604,7 +357,7 @@ class NeonProvider:
         if seconds is None or seconds <= 0 or timedelta(seconds=seconds) > MAX_EXPIRY + timedelta(days=1):
             return None
         ahead = min(timedelta(seconds=seconds), MAX_EXPIRY - EXPIRY_MARGIN)
-        return _iso(self.server_now() + ahead)  # create_snapshot has read production by now: Neon's Date is known
+        return _iso(self.api.server_now() + ahead)  # create_snapshot has read production by now: Neon's Date is known
 
     def create_snapshot(
         self,
@@ -621,6 +374,25 @@ class NeonProvider:
             self._validate_at(at)
         prod = self._production_branch()
         serve = serve or (kind == SnapshotKind.PRE_DEPLOY and self.snapshot_endpoint == "eager")
+        body = self._snapshot_body(prod, name, kind, at=at, git_sha=git_sha, serve=serve)
+        what = f"create branch '{name}'"
+        deadline = self.api.clock() + self.api.operation_deadline
+        self._forget_listing()
+        created = self._post_snapshot(name, body, kind, serve, what, deadline)
+        if isinstance(created, Snapshot):  # it existed already: our own rerun, adopted
+            return created
+        b = self.api.field(created, "branch", what)
+        self.api.wait_operations(created.get("operations"), what, deadline)
+        ready = self._wait_branch_ready(str(self.api.field(b, "id", what)), what, deadline)
+        if serve:
+            self._wait_endpoint(ready["id"], what, deadline)
+        self._forget_listing()
+        branches, annotations = self._list_all()
+        return self._to_snapshot(ready, annotations.get(ready["id"]) or {"value": body["annotation_value"]}, branches)
+
+    def _snapshot_body(self, prod: Json, name: str, kind: SnapshotKind, *, at: datetime | None, git_sha: str | None,
+                       serve: bool) -> Json:
+        """The create-branch request: a child of production (at ``at``), annotated as ours, expiring per retention."""
         annotation = {ANNOTATION_KEY: kind.value, "source": self.production_branch, "created_by": "deploysafe"}
         if git_sha:
             annotation["git_sha"] = git_sha
@@ -635,18 +407,20 @@ class NeonProvider:
         body: Json = {"branch": branch, "annotation_value": annotation}
         if serve:
             body["endpoints"] = [{"type": "read_write"}]
-        what = f"create branch '{name}'"
-        deadline = self.clock() + self.operation_deadline
-        self._forget_listing()
+        return body
+
+    def _post_snapshot(self, name: str, body: Json, kind: SnapshotKind, serve: bool, what: str,
+                       deadline: float) -> Json | Snapshot:
+        """POST the branch: Neon's answer, or the snapshot adopted when the name exists already as our rerun."""
         created: Json | None = None
         # 423/429/503 mean "not done, safe to resend" (spec L7217-7236); a gateway error or a lost answer may
         # hide a created branch, so those are reconciled by listing instead of being resent blindly.
-        post_policy = replace(self.policy, statuses=frozenset({423, 429, 503}))
+        post_policy = replace(self.api.policy, statuses=frozenset({423, 429, 503}))
         for attempt in range(3):
             lost: str | None = None
             try:
-                resp = self._request(
-                    "POST", self._path("/branches"), what=what, ok=(201, 200, 409, *UNSURE), json=body, policy=post_policy
+                resp = self.api.request(
+                    "POST", self.api.path("/branches"), what=what, ok=(201, 200, 409, *UNSURE), json=body, policy=post_policy
                 )
                 if resp.status_code in UNSURE:
                     lost = f"HTTP {resp.status_code}"
@@ -661,24 +435,17 @@ class NeonProvider:
                         f"Neon API: {what}: no usable answer after 3 tries ({lost}); the branch does not exist",
                         hint="check the network and https://neonstatus.com, then run the command again",
                     )
-                self.policy.sleep(self.policy.backoff(attempt, None))
+                self.api.policy.sleep(self.api.policy.backoff(attempt, None))
                 continue
             if resp.status_code == 409:
                 existing, ann = self._find(name)
                 if existing is None:
-                    raise self._error(resp, what, "")
+                    raise self.api.error(resp, what, "")
                 return self._adopt(existing, ann, kind, serve, what, deadline)
-            created = self._json(resp, what)
+            created = self.api.json(resp, what)
             break
         assert created is not None
-        b = self._field(created, "branch", what)
-        self._wait_operations(created.get("operations"), what, deadline)
-        ready = self._wait_branch_ready(str(self._field(b, "id", what)), what, deadline)
-        if serve:
-            self._wait_endpoint(ready["id"], what, deadline)
-        self._forget_listing()
-        branches, annotations = self._list_all()
-        return self._to_snapshot(ready, annotations.get(ready["id"]) or {"value": annotation}, branches)
+        return created
 
     def _adopt(
         self, existing: Json, ann: Json | None, kind: SnapshotKind, serve: bool, what: str, deadline: float
@@ -706,39 +473,10 @@ class NeonProvider:
         branches, annotations = self._list_all(fresh=False)
         return self._to_snapshot(b, annotations.get(str(b["id"])), branches)
 
-    def create_branch(self, name: str, parent_id: str | None, *, endpoint: bool = True) -> None:
-        """Make branch ``name`` (``parent_id`` None: from the default branch); waits for its operations. A lost
-        answer is reconciled by looking the name up, never by sending the POST again blindly."""
-        what = f"create branch '{name}'"
-        body: Json = {"branch": {"name": name, **({"parent_id": parent_id} if parent_id else {})}}
-        if endpoint:
-            body["endpoints"] = [{"type": "read_write"}]
-        post_policy = replace(self.policy, statuses=frozenset({423, 429, 503}))
-        for attempt in range(3):
-            try:
-                resp = self._request("POST", self._path("/branches"), what=what, ok=(200, 201, *UNSURE), json=body,
-                                     policy=post_policy)
-                if resp.status_code not in UNSURE:
-                    self._wait_operations(self._json(resp, what).get("operations"), what)
-                    break
-            except httpx.TransportError:
-                pass
-            if self._find(name)[0] is not None:
-                break
-            if attempt == 2:
-                raise ProviderError(f"Neon API: {what}: no usable answer after 3 tries; the branch does not exist",
-                                    hint="check https://neonstatus.com, then run the command again")
-            self.policy.sleep(self.policy.backoff(attempt, None))
-        self._forget_listing()
-
-    def branch_endpoints(self, branch_id: str) -> list[Json]:
-        """The computes of one branch, as Neon's ``Endpoint`` JSON (id, type, current_state, host, ...)."""
-        return self._endpoints(branch_id)
-
     def _endpoints(self, branch_id: str) -> list[Json]:
         what = f"list endpoints of branch {branch_id}"
-        body = self._json(self._call("GET", self._path(f"/branches/{branch_id}/endpoints"), what=what), what)
-        eps = self._field(body, "endpoints", what)
+        body = self.api.json(self.api.call("GET", self.api.path(f"/branches/{branch_id}/endpoints"), what=what), what)
+        eps = self.api.field(body, "endpoints", what)
         return [e for e in eps if isinstance(e, dict)] if isinstance(eps, list) else []
 
     def _wait_endpoint(self, branch_id: str, what: str, deadline: float) -> Json:
@@ -751,11 +489,11 @@ class NeonProvider:
         try:
             return poll(
                 check,
-                interval=self.poll_interval,
-                timeout=max(0.0, deadline - self.clock()),
+                interval=self.api.poll_interval,
+                timeout=max(0.0, deadline - self.api.clock()),
                 what=f"read-write endpoint of branch {branch_id}",
-                clock=self.clock,
-                sleep=self.policy.sleep,
+                clock=self.api.clock,
+                sleep=self.api.policy.sleep,
             )
         except TimeoutError as e:
             raise ProviderError(f"{e} ({what})", hint="check the compute in the Neon console; retry later") from None
@@ -774,19 +512,19 @@ class NeonProvider:
     def _ensure_endpoint(self, b: Json, name: str) -> None:
         bid = str(b["id"])
         what = f"start a compute for branch '{name}'"
-        deadline = self.clock() + self.operation_deadline  # its own deadline, inside the caller's budget
+        deadline = self.api.clock() + self.api.operation_deadline  # its own deadline, inside the caller's budget
         rw = [e for e in self._endpoints(bid) if e.get("type") == "read_write" and e.get("branch_id") == bid]
         if not rw:
             body = {"endpoint": {"branch_id": bid, "type": "read_write"}}
-            resp = self._call("POST", self._path("/endpoints"), what=what, json=body, ok=(200, 201, 409))
+            resp = self.api.call("POST", self.api.path("/endpoints"), what=what, json=body, ok=(200, 201, 409))
             if resp.status_code != 409:  # 409: "read-write endpoint already exists" -- someone beat us to it
-                self._wait_operations(self._json(resp, what).get("operations"), what, deadline)
+                self.api.wait_operations(self.api.json(resp, what).get("operations"), what, deadline)
         elif b.get("current_state") == "archived" or rw[0].get("current_state") == "idle":
             # an archived branch (idle for a while, docs: branch archiving) or a suspended compute: wake it now,
             # within the deadline, rather than on the app's first connection
             what = f"wake branch '{name}' ({b.get('current_state')}, compute {rw[0].get('current_state')})"
-            resp = self._call("POST", self._path(f"/endpoints/{rw[0]['id']}/start"), what=what)
-            self._wait_operations(self._json(resp, what).get("operations"), what, deadline)
+            resp = self.api.call("POST", self.api.path(f"/endpoints/{rw[0]['id']}/start"), what=what)
+            self.api.wait_operations(self.api.json(resp, what).get("operations"), what, deadline)
         self._wait_endpoint(bid, what, deadline)
         if b.get("current_state") == "archived":
             self._wait_branch_ready(bid, what, deadline)
@@ -815,19 +553,19 @@ class NeonProvider:
             )
         what = f"delete branch '{name}'"
         # resending a DELETE is safe: a branch that is already gone answers 204
-        resp = self._call("DELETE", self._path(f"/branches/{bid}"), what=what, ok=(200, 202, 204, 404), retry_network=True)
+        resp = self.api.call("DELETE", self.api.path(f"/branches/{bid}"), what=what, ok=(200, 202, 204, 404), retry_network=True)
         if resp.status_code in (200, 202):
-            self._wait_operations(self._json(resp, what).get("operations"), what)
+            self.api.wait_operations(self.api.json(resp, what).get("operations"), what)
         if self._listing is not None:  # keep the cached listing true without a re-list per delete
             stamp, bl, ann = self._listing
             self._listing = (stamp, [o for o in bl if o.get("id") != bid], ann)
 
     def _patch_branch(self, branch_id: str, fields: Json, what: str) -> Json:
-        resp = self._call("PATCH", self._path(f"/branches/{branch_id}"), what=what, json={"branch": fields})
-        body = self._json(resp, what)
-        self._wait_operations(body.get("operations"), what)
+        resp = self.api.call("PATCH", self.api.path(f"/branches/{branch_id}"), what=what, json={"branch": fields})
+        body = self.api.json(resp, what)
+        self.api.wait_operations(body.get("operations"), what)
         self._forget_listing()
-        branch: Json = self._field(body, "branch", what)
+        branch: Json = self.api.field(body, "branch", what)
         return branch
 
     def rename(self, name: str, new_name: str) -> None:
@@ -838,10 +576,6 @@ class NeonProvider:
         self._patch_branch(str(b["id"]), {"name": new_name}, f"rename branch '{name}' to '{new_name}'")
         self._prod = None
 
-    def protect(self, name: str) -> None:
-        b = self._require(name)
-        self._patch_branch(str(b["id"]), {"protected": True}, f"protect branch '{name}'")
-
     def identify(self, url: str) -> str | None:
         try:
             host = urlsplit(url).hostname
@@ -851,7 +585,7 @@ class NeonProvider:
             return None
         key = _endpoint_host_key(host)
         what = "list endpoints"
-        body = self._json(self._call("GET", self._path("/endpoints"), what=what), what)
+        body = self.api.json(self.api.call("GET", self.api.path("/endpoints"), what=what), what)
         eps = body.get("endpoints") or []
         branch_ids = {str(e.get("branch_id")) for e in eps if _endpoint_host_key(str(e.get("host", ""))) == key}
         if len(branch_ids) != 1:
@@ -862,44 +596,6 @@ class NeonProvider:
             if b.get("id") == bid:
                 return str(b.get("name"))
         return None
-
-    def project_info(self, *, details: bool = False) -> NeonProjectInfo:
-        """The project and its plan; ``details`` adds production's size, the root-branch count and Neon's backup
-        schedule (each one that cannot be read is named in ``unread``)."""
-        what = "read the project"
-        body = self._json(self._call("GET", self._path(), what=what), what)
-        p = self._field(body, "project", what)
-        owner = p.get("owner") or {}
-        limit = p.get("branch_logical_size_limit_bytes")
-        info = NeonProjectInfo(
-            id=str(p.get("id", self.project_id)),
-            name=str(p.get("name", "")),
-            history_retention_seconds=int(self._field(p, "history_retention_seconds", what)),
-            branches_limit=owner.get("branches_limit"),
-            subscription_type=owner.get("subscription_type"),
-            branch_logical_size_limit_bytes=int(limit) if isinstance(limit, int) and limit > 0 else None,
-            root_branches_limit=root_branch_limit(owner.get("subscription_type")),
-            store_passwords=p.get("store_passwords"),
-        )
-        if not details:
-            return info
-        unread: list[str] = []
-        branches, _ = self._list_all()
-        prod = next((b for b in branches if b.get("name") == self.production_branch), None)
-        size = prod.get("logical_size") if prod else None
-        schedule: list[Json] | None = None
-        try:
-            schedule = self.backup_schedule_get()
-        except ProviderError as e:
-            unread.append(f"Neon's backup schedule ({e.message})")
-        if not isinstance(size, int):
-            unread.append("production's logical size")
-        return info.model_copy(update={
-            "logical_size_bytes": size if isinstance(size, int) else None,
-            "root_branches": sum(1 for b in branches if not b.get("parent_id")),
-            "schedule": schedule,
-            "unread": tuple(unread),
-        })
 
     def record_app_target(self, name: str) -> None:
         from deploysafe.providers import record  # the production branch's catalog: see record.py
@@ -916,11 +612,6 @@ class NeonProvider:
 
     def history_window(self) -> float | None:
         return float(self.project_info().history_retention_seconds)
-
-    def count_branches(self) -> int:
-        what = "count branches"
-        body = self._json(self._call("GET", self._path("/branches/count"), what=what), what)
-        return int(self._field(body, "count", what))
 
     def plan_restore(self, snapshot: str | None = None, *, at: datetime | None = None) -> RestorePlan:
         """Instant restore rules (docs: introduction/branch-restore, guides/backup-restore, introduction/plans):
@@ -976,7 +667,7 @@ class NeonProvider:
             )
         taken = parse_time(snap.get("parent_timestamp")) or parse_time(snap.get("created_at"))
         window = float(info.history_retention_seconds)
-        if taken is None or taken < self.server_now() - timedelta(seconds=max(0.0, window - PITR_MARGIN)):
+        if taken is None or taken < self.api.server_now() - timedelta(seconds=max(0.0, window - PITR_MARGIN)):
             return RestorePlan.refused(
                 f"'{snapshot}' was taken before the project's {window / 3600:g} h history window; its moment can no "
                 "longer be restored in place", 'roll back with [rollback] strategy = "repoint" (the branch is intact)',
@@ -1001,18 +692,18 @@ class NeonProvider:
             body["source_lsn"] = plan.source_lsn
         elif plan.source_timestamp is not None:
             body["source_timestamp"] = _iso(plan.source_timestamp)
-        deadline = self.clock() + self.operation_deadline
-        post_policy = replace(self.policy, statuses=frozenset({423, 429, 503}))
-        path = self._path(f"/branches/{prod['id']}/restore")
+        deadline = self.api.clock() + self.api.operation_deadline
+        post_policy = replace(self.api.policy, statuses=frozenset({423, 429, 503}))
+        path = self.api.path(f"/branches/{prod['id']}/restore")
         operations: Any = None
         for attempt in range(3):
             lost: str | None = None
             try:
-                resp = self._request("POST", path, what=what, ok=(200, *UNSURE), json=body, policy=post_policy)
+                resp = self.api.request("POST", path, what=what, ok=(200, *UNSURE), json=body, policy=post_policy)
                 if resp.status_code in UNSURE:
                     lost = f"HTTP {resp.status_code}"
                 else:
-                    operations = self._json(resp, what).get("operations")
+                    operations = self.api.json(resp, what).get("operations")
             except httpx.TransportError as e:
                 lost = type(e).__name__
             if lost is None:
@@ -1025,23 +716,82 @@ class NeonProvider:
                     f"Neon API: {what}: no usable answer after 3 tries ({lost}); production was not restored",
                     hint="check https://neonstatus.com, then run the rollback again",
                 )
-            self.policy.sleep(self.policy.backoff(attempt, None))
-        self._wait_operations(operations, what, deadline)
+            self.api.policy.sleep(self.api.policy.backoff(attempt, None))
+        self.api.wait_operations(operations, what, deadline)
         self._wait_branch_ready(str(prod["id"]), what, deadline)
         self._forget_listing()
         self._prod = None
 
+    # --- Neon extras, offered through capabilities(): ProjectFacts and BackupSchedules -----------------
+
+    def branch_endpoints(self, branch_id: str) -> list[Json]:
+        """The computes of one branch, as Neon's ``Endpoint`` JSON (id, type, current_state, host, ...)."""
+        return self._endpoints(branch_id)
+
+    def protect(self, name: str) -> None:
+        b = self._require(name)
+        self._patch_branch(str(b["id"]), {"protected": True}, f"protect branch '{name}'")
+
+    def project_info(self, *, details: bool = False) -> ProjectInfo:
+        """The project and its plan; ``details`` adds production's size, the root-branch count and Neon's backup
+        schedule (each one that cannot be read is named in ``unread``)."""
+        what = "read the project"
+        body = self.api.json(self.api.call("GET", self.api.path(), what=what), what)
+        p = self.api.field(body, "project", what)
+        owner = p.get("owner") or {}
+        limit = p.get("branch_logical_size_limit_bytes")
+        info = ProjectInfo(
+            id=str(p.get("id", self.project_id)),
+            name=str(p.get("name", "")),
+            history_retention_seconds=int(self.api.field(p, "history_retention_seconds", what)),
+            branches_limit=owner.get("branches_limit"),
+            subscription_type=owner.get("subscription_type"),
+            branch_logical_size_limit_bytes=int(limit) if isinstance(limit, int) and limit > 0 else None,
+            root_branches_limit=root_branch_limit(owner.get("subscription_type")),
+            store_passwords=p.get("store_passwords"),
+        )
+        if not details:
+            return info
+        unread: list[str] = []
+        branches, _ = self._list_all()
+        prod = next((b for b in branches if b.get("name") == self.production_branch), None)
+        size = prod.get("logical_size") if prod else None
+        schedule: list[Json] | None = None
+        try:
+            schedule = self.backup_schedule_get()
+        except ProviderError as e:
+            unread.append(f"Neon's backup schedule ({e.message})")
+        if not isinstance(size, int):
+            unread.append("production's logical size")
+        return info.model_copy(update={
+            "logical_size_bytes": size if isinstance(size, int) else None,
+            "root_branches": sum(1 for b in branches if not b.get("parent_id")),
+            "schedule": schedule,
+            "unread": tuple(unread),
+        })
+
+    def count_branches(self) -> int:
+        what = "count branches"
+        body = self.api.json(self.api.call("GET", self.api.path("/branches/count"), what=what), what)
+        return int(self.api.field(body, "count", what))
+
     def backup_schedule_get(self) -> list[Json]:
         prod = self._production_branch()
         what = "read the backup schedule"
-        body = self._json(self._call("GET", self._path(f"/branches/{prod['id']}/backup_schedule"), what=what), what)
-        items = self._field(body, "schedule", what)
+        body = self.api.json(self.api.call("GET", self.api.path(f"/branches/{prod['id']}/backup_schedule"), what=what), what)
+        items = self.api.field(body, "schedule", what)
         return list(items) if isinstance(items, list) else []
 
     def backup_schedule_set(self, items: list[Json]) -> None:
         prod = self._production_branch()
         what = "set the backup schedule"
-        self._call("PUT", self._path(f"/branches/{prod['id']}/backup_schedule"), what=what, json={"schedule": items})
+        self.api.call("PUT", self.api.path(f"/branches/{prod['id']}/backup_schedule"), what=what, json={"schedule": items})
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(backup_schedules=self, project_facts=self)
+
+    def lock_url(self, production_url: str) -> str:
+        return production_url  # a branch is its own server: the lock lives on production itself
 
     def close(self) -> None:
-        self._client.close()
+        self.api.close()

@@ -1,22 +1,27 @@
-"""An in-memory ``Provider`` for fast unit tests of the deploy orchestration (STYLE.md "Adapters"; issues 5, 6).
+"""In-memory doubles of a ``Provider`` and a ``Platform`` for fast unit tests of deploy and rollback.
 
-Pure Python, no I/O: snapshots live in a dict, URLs are made up, and every call is logged.
-:class:`Faults` makes the Nth call of a method raise a chosen exception, so each failure
-point of deploy and rollback can be driven without a server.
+Pure Python, no I/O. ``FakeProvider`` keeps snapshots in a dict and makes up URLs; ``FakePlatform``
+models the one thing the orchestration relies on: setting the variable changes nothing until
+``pick_up``; only then does the running app use the new value (``live_value``). ``healthy_urls`` is
+what a probe double consults: the app is healthy when the URL it runs on is in the set.
+:class:`Faults` logs every call and makes the Nth call of a method raise a chosen exception, so each
+failure point of deploy and rollback can be driven without a server.
 
-Not registered in ``providers.ADAPTERS``: ``"fake"`` is not a valid ``[provider] type``.
-Tests build it directly and pass it to ``deploy.deploy(..., provider=...)``.
+Neither is in a registry: ``"fake"`` is not a valid ``[provider]`` or ``[platform] type``. Tests build
+them directly and pass them to ``deploy.deploy(..., provider=..., platform=...)``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from deploysafe.errors import ProviderError
-from deploysafe.providers.base import ProductionInfo, RestorePlan, Snapshot, SnapshotKind
+from deploysafe.errors import PlatformError, ProviderError
+from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
+from deploysafe.providers.base import Capabilities, ProductionInfo, RestorePlan, Snapshot, SnapshotKind
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,133 @@ class FakeProvider:
     def history_window(self) -> float | None:
         self.faults.record("history_window")
         return self.history
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities()
+
+    def lock_url(self, production_url: str) -> str:
+        return production_url
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakePlatform:
+    """In-memory deployment platform: one variable, a list of releases, a set of URLs the app is healthy on."""
+
+    name = "fake"
+
+    def __init__(
+        self,
+        value: str | None,
+        *,
+        readable: bool = True,
+        reference: bool = False,
+        healthy_urls: Iterable[str] = (),
+        caveats: Iterable[str] = (),
+        fail_release: bool = False,
+        code: str = "code-0",
+        can_return: bool = True,
+    ) -> None:
+        self.value = value  # what the variable holds (set_url changes it at once)
+        self.live_value = value  # what the running app uses (changes at pick_up)
+        self.readable = readable
+        self.reference = reference
+        self.healthy_urls: set[str] = set(healthy_urls)
+        self._caveats = list(caveats)
+        self.fail_release = fail_release  # wait_live sees the new release fail (a crashing build)
+        self.releases: list[Release] = [Release(id="rel-0", status="live", live=True, code=code)]
+        self.can_return = can_return  # whether it offers the ReleaseRollback capability
+        self.broken_code: set[str] = set()  # code the app is unhealthy on whatever the database
+        self.prepared = False
+        self.closed = False
+        self.faults = Faults(self)
+
+    def app_healthy(self) -> bool:
+        """What a probe double asks: is the app healthy on the URL and the code it runs now?"""
+        return (
+            self.live_value is not None and self.live_value in self.healthy_urls and self.live_code not in self.broken_code
+        )
+
+    @property
+    def live_code(self) -> str | None:
+        live = self.describe_quiet()
+        return live.code if live else None
+
+    def describe_quiet(self) -> Release | None:
+        return next((r for r in reversed(self.releases) if r.live), None)
+
+    def ship(self, code: str) -> Release:
+        """What an app deploy does (deploysafe's ``[deploy] app_deploy``, or the platform on its own): new code live."""
+        release = Release(id=f"rel-{len(self.releases)}", status="live", live=True, code=code)
+        self.releases.append(release)
+        return release
+
+    # --- Platform ------------------------------------------------------------------------------
+
+    def read_current(self) -> CurrentValue:
+        self.faults.record("read_current")
+        if not self.readable:
+            return CurrentValue(readable=False)
+        return CurrentValue(readable=True, value=self.value, reference=self.reference)
+
+    def prepare(self) -> None:
+        self.faults.record("prepare")
+        self.prepared = True
+
+    def set_url(self, url: str) -> None:
+        self.faults.record("set_url", url)
+        self.value = url
+        self.reference = False
+
+    def pick_up(self) -> Release:
+        self.faults.record("pick_up")
+        release = Release(id=f"rel-{len(self.releases)}", status="building", code=self.live_code)
+        self.releases.append(release)
+        self.live_value = self.value
+        return release
+
+    def wait_live(self, release: Release, timeout: float) -> Release:
+        self.faults.record("wait_live", release, timeout)
+        index = next((i for i, r in enumerate(self.releases) if r.id == release.id), None)
+        if index is None:
+            raise PlatformError(f"no release {release.id!r}", platform=self.name)
+        if self.fail_release:
+            self.releases[index] = release.model_copy(update={"status": "failed", "failed": True})
+            raise PlatformError(f"release {release.id} failed", hint="see the platform's build log", platform=self.name)
+        live = release.model_copy(update={"status": "live", "live": True})
+        self.releases[index] = live
+        return live
+
+    def describe(self) -> Release | None:
+        self.faults.record("describe")
+        return self.describe_quiet()
+
+    def release_rollback(self) -> ReleaseRollback | None:
+        return self if self.can_return else None
+
+    def release_rollback_fix(self) -> str:
+        # it stands in for a platform whose user commands bring releases back (dotenv/command) when allowed to
+        return "set [platform] release_command and rollback_command to let it"
+
+    # --- ReleaseRollback ---------------------------------------------------------------------------
+
+    def how(self) -> str:
+        return "fake: start the recorded release again with the current variable"
+
+    def return_to(self, release: Release, url: str | None) -> Release:
+        self.faults.record("return_to", release, url)
+        if url is not None:
+            self.value = url
+            self.reference = False
+        back = Release(id=f"rel-{len(self.releases)}", status="building", code=release.code)
+        self.releases.append(back)
+        self.live_value = self.value
+        return back
+
+    def caveats(self) -> list[str]:
+        self.faults.record("caveats")
+        return list(self._caveats)
 
     def close(self) -> None:
         self.closed = True
