@@ -400,9 +400,7 @@ def format_plan(plan: PrunePlan, *, dry_run: bool) -> str:
 
 def production_lock(loaded: LoadedConfig, provider: Provider, journal: Journal, command: str) -> Any:
     """The deploy lock (file + advisory lock on production's server), so prune never races a deploy."""
-    from deploysafe.lock import deploy_lock, lock_target
+    from deploysafe.lock import deploy_lock
 
     prod = provider.production()
-    return deploy_lock(
-        loaded.state_dir, lock_target(provider.name, prod.url), prod.id, run_id=journal.run_id, command=command
-    )
+    return deploy_lock(loaded.state_dir, provider.lock_url(prod.url), prod.id, run_id=journal.run_id, command=command)
