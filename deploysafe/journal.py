@@ -115,12 +115,12 @@ class Journal:
             yield handle
         except BaseException as e:
             handle.details.setdefault("error", str(e) or type(e).__name__)
-            ended = started + _td(time.monotonic() - t0)
+            ended = started + timedelta(seconds=time.monotonic() - t0)
 
             stopped = isinstance(e, (KeyboardInterrupt, Interrupted))  # Ctrl-C, SIGTERM, SIGHUP
             self.write(name, "interrupted" if stopped else "failed", started, ended, handle.details)
             raise
-        ended = started + _td(time.monotonic() - t0)
+        ended = started + timedelta(seconds=time.monotonic() - t0)
         self.write(name, handle.outcome, started, ended, handle.details)
 
 
@@ -133,10 +133,6 @@ def _append(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _td(seconds: float) -> Any:
-    return timedelta(seconds=seconds)
 
 
 # the keys every reader of a journal line relies on (runs(), status, prune)
