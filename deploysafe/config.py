@@ -13,7 +13,9 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
+import psycopg
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -28,10 +30,10 @@ from pydantic import (
 
 from deploysafe.childenv import claim
 from deploysafe.durations import parse_duration
-from deploysafe.errors import ConfigError
+from deploysafe.errors import ConfigError, PreconditionError
 from deploysafe.platforms import registry as platforms
 from deploysafe.providers import registry as providers
-from deploysafe.redact import register_secret, url_password
+from deploysafe.redact import redact, redact_obj, register_secret, url_password
 
 CONFIG_NAME = "deploysafe.toml"
 ENV_CONFIG = "DEPLOYSAFE_CONFIG"
@@ -234,8 +236,6 @@ class HttpProbe(_Model):
     @field_validator("url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        from urllib.parse import urlsplit
-
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         if any(c.isspace() for c in v):
@@ -573,8 +573,6 @@ def references(path: Path) -> dict[tuple[Any, ...], str]:
 
 def shown(loaded: LoadedConfig) -> dict[str, Any]:
     """The resolved config as `config show` prints it: defaults filled in, ``${VAR}`` as written (not its value)."""
-    from deploysafe.redact import redact, redact_obj
-
     data: dict[str, Any] = redact_obj(loaded.config.model_dump(mode="json"))
     for loc, text in references(loaded.path).items():
         node: Any = data
@@ -594,8 +592,6 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 def postgres_url_problem(url: str) -> str | None:
     """Why ``url`` is not a usable PostgreSQL URL, or None. Never quotes the URL: it may hold a password."""
-    from urllib.parse import urlsplit
-
     if not url.startswith(("postgresql://", "postgres://")):
         return "is not a PostgreSQL URL: it must start with postgresql:// (or postgres://)"
     if any(c.isspace() for c in url):
@@ -606,7 +602,6 @@ def postgres_url_problem(url: str) -> str | None:
         urlsplit(url).port  # noqa: B018 - raises on a port that is not a number in range
     except ValueError:
         return "has a port that is not a number between 1 and 65535"
-    import psycopg
 
     try:
         psycopg.conninfo.conninfo_to_dict(url)
@@ -699,8 +694,6 @@ def load_config(explicit: str | None = None, cwd: Path | None = None) -> LoadedC
 
 def secret(name: str | None, what: str) -> str:
     """Read a secret from the environment, registering it for redaction."""
-    from deploysafe.errors import PreconditionError
-
     if not name or not os.environ.get(name):
         raise PreconditionError(
             f"{what}: environment variable {name or '(unset)'} is empty",

@@ -22,10 +22,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from deploysafe.console import console
+from deploysafe.errors import Interrupted, PreconditionError
 from deploysafe.redact import redact_obj
 
 JOURNAL_NAME = "journal.jsonl"
@@ -87,8 +89,6 @@ class Journal:
         """Strict: a clear exit-3 error. Otherwise: warn once, then carry the line on stderr."""
         why = e.strerror or type(e).__name__
         if self.strict:
-            from deploysafe.errors import PreconditionError
-
             self.strict = False  # stop this run once; its last lines (the failure, the result) go to stderr
             raise PreconditionError(
                 f"cannot write the journal {self.path}: {why}; nothing was changed",
@@ -115,13 +115,12 @@ class Journal:
             yield handle
         except BaseException as e:
             handle.details.setdefault("error", str(e) or type(e).__name__)
-            ended = started + _td(time.monotonic() - t0)
-            from deploysafe.errors import Interrupted
+            ended = started + timedelta(seconds=time.monotonic() - t0)
 
             stopped = isinstance(e, (KeyboardInterrupt, Interrupted))  # Ctrl-C, SIGTERM, SIGHUP
             self.write(name, "interrupted" if stopped else "failed", started, ended, handle.details)
             raise
-        ended = started + _td(time.monotonic() - t0)
+        ended = started + timedelta(seconds=time.monotonic() - t0)
         self.write(name, handle.outcome, started, ended, handle.details)
 
 
@@ -134,12 +133,6 @@ def _append(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _td(seconds: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=seconds)
 
 
 # the keys every reader of a journal line relies on (runs(), status, prune)
@@ -172,8 +165,6 @@ def read_journal(state_dir: Path) -> list[dict[str, Any]]:
             else:
                 foreign.append(number)
     if foreign and path not in _warned:
-        from deploysafe.console import console
-
         _warned.add(path)
         lines = ", ".join(map(str, foreign[:5])) + (" ..." if len(foreign) > 5 else "")
         console.warn(f"{path}: skipped {len(foreign)} line(s) that are not journal events (line {lines})")

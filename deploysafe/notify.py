@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
+from deploysafe.http import RetryPolicy, make_client, send
 from deploysafe.redact import redact_obj, register_secret
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ def notify(
     url = webhook_url(cfg)
     if url is None:
         return False
-    from deploysafe.http import RetryPolicy, make_client, send
 
     try:
         with make_client(transport=transport, timeout=TIMEOUT) as client:

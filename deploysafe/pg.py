@@ -17,7 +17,10 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 
+from deploysafe.childenv import libpq_environment
+from deploysafe.demo.embedded import pgserver_bin_dir
 from deploysafe.errors import PreconditionError, ProviderError
+from deploysafe.redact import url_password
 
 CONNECT_TIMEOUT = 10
 
@@ -76,8 +79,6 @@ def server_major(conn: psycopg.Connection[Any]) -> int:
 
 def _tool_major(path: str) -> int:
     try:
-        from deploysafe.childenv import libpq_environment
-
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False,
                              env=libpq_environment(None)).stdout
     except OSError:
@@ -97,7 +98,6 @@ def find_tool(name: str, min_major: int) -> str:
     if which:
         cands.append(which)
     cands += [str(p / name) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
-    from deploysafe.demo.embedded import pgserver_bin_dir
 
     bundled = pgserver_bin_dir()
     if bundled:
@@ -118,9 +118,6 @@ def libpq_env(url: str) -> dict[str, str]:
     """Environment for pg_dump & co: the password (``user:PASSWORD@`` or ``?password=``) travels in
     PGPASSWORD, never on a command line; nothing else of deploysafe's environment goes along
     (:func:`deploysafe.childenv.libpq_environment`)."""
-    from deploysafe.childenv import libpq_environment
-    from deploysafe.redact import url_password
-
     return libpq_environment(url_password(url))
 
 

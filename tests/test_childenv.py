@@ -17,13 +17,13 @@ import pytest
 
 from deploysafe import pg
 from deploysafe.childenv import claimed, libpq_environment, user_environment
-from deploysafe.cli import run
 from deploysafe.config import CONFIG_NAME, LoadedConfig, parse_config
 from deploysafe.errors import ConfigError, PlatformError
 from deploysafe.platforms import make_platform
 from deploysafe.providers.base import SnapshotKind
 from deploysafe.providers.local import LocalProvider
 from deploysafe.redact import redact
+from support.cli import run_cli_in_process
 
 TOKEN = "dht_9f8e7d6c5b4a3210hooktoken"
 STRIPE = "sk_live_51Hstripe0123456789"
@@ -117,8 +117,9 @@ def test_config_show_prints_references_not_values(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DEPLOYSAFE_CONFIG", raising=False)
     (tmp_path / CONFIG_NAME).write_text(config_text())
-    assert run([*json_flag, "config", "show"]) == 0
-    out, err = capsys.readouterr()
+    r = run_cli_in_process(capsys, *json_flag, "config", "show")
+    assert r.code == 0
+    out, err = r.stdout, r.stderr
     for value in (TOKEN, STRIPE, NEON_KEY, WEBHOOK, "cool-darkness-123456"):
         assert value not in out + err
     if json_flag:

@@ -40,15 +40,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
+
 from deploysafe.config import LoadedConfig
 from deploysafe.drizzle import kit as drizzle_kit
 from deploysafe.drizzle import layout as drizzle_layout
+from deploysafe.drizzle import migrator, pkgmanager
 from deploysafe.drizzle import output as drizzle_patterns
-from deploysafe.drizzle import pkgmanager
 from deploysafe.drizzle.app import normalise, read_app
+from deploysafe.drizzle.target import step_env
 from deploysafe.errors import Interrupted, StepError, StepTimeout
 from deploysafe.process import StepResult, run_step
-from deploysafe.redact import register_secret, url_password
+from deploysafe.redact import redact, register_secret, url_password
 
 OnLine = Callable[[str], None] | None
 T = TypeVar("T")
@@ -197,15 +200,11 @@ class PushPlan:
 
 def schema_fingerprint(database_url: str) -> str:
     """A stable sha256 of the live schema's shape (not its data) in every non-system schema."""
-    import psycopg
-
     register_secret(url_password(database_url))
     try:
         with psycopg.connect(database_url, connect_timeout=15, autocommit=True) as conn:
             rows = conn.execute(_FINGERPRINT_SQL).fetchall()
     except psycopg.Error as e:
-        from deploysafe.redact import redact
-
         raise StepError(
             f"cannot read the database schema: {redact(str(e)).strip()}",
             hint="check that DATABASE_URL points at a reachable PostgreSQL and the role may read pg_catalog",
@@ -226,8 +225,6 @@ def migrations_dir(loaded: LoadedConfig) -> Path:
 
 
 def _step_env(loaded: LoadedConfig, database_url: str) -> dict[str, str]:
-    from deploysafe.drizzle.target import step_env
-
     return step_env(loaded, database_url)
 
 
@@ -451,8 +448,6 @@ def run_migrations(loaded: LoadedConfig, database_url: str, *, on_line: OnLine =
     Proof: every journal entry is recorded with its file's hash (:mod:`deploysafe.drizzle.migrator`),
     and the schema fingerprint tells whether anything changed. Nothing pending is success.
     """
-    from deploysafe.drizzle import migrator
-
     app = loaded.config.app
     folder = migrations_dir(loaded)
     before_state = migrator.state(loaded, database_url, folder)

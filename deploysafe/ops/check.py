@@ -16,6 +16,7 @@ Decisions where the issue was silent (documented in docs/operations.md):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -24,8 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 from deploysafe.durations import format_duration
 from deploysafe.errors import CHECK_FAIL, CHECK_WARN, EXIT_OK, DeploysafeError
+from deploysafe.journal import read_journal, runs
 from deploysafe.ops import newest, utcnow
+from deploysafe.ops.drill import load_reports
 from deploysafe.providers.base import ProjectInfo, Snapshot, SnapshotKind
+from deploysafe.snapshots.inuse import app_points_at
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -73,8 +77,6 @@ class Facts:
 
     @cached_property
     def in_use(self) -> InUse:
-        from deploysafe.snapshots.inuse import app_points_at
-
         return app_points_at(self.loaded, self.provider, self.platform)
 
     @cached_property
@@ -108,8 +110,6 @@ class Facts:
 
     @cached_property
     def drills(self) -> list[dict[str, Any]]:
-        from deploysafe.ops.drill import load_reports
-
         return load_reports(self.loaded.state_dir)
 
 
@@ -305,8 +305,6 @@ def check_drill_ran(f: Facts) -> Outcome:
 
 
 def check_notify(f: Facts) -> Outcome:
-    import os
-
     env = f.loaded.config.notify.webhook_env
     if not env:
         return WARN, "no notify webhook configured; set [notify] webhook_env so failures reach a person"
@@ -316,8 +314,6 @@ def check_notify(f: Facts) -> Outcome:
 
 
 def check_last_migration(f: Facts) -> Outcome:
-    from deploysafe.journal import read_journal, runs
-
     deploys = [r for r in runs(read_journal(f.loaded.state_dir)) if r.get("command") == "deploy"]
     if not deploys:
         return WARN, "the journal records no deploy yet; deploy with `deploysafe deploy`"

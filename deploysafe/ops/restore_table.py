@@ -30,12 +30,17 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import pglast
+import psycopg
+from psycopg import sql
+
 from deploysafe import pg
 from deploysafe.console import console
 from deploysafe.errors import DeploysafeError, PartialChange, PreconditionError, ProviderError, UsageError
 from deploysafe.ops import utcnow
 from deploysafe.pg import direct_url  # used here for the source and production copies
 from deploysafe.providers.base import SnapshotKind
+from deploysafe.snapshots.manage import ensure_headroom, production_lock, restore_name
 
 if TYPE_CHECKING:
     import psycopg
@@ -150,8 +155,6 @@ def _dump_failed(what: str, stderr: bytes) -> ProviderError:
 
 def stream_rows(source_url: str, schema: str, table: str, cur: psycopg.Cursor[Any], stage: str) -> None:
     """Pipe the COPY block of ``pg_dump --data-only`` into ``COPY <stage> FROM STDIN`` (bounded memory)."""
-    from psycopg import sql
-
     args = _dump_command(source_url, schema, table, "--data-only")
     with subprocess.Popen(args, env=pg.libpq_env(source_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           stdin=subprocess.DEVNULL) as proc:
@@ -178,8 +181,6 @@ def stream_rows(source_url: str, schema: str, table: str, cur: psycopg.Cursor[An
 
 def definition_sql(source_url: str, schema: str, table: str) -> list[str]:
     """The table's DDL from ``pg_dump --schema-only`` as single statements (session SETs and psql meta lines dropped)."""
-    import pglast
-
     args = _dump_command(source_url, schema, table, "--schema-only")
     done = subprocess.run(args, env=pg.libpq_env(source_url), capture_output=True, stdin=subprocess.DEVNULL,
                           timeout=DUMP_TIMEOUT, check=False)
@@ -199,8 +200,6 @@ def definition_sql(source_url: str, schema: str, table: str) -> list[str]:
 
 
 def _stage(conn: psycopg.Connection[Any], source_url: str, schema: str, table: str, cols: list[Column]) -> None:
-    from psycopg import sql
-
     defs = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type)) for c in cols)
     try:
         conn.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(STAGE), defs))
@@ -214,16 +213,12 @@ def _stage(conn: psycopg.Connection[Any], source_url: str, schema: str, table: s
 
 
 def _keys_equal(pk: list[str], a: str, b: str) -> Any:
-    from psycopg import sql
-
     return sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier(a, k), sql.Identifier(b, k)) for k in pk
     )
 
 
 def _key_text(pk: list[str], alias: str) -> Any:
-    from psycopg import sql
-
     return sql.SQL("concat_ws(', ', {})").format(
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(alias, k)) for k in pk)
     )
@@ -231,8 +226,6 @@ def _key_text(pk: list[str], alias: str) -> Any:
 
 def _diff(conn: psycopg.Connection[Any], target: Any, pk: list[str], src_cols: list[Column],
           prod_cols: list[Column] | None) -> Diff:
-    from psycopg import sql
-
     stage = sql.Identifier(STAGE)
     total_row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(stage)).fetchone()
     total = int(total_row[0]) if total_row else 0
@@ -272,8 +265,6 @@ def _diff(conn: psycopg.Connection[Any], target: Any, pk: list[str], src_cols: l
 
 def _bump_sequences(conn: psycopg.Connection[Any], target: Any, target_text: str, cols: list[str]) -> None:
     """Move serial/identity sequences past the restored ids (forward only), so later inserts don't collide."""
-    from psycopg import sql
-
     for col in cols:
         row = conn.execute("SELECT pg_get_serial_sequence(%s, %s)", (target_text, col)).fetchone()
         if not row or not row[0]:
@@ -288,8 +279,6 @@ def _bump_sequences(conn: psycopg.Connection[Any], target: Any, target_text: str
 
 
 def _insert_missing(conn: psycopg.Connection[Any], target: Any, pk: list[str], cols: list[str], *, all_rows: bool) -> int:
-    from psycopg import sql
-
     names = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
     picked = sql.SQL(", ").join(sql.Identifier("s", c) for c in cols)
     query = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} s").format(
@@ -302,8 +291,6 @@ def _insert_missing(conn: psycopg.Connection[Any], target: Any, pk: list[str], c
 
 @contextmanager
 def _temporary_source(loaded: LoadedConfig, provider: Provider, at: datetime, journal: Journal) -> Iterator[str]:
-    from deploysafe.snapshots.manage import ensure_headroom, restore_name
-
     name = restore_name(at)
     with journal.step("restore-table-branch", branch=name, at=at.isoformat()):
         ensure_headroom(loaded, provider, None, journal=journal)
@@ -367,8 +354,6 @@ def _restore_from(
     target_name: str, into_production: bool, dry_run: bool,
     confirm: Callable[[RestoreResult], bool], show: Callable[[RestoreResult], None],
 ) -> RestoreResult:
-    from psycopg import sql
-
     provider.ensure_serving(source)
     source_url = direct_url(provider.connection_url(source))
     prod_url = direct_url(provider.production().url)
@@ -404,7 +389,6 @@ def _restore_from(
     if dry_run or not confirm(plan):
         journal.event("result", outcome="dry run" if dry_run else "declined", table=table, target=target_name)
         return plan
-    from deploysafe.snapshots.manage import production_lock
 
     # Writing into production: hold the deploy lock so a deploy's migration never runs at the same time.
     with production_lock(loaded, provider, journal, "restore-table"), \
@@ -418,8 +402,6 @@ def _restore_from(
 def _commit(conn: psycopg.Connection[Any], schema: str, table: str, target_name: str, into_production: bool) -> None:
     """COMMIT the one restore transaction. A connection lost while committing leaves its outcome unknown:
     that is a person's to check (exit 4), never "nothing was changed"."""
-    import psycopg
-
     try:
         conn.commit()
     except psycopg.OperationalError as e:
@@ -438,8 +420,6 @@ def _commit(conn: psycopg.Connection[Any], schema: str, table: str, target_name:
 
 def _apply(conn: psycopg.Connection[Any], result: RestoreResult, target: Any, schema: str, pk: list[str],
            src_cols: list[Column], prod_cols: list[Column] | None, source_url: str) -> None:
-    from psycopg import sql
-
     target_text = target.as_string(conn)
     if result.mode == "copy":
         if _columns(conn, schema, result.target) is not None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from deploysafe.envfile import read_var, write_var
 from deploysafe.errors import PlatformError, StepError
 from deploysafe.platforms.base import CurrentValue, Release, ReleaseRollback
+from deploysafe.process import run_step
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -28,8 +29,6 @@ def run_user_command(platform: str, what: str, command: str, *, cwd: Path, env: 
     ``env`` is what deploysafe adds; the command also gets the user's environment without deploysafe's
     own credentials, and the variables it names (``${DEPLOY_HOOK_TOKEN}``): see :mod:`deploysafe.childenv`.
     """
-    from deploysafe.process import run_step
-
     try:
         result = run_step(what, command, cwd=cwd, env=env, timeout=timeout)
     except StepError as e:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 
+from deploysafe.config import secret
 from deploysafe.errors import PlatformError
 from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
 from deploysafe.platforms.base import Release, ReleaseRollback
@@ -66,8 +67,6 @@ class HttpAdapter(ABC):
         **kwargs: Any,
     ) -> Self:
         """Build from ``[platform]``; the token comes from the environment through ``config.secret``."""
-        from deploysafe.config import secret
-
         pc = loaded.config.platform
         token_var = pc.token_var or cls.default_token_var
         return cls(

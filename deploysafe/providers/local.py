@@ -27,6 +27,7 @@ from psycopg import sql
 
 from deploysafe import pg
 from deploysafe.errors import PointInTimeError, PreconditionError, ProviderError
+from deploysafe.providers import record
 from deploysafe.providers.base import (
     ANNOTATION_KEY,
     COPYING,
@@ -367,13 +368,9 @@ class LocalProvider:
     # --- where the app points (see record.py) ----------------------------------------------------
 
     def record_app_target(self, name: str) -> None:
-        from deploysafe.providers import record
-
         record.write(self.url, name, now=self.now())
 
     def recorded_app_target(self) -> str | None:
-        from deploysafe.providers import record
-
         return record.read(self.url)
 
     # --- plan facts ------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from deploysafe import pg
+from deploysafe.errors import DeploysafeError, PlatformError
 from deploysafe.journal import read_journal
 
 if TYPE_CHECKING:
@@ -45,8 +48,6 @@ def app_points_at(loaded: LoadedConfig, provider: Provider, platform: Platform |
 
 def read_current(platform: Platform | None) -> tuple[CurrentValue | None, str]:
     """The platform's value (None when there is no platform or it is unreadable, with why)."""
-    from deploysafe.errors import PlatformError
-
     if platform is None:
         return None, "no platform"
     try:
@@ -57,8 +58,6 @@ def read_current(platform: Platform | None) -> tuple[CurrentValue | None, str]:
 
 def points_at(loaded: LoadedConfig, provider: Provider, cur: CurrentValue | None, detail: str) -> InUse:
     """Where the app points, from the platform's value already read (:func:`read_current`)."""
-    from deploysafe.errors import DeploysafeError
-
     if cur is not None:
         if cur.readable and cur.value and not cur.reference:
             name = provider.identify(cur.value)
@@ -86,9 +85,7 @@ def points_at(loaded: LoadedConfig, provider: Provider, cur: CurrentValue | None
 
 def same_database(a: str, b: str) -> bool:
     """Do two connection URLs name the same database as the same user on the same host and port?"""
-    from urllib.parse import urlsplit
 
-    from deploysafe import pg
 
     try:
         return (pg.server_of(a), pg.dbname_of(a), urlsplit(a).username) == (pg.server_of(b), pg.dbname_of(b),
@@ -100,8 +97,6 @@ def same_database(a: str, b: str) -> bool:
 def record_target(provider: Provider, name: str) -> str | None:
     """Record the app's new target with the provider; the reason when that failed (never raises:
     a repoint that happened must not be reported as failed because its record could not be written)."""
-    from deploysafe.errors import DeploysafeError
-
     try:
         provider.record_app_target(name)
     except DeploysafeError as e:

@@ -14,9 +14,22 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
+from deploysafe.durations import format_duration
 from deploysafe.errors import DeploysafeError, PreconditionError, UsageError
+from deploysafe.journal import Journal
+from deploysafe.lock import deploy_lock
+from deploysafe.platforms import make_platform
 from deploysafe.providers.base import COPYING, INCOMPLETE, Snapshot, SnapshotKind
-from deploysafe.snapshots.retention import PrunePlan, expires_at, of_this_production, plan_headroom, plan_prune
+from deploysafe.snapshots.inuse import app_points_at
+from deploysafe.snapshots.retention import (
+    UNKNOWN_IN_USE,
+    PrunePlan,
+    expires_at,
+    matches,
+    of_this_production,
+    plan_headroom,
+    plan_prune,
+)
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -115,8 +128,6 @@ def parse_at(text: str, *, now: datetime | None = None) -> datetime:
 
 def try_platform(loaded: LoadedConfig) -> Platform | None:
     """The platform, or None (with a warning) when it cannot be built; in-use then comes from the journal."""
-    from deploysafe.platforms import make_platform
-
     try:
         return make_platform(loaded)
     except (DeploysafeError, ImportError) as e:
@@ -139,8 +150,6 @@ class Facts:
 
 def gather(loaded: LoadedConfig, provider: Provider, platform: Platform | None) -> Facts:
     """Everything the planner needs: the list, production's name, and where the app points now."""
-    from deploysafe.snapshots.inuse import app_points_at
-
     production = provider.production().name
     where = app_points_at(loaded, provider, platform)
     if where.name is None:
@@ -154,8 +163,6 @@ def gather(loaded: LoadedConfig, provider: Provider, platform: Platform | None) 
 
 def describe(snapshots: list[Snapshot], facts: Facts, *, now: datetime, loaded: LoadedConfig, everything: bool = False) -> list[dict[str, Any]]:
     """Rows for ``snapshot list``: ours plus production (``everything``: all), newest first, ISO 8601 times."""
-    from deploysafe.snapshots.retention import matches
-
     rows = []
     for s in sorted(snapshots, key=lambda s: (s.created_at, s.name), reverse=True):
         is_prod = s.is_production or matches(s, facts.production)
@@ -211,8 +218,6 @@ def create(
 
 def refuse_reason(snap: Snapshot, facts: Facts) -> str | None:
     """Why ``snapshot delete`` must refuse this one, or None."""
-    from deploysafe.snapshots.retention import matches
-
     if snap.is_production or matches(snap, facts.production):
         return "it is production"
     if snap.is_default:
@@ -224,8 +229,6 @@ def refuse_reason(snap: Snapshot, facts: Facts) -> str | None:
     if not of_this_production(snap, facts.production):
         return f"it is a snapshot of another production ({snap.source})"
     if facts.in_use_unknown:
-        from deploysafe.snapshots.retention import UNKNOWN_IN_USE
-
         return UNKNOWN_IN_USE
     if snap.protected:
         return "it is protected"
@@ -310,8 +313,6 @@ def ensure_headroom(
     Raises PreconditionError before deleting anything when the policy cannot free enough, and
     when a needed deletion fails. A provider with no known limit returns an empty plan.
     """
-    from deploysafe.journal import Journal
-
     allowance = provider.branch_allowance()
     if allowance is None:
         return PrunePlan()
@@ -351,8 +352,6 @@ def ensure_headroom(
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The human ``snapshot list`` table."""
-    from deploysafe.durations import format_duration
-
     head = ("NAME", "KIND", "AGE", "CREATED_AT", "IN-USE", "PROTECTED", "EXPIRES_AT")
     body = [
         (
@@ -400,9 +399,5 @@ def format_plan(plan: PrunePlan, *, dry_run: bool) -> str:
 
 def production_lock(loaded: LoadedConfig, provider: Provider, journal: Journal, command: str) -> Any:
     """The deploy lock (file + advisory lock on production's server), so prune never races a deploy."""
-    from deploysafe.lock import deploy_lock, lock_target
-
     prod = provider.production()
-    return deploy_lock(
-        loaded.state_dir, lock_target(provider.name, prod.url), prod.id, run_id=journal.run_id, command=command
-    )
+    return deploy_lock(loaded.state_dir, provider.lock_url(prod.url), prod.id, run_id=journal.run_id, command=command)

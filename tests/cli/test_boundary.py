@@ -4,7 +4,6 @@ command opens and closes, the shared options, and no import cycle in the package
 from __future__ import annotations
 
 import ast
-import json
 import os
 import re
 import subprocess
@@ -17,9 +16,9 @@ import pytest
 
 import deploysafe
 from deploysafe import errors
-from deploysafe.cli import run
 from deploysafe.cli.context import adapters
 from deploysafe.crash import boundary
+from support.cli import run_cli_in_process
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig
@@ -59,8 +58,9 @@ def test_a_command_exits_with_the_mapped_code(
         raise exc
 
     monkeypatch.setattr("deploysafe.journal.read_journal", raising)
-    assert run(["history"]) == code
-    out, err = capsys.readouterr()
+    r = run_cli_in_process(capsys, "history")
+    assert r.code == code
+    out, err = r.stdout, r.stderr
     err = _STAMP.sub("", err)
     assert out == "" and "Traceback" not in err
     if isinstance(exc, errors.DeploysafeError):
@@ -152,9 +152,9 @@ def test_a_commands_json_flag_is_the_global_one(tmp_path: Path, monkeypatch: pyt
     (tmp_path / "0001.sql").write_text('ALTER TABLE "users" ADD COLUMN "age" integer;\n')
     outputs = []
     for args in (["lint", "--json", "0001.sql"], ["--json", "lint", "0001.sql"]):
-        assert run(args) == 0
-        out, _ = capsys.readouterr()
-        outputs.append(json.loads(out))
+        r = run_cli_in_process(capsys, *args)
+        assert r.code == 0
+        outputs.append(r.json)
     assert outputs[0] == outputs[1] and outputs[0]["files"] == ["0001.sql"]
 
 

@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 
 from deploysafe import __version__
-from deploysafe.cli import run
 from deploysafe.console import Console
 from deploysafe.errors import EXIT_CODES
 from deploysafe.journal import JOURNAL_NAME, Journal
+from support.cli import DEPLOYSAFE, run_cli, run_cli_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 _STAMP = re.compile(r"^\d\d:\d\d:\d\d (✗ |✓ )?", re.M)
 HEAVY = ("httpx", "pydantic", "git", "psycopg", "pglast")
 
@@ -38,9 +37,8 @@ DB_URL = f"postgres://app:{PASSWORD}@db.internal:5432/prod"
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(list(args))
-    out, err = capsys.readouterr()
-    return code, out, _STAMP.sub("", err)
+    r = run_cli_in_process(capsys, *args)
+    return r.code, r.stdout, _STAMP.sub("", r.stderr)
 
 
 @pytest.fixture
@@ -70,7 +68,7 @@ def test_version_and_help_do_not_import_heavy_modules(args: list[str]) -> None:
 
 
 def test_console_script_and_python_m() -> None:
-    for cmd in ([str(BIN / "deploysafe"), "--version"], [sys.executable, "-m", "deploysafe", "--version"]):
+    for cmd in ([str(DEPLOYSAFE), "--version"], [sys.executable, "-m", "deploysafe", "--version"]):
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert (proc.returncode, proc.stdout) == (0, f"deploysafe, version {__version__}\n")
 
@@ -78,10 +76,10 @@ def test_console_script_and_python_m() -> None:
 def test_console_script_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
     (tmp_path / "deploysafe.toml").write_text(CONFIG.replace('"local"', '"mysql"'))
     env = {k: v for k, v in os.environ.items() if k != "DEPLOYSAFE_CONFIG"} | {"DATABASE_URL": DB_URL}
-    proc = subprocess.run([str(BIN / "deploysafe"), "config", "check"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    assert _STAMP.sub("", proc.stderr) == "provider.type: Input should be 'neon' or 'local'\n"
+    r = run_cli("config", "check", cwd=tmp_path, env=env)
+    assert r.code == 2
+    assert r.stdout == ""
+    assert _STAMP.sub("", r.stderr) == "provider.type: Input should be 'neon' or 'local'\n"
 
 
 def test_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""Fixtures for the deploy tests: a rig (tests/support/rig.py) per test, and the Neon API double."""
+"""Fixtures for the deploy tests: a rig (tests/support/rig.py) per test (the Neon API double comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from support.neon_double import neon_double  # noqa: F401  (the fixture, for the Neon e2e tests here)
 from support.rig import Rig, new_rig
 
 

@@ -6,13 +6,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from deploysafe.demo.run import BREAKING_CHANGE, SAFE_CHANGE, DemoApp, edit_schema
 from deploysafe.providers.local import LocalProvider
+from support.cli import DEPLOYSAFE
 from support.e2e import assert_no_secret, ds, env_url, healthy, journal_lines, rows, set_config
 
 pytestmark = pytest.mark.e2e
@@ -89,7 +89,7 @@ def _wait_journal(app: DemoApp, predicate, timeout: float = 90) -> None:  # type
 
 
 def _start_deploy(app: DemoApp) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "deploysafe", "deploy"], cwd=app.root, env=app.env,
+    return subprocess.Popen([str(DEPLOYSAFE), "deploy"], cwd=app.root, env=app.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
                             start_new_session=True)
 

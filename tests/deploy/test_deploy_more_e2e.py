@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from deploysafe.demo.run import BREAKING_CHANGE, SAFE_CHANGE, DemoApp, edit_schema, stop_app
+from support.cli import DEPLOYSAFE
 from support.e2e import assert_no_secret, ds, env_url, healthy, journal_lines, rows, set_config
 
 pytestmark = pytest.mark.e2e
@@ -137,7 +137,7 @@ def test_bad_watch_duration_is_a_usage_error(live_app: DemoApp) -> None:
 
 
 def _start(app: DemoApp) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "deploysafe", "--json", "deploy"], cwd=app.root, env=app.env,
+    return subprocess.Popen([str(DEPLOYSAFE), "--json", "deploy"], cwd=app.root, env=app.env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from deploysafe.demo.run import BREAKING_CHANGE, SAFE_CHANGE, DemoApp, copy_app, edit_schema, init_schema, start_app, stop_app
 from deploysafe.envfile import read_var
+from support.cli import run_cli
 from support.e2e import healthy
 from support.neon_double import NeonDouble
 
@@ -66,9 +65,8 @@ destructive = "warn"
 def deploy(d: NeonDouble, app: DemoApp) -> tuple[int, dict[str, Any], str]:
     env = {**os.environ, "NEON_API_KEY": d.api_key, "NO_COLOR": "1"}
     env.pop("DATABASE_URL", None)
-    r = subprocess.run([sys.executable, "-m", "deploysafe", "--json", "deploy", "--sha", "feedc0ffee"], cwd=app.root,
-                       env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    return r.returncode, json.loads(r.stdout[r.stdout.index("{"):]), r.stderr
+    r = run_cli("--json", "deploy", "--sha", "feedc0ffee", cwd=app.root, env=env, timeout=300)
+    return r.code, r.json, r.stderr
 
 
 def test_safe_then_breaking_migration_on_neon(neon_app: tuple[NeonDouble, DemoApp]) -> None:

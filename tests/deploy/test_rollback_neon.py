@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +12,7 @@ import psycopg
 import pytest
 
 from deploysafe.envfile import read_var
+from support.cli import CliResult, run_cli
 from support.neon_double import NeonDouble
 
 pytestmark = pytest.mark.e2e
@@ -37,9 +36,8 @@ def neon_app(neon_double: NeonDouble, tmp_path: Path) -> Iterator[tuple[NeonDoub
     yield d, tmp_path, env
 
 
-def ds(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deploysafe", *args], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+def ds(root: Path, env: dict[str, str], *args: str) -> CliResult:
+    return run_cli(*args, cwd=root, env=env, timeout=120)
 
 
 def use_strategy(root: Path, strategy: str) -> None:
@@ -56,11 +54,11 @@ def test_rollback_to_a_named_branch(neon_app: Any) -> None:
     d, root, env = neon_app
     use_strategy(root, "repoint")
     made = ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-20261125T090000Z-abc1234")
-    assert made.returncode == 0, made.stderr
+    assert made.code == 0, made.stderr
     with psycopg.connect(d.branch_url("production"), autocommit=True) as c:
         c.execute("INSERT INTO users (email) VALUES ('after-snapshot')")
     r = ds(root, env, "--json", "rollback", "--to", "pre-deploy-20261125T090000Z-abc1234", "--yes")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     url = read_var(root / ".env", "DATABASE_URL")
     assert d.branch_for_url(url or "") == "pre-deploy-20261125T090000Z-abc1234"
     assert "# app settings" in (root / ".env").read_text() and "PORT=3000" in (root / ".env").read_text()
@@ -81,7 +79,7 @@ def test_rollback_at_a_timestamp_with_repoint_serves_the_data_as_it_was(neon_app
     d.checkpoint("production", at=now - timedelta(minutes=5))
     at = now - timedelta(minutes=30)
     r = ds(root, env, "rollback", "--at", at.isoformat().replace("+00:00", "Z"), "--yes")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     name = f"restore-{at.strftime('%Y%m%dT%H%M%SZ')}"
     branch = d.by_name(name)
     assert branch["parent_timestamp"].startswith(at.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -101,7 +99,7 @@ def test_rollback_at_a_timestamp_restores_production_in_place_by_default(neon_ap
     env_before = (root / ".env").read_text()
     at = now - timedelta(minutes=30)
     r = ds(root, env, "rollback", "--at", at.isoformat().replace("+00:00", "Z"), "--yes")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     assert (root / ".env").read_text() == env_before and not (root / "restarts.log").exists()
     assert table(d.branch_url("production")) == before
     kept = [b for b in d.branches.values() if b["name"].startswith("production-failed-")]
@@ -114,7 +112,7 @@ def test_timestamp_outside_the_history_window_is_refused_before_anything_changes
     before = (root / ".env").read_text()
     old = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
     r = ds(root, env, "rollback", "--at", old, "--yes")
-    assert r.returncode == 3, r.stderr
+    assert r.code == 3, r.stderr
     assert "history" in r.stderr.lower() and "Traceback" not in r.stderr
     assert (root / ".env").read_text() == before
     assert not [b for b in d.branches.values() if b["name"].startswith("restore-")]
@@ -122,11 +120,11 @@ def test_timestamp_outside_the_history_window_is_refused_before_anything_changes
 
 def test_dry_run_changes_nothing(neon_app: Any) -> None:
     d, root, env = neon_app
-    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-a").returncode == 0
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-a").code == 0
     before = (root / ".env").read_text()
     count = len(d.branches)
     r = ds(root, env, "rollback", "--dry-run")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     assert "pre-deploy-a" in r.stdout
     assert (root / ".env").read_text() == before and len(d.branches) == count
 
@@ -139,13 +137,13 @@ def breaking_change(d: NeonDouble) -> None:
 
 def test_auto_restores_production_in_place_from_its_own_history_twice(neon_app: Any) -> None:
     d, root, env = neon_app
-    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-r").returncode == 0
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-r").code == 0
     before = table(d.branch_url("production"))
     breaking_change(d)
     env_before = (root / ".env").read_text()
     posts = d.count("POST", r"/restore$")
     r = ds(root, env, "--json", "rollback", "--to", "pre-deploy-r", "--yes")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     assert d.count("POST", r"/restore$") == posts + 1
     body = d.restore_bodies[-1]
     prod_id = d.by_name("production")["id"]
@@ -160,18 +158,18 @@ def test_auto_restores_production_in_place_from_its_own_history_twice(neon_app: 
     assert len(kept) == 1 and not kept[0].get("parent_id")  # a separate root branch (docs: branch-restore)
     assert len(table(d.branch_url(kept[0]["name"]))) == 21  # the failed state, with the write made after the snapshot
     listed = ds(root, env, "--json", "snapshot", "list")
-    assert listed.returncode == 0, listed.stderr
+    assert listed.code == 0, listed.stderr
     kinds = {s["name"]: s["kind"] for s in json.loads(listed.stdout)}
     assert kinds[kept[0]["name"]] == "failed-state"
 
     # a second breaking deploy afterwards: a new pre-deploy snapshot of the restored production, rolled back again
-    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-s").returncode == 0
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-s").code == 0
     breaking_change(d)
     import time as _time
 
     _time.sleep(1.1)  # a second failed-state name (they carry the time to the second)
     r2 = ds(root, env, "rollback", "--yes")
-    assert r2.returncode == 0, r2.stderr
+    assert r2.code == 0, r2.stderr
     assert d.restore_bodies[-1]["source_lsn"] == d.by_name("pre-deploy-s")["parent_lsn"]
     assert table(d.branch_url("production")) == before
     assert (root / ".env").read_text() == env_before
@@ -194,10 +192,10 @@ def test_restore_strategy_on_a_child_production_is_refused_before_anything_chang
             '[rollback]\nstrategy = "restore"\n'
         )
         env = {"PATH": __import__("os").environ["PATH"], "NEON_API_KEY": d.api_key, "HOME": str(tmp_path)}
-        assert ds(tmp_path, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-c").returncode == 0
+        assert ds(tmp_path, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-c").code == 0
         count = len(d.branches)
         r = ds(tmp_path, env, "rollback", "--yes")
-        assert r.returncode == 3, r.stderr
+        assert r.code == 3, r.stderr
         assert "child of 'main'" in r.stderr and "root" in r.stderr and "Traceback" not in r.stderr
         assert d.count("POST", r"/restore$") == 0 and len(d.branches) == count
     finally:
@@ -210,9 +208,9 @@ def test_rollback_from_a_pooled_production_url_sets_a_pooled_url(neon_app: Any) 
     pooled = d.branch_url("production", pooled=True)
     assert "-pooler." in pooled
     (root / ".env").write_text(f"DATABASE_URL={pooled}\n")
-    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-p").returncode == 0
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-p").code == 0
     r = ds(root, env, "rollback", "--yes")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     url = read_var(root / ".env", "DATABASE_URL") or ""
     assert d.branch_for_url(url) == "pre-deploy-p" and "-pooler." in url
 
@@ -220,13 +218,13 @@ def test_rollback_from_a_pooled_production_url_sets_a_pooled_url(neon_app: Any) 
 def test_after_rollback_promote_and_a_new_snapshot_rollback_goes_to_the_new_snapshot(neon_app: Any) -> None:
     d, root, env = neon_app
     use_strategy(root, "repoint")
-    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-1").returncode == 0
-    assert ds(root, env, "rollback", "--yes").returncode == 0
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-1").code == 0
+    assert ds(root, env, "rollback", "--yes").code == 0
     p = ds(root, env, "promote", "--yes")
-    assert p.returncode == 0, p.stderr
-    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-2").returncode == 0
+    assert p.code == 0, p.stderr
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-2").code == 0
     r = ds(root, env, "--json", "rollback", "--yes", "--dry-run")
-    assert r.returncode == 0, r.stderr
+    assert r.code == 0, r.stderr
     assert "pre-deploy-2" in r.stdout  # not production, which still carries pre-deploy-1's annotation
 
 

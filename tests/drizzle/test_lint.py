@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from deploysafe.cli import run
 from deploysafe.config import LoadedConfig, parse_config
 from deploysafe.drizzle import lint
 from deploysafe.drizzle.lint import enforce, lint_files, lint_sql, pending_migrations
 from deploysafe.errors import LintBlocked, PreconditionError
+from support.cli import run_cli_in_process
 
 MIGRATIONS = Path(__file__).resolve().parents[1] / "fixtures" / "migrations"
 
@@ -172,9 +171,9 @@ def test_cli_lint_folder_prints_each_finding_and_exits_3(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no deploysafe.toml here: policy "block"
-    code = run(["lint", str(MIGRATIONS / "0002_drop_name.sql"), str(MIGRATIONS / "0003_locking.sql")])
-    out, err = capsys.readouterr()
-    assert code == 3
+    r = run_cli_in_process(capsys, "lint", str(MIGRATIONS / "0002_drop_name.sql"), str(MIGRATIONS / "0003_locking.sql"))
+    out, err = r.stdout, r.stderr
+    assert r.code == 3
     lines = out.splitlines()
     assert lines[0] == (
         f"{MIGRATIONS / '0002_drop_name.sql'}:1  destructive  ban-drop-column  Dropping a column deletes its data."
@@ -190,8 +189,9 @@ def test_cli_lint_safe_folder_exits_0(tmp_path: Path, monkeypatch: pytest.Monkey
     safe = tmp_path / "safe"
     safe.mkdir()
     (safe / "0001.sql").write_bytes((MIGRATIONS / "0001_add_nickname.sql").read_bytes())
-    assert run(["lint", str(safe)]) == 0
-    assert capsys.readouterr().out.strip() == "1 file(s): 0 destructive, 0 locking, 0 info (policy 'block')"
+    r = run_cli_in_process(capsys, "lint", str(safe))
+    assert r.code == 0
+    assert r.stdout.strip() == "1 file(s): 0 destructive, 0 locking, 0 info (policy 'block')"
 
 
 def test_cli_lint_default_is_the_apps_pending_migrations_under_the_config_policy(
@@ -205,9 +205,9 @@ def test_cli_lint_default_is_the_apps_pending_migrations_under_the_config_policy
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DEPLOYSAFE_CONFIG", raising=False)
     monkeypatch.setenv("DATABASE_URL", make_db())  # no journal table there yet: every file is pending
-    code = run(["--json", "lint"])
-    data = json.loads(capsys.readouterr().out)
-    assert code == 0
+    r = run_cli_in_process(capsys, "--json", "lint")
+    data = r.json
+    assert r.code == 0
     assert data["policy"] == "warn" and data["blocked"] is False
     assert [Path(p).name for p in data["files"]] == ["0002_drop_name.sql"]
     assert [(f["line"], f["rule"], f["severity"]) for f in data["findings"]] == [(1, "ban-drop-column", "destructive")]
@@ -218,14 +218,16 @@ def test_cli_lint_without_paths_or_config_is_a_usage_error(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DEPLOYSAFE_CONFIG", raising=False)
-    assert run(["lint"]) == 2
-    assert "no PATH given and no deploysafe.toml found" in capsys.readouterr().err
+    r = run_cli_in_process(capsys, "lint")
+    assert r.code == 2
+    assert "no PATH given and no deploysafe.toml found" in r.stderr
 
 
 def test_cli_lint_missing_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    assert run(["lint", "nope.sql"]) == 2
-    assert "nope.sql does not exist" in capsys.readouterr().err
+    r = run_cli_in_process(capsys, "lint", "nope.sql")
+    assert r.code == 2
+    assert "nope.sql does not exist" in r.stderr
 
 
 # --- what will be applied ------------------------------------------------------------

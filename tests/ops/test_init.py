@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from deploysafe.cli import run
 from deploysafe.drizzle.app import normalise, read_app
+from support.cli import run_cli_in_process
 
 FIXTURE_APP = Path(__file__).resolve().parents[1] / "fixtures" / "drizzle-app"
 PLATFORMS = ["dotenv", "command", "vercel", "render", "railway", "fly", "heroku"]
@@ -37,9 +37,8 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(list(args))
-    out, err = capsys.readouterr()
-    return code, _STAMP.sub("", out), _STAMP.sub("", err)
+    r = run_cli_in_process(capsys, *args)
+    return r.code, _STAMP.sub("", r.stdout), _STAMP.sub("", r.stderr)
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)

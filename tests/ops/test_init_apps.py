@@ -13,17 +13,16 @@ from typing import Any
 
 import pytest
 
-from deploysafe.cli import run
 from deploysafe.envfile import write_var
+from support.cli import run_cli_in_process
 
 APPS = Path(__file__).resolve().parents[1] / "fixtures" / "apps"
 _STAMP = re.compile(r"^\d\d:\d\d:\d\d (✗ |✓ |→ |! )?", re.M)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = run(list(args))
-    out, err = capsys.readouterr()
-    return code, _STAMP.sub("", out), _STAMP.sub("", err)
+    r = run_cli_in_process(capsys, *args)
+    return r.code, _STAMP.sub("", r.stdout), _STAMP.sub("", r.stderr)
 
 
 @pytest.fixture

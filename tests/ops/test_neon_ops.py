@@ -21,7 +21,7 @@ from deploysafe.ops.restore_table import restore_table
 from deploysafe.ops.setup import run_setup
 from deploysafe.providers.base import SnapshotKind
 from deploysafe.providers.neon.provider import NeonProvider
-from support.neon_double import NeonDouble, Point, neon_double  # noqa: F401  (fixture)
+from support.neon_double import NeonDouble, Point
 from support.ops_helpers import rows, seed_users
 
 WED = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from deploysafe.errors import PointInTimeError, ProviderError
 from deploysafe.http import RetryPolicy
 from deploysafe.providers.base import SnapshotKind
 from deploysafe.providers.neon.provider import NeonProvider
-from support.neon_double import NeonDouble, make_double, neon_double, seed_production  # noqa: F401  (fixture)
+from support.neon_double import NeonDouble, make_double, seed_production
 
 
 class Sleeps:

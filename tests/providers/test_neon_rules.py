@@ -22,7 +22,7 @@ from deploysafe.errors import ProviderError
 from deploysafe.http import RetryPolicy
 from deploysafe.providers.base import SnapshotKind
 from deploysafe.providers.neon.provider import NeonProvider
-from support.neon_double import NeonDouble, make_double, neon_double  # noqa: F401  (fixture)
+from support.neon_double import NeonDouble, make_double
 
 
 def provider_for(d: NeonDouble, **kw: Any) -> NeonProvider:

@@ -20,8 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import ValidationError
 
+from deploysafe.config import secret
 from deploysafe.errors import PointInTimeError, ProviderError
 from deploysafe.http import RetryPolicy, poll
+from deploysafe.providers import record
 from deploysafe.providers.base import (
     ANNOTATION_KEY,
     Capabilities,
@@ -35,7 +37,7 @@ from deploysafe.providers.base import (
     utcnow,
 )
 from deploysafe.providers.neon.api import OPERATION_DEADLINE, RATE_PER_MINUTE, UNSURE, NeonApi
-from deploysafe.redact import redact, register_secret
+from deploysafe.redact import redact, register_secret, url_password
 
 if TYPE_CHECKING:
     from deploysafe.config import LoadedConfig, RetentionConfig
@@ -124,8 +126,6 @@ class NeonProvider:
         poll_interval: float | None = None,
         **kwargs: Any,
     ) -> NeonProvider:
-        from deploysafe.config import secret
-
         p = loaded.config.provider
         assert p.project_id and p.database and p.role  # the config validator requires them for type = "neon"
         return cls(
@@ -318,7 +318,6 @@ class NeonProvider:
         uri = self.api.field(body, "uri", what)
         if not isinstance(uri, str) or not uri:
             raise ProviderError(f"Neon API: {what}: empty URI for branch {branch_id}")
-        from deploysafe.redact import url_password
 
         register_secret(url_password(uri))
         return uri
@@ -598,13 +597,9 @@ class NeonProvider:
         return None
 
     def record_app_target(self, name: str) -> None:
-        from deploysafe.providers import record  # the production branch's catalog: see record.py
-
         record.write(self.production().url, name)
 
     def recorded_app_target(self) -> str | None:
-        from deploysafe.providers import record
-
         return record.read(self.production().url)
 
     def branch_allowance(self) -> int | None:
