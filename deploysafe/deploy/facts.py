@@ -32,7 +32,7 @@ class DeployOptions:
     allow_destructive: bool = False
     rehearse: bool = False
     watch: float | None = None
-    assume_production: bool = False  # the app runs on production, though nothing can tell (issue 15)
+    assume_production: bool = False  # the app runs on production, though nothing can tell
 
 
 class Clock(Protocol):

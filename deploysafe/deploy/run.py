@@ -110,7 +110,7 @@ def _plan_prune(loaded: LoadedConfig, facts: Facts, snapshot: str, *, in_use: st
 
 
 def _confirm_target(provider: Provider, facts: Facts, opts: DeployOptions, journal: Journal) -> None:
-    """Fail closed when nobody can tell where the app points (issue 15); record production once it is known
+    """Fail closed when nobody can tell where the app points; record production once it is known
     from this runner alone (journal) or from the user (--assume-production), so the next runner knows too."""
     where, production = facts.where, facts.production.name
     if where.name is None and opts.assume_production:
