@@ -1,8 +1,8 @@
 """The deploy executor: walks a :class:`~deploysafe.deploy.plan.Plan`'s steps in order.
 
-Each step's name maps to one action here (:data:`ACTIONS`); the executor journals and times
-each (:func:`_timed`), checks for an interruption between steps (:func:`_checkpoint`, the one
-place), and when a step fails runs the undo the plan named: nothing before production
+Each step's name maps to one action here (:data:`ACTIONS`); the shared executor
+(:func:`deploysafe.deploy.steps.run_steps`) walks them, each journaled and timed (:func:`timed`),
+checking for an interruption between steps (:func:`_checkpoint`, the one place), and when a step fails runs the undo the plan named: nothing before production
 changed (exit 3; the snapshot is kept), the rollback after (exit 1, or 4 when a person must
 act). Everything it reaches beyond the provider and the platform comes in as :class:`Tools`,
 so tests hand it doubles instead of patching modules.
@@ -22,6 +22,7 @@ from deploysafe.console import console
 from deploysafe.deploy import diverge, probes, rollback, watch
 from deploysafe.deploy.outcome import Outcome, Summary
 from deploysafe.deploy.plan import Plan, Step, Undo
+from deploysafe.deploy.steps import journaled, run_steps
 from deploysafe.drizzle import lint, migrator
 from deploysafe.drizzle import steps as migrate
 from deploysafe.durations import format_duration
@@ -166,19 +167,26 @@ class _Unhealthy(Exception):
 
 def timed(summary: Summary, journal: Journal, clock: Clock, name: str, fn: Callable[[StepHandle], T]) -> T:
     """Run one step: journaled, timed, shown, and in the summary's timeline."""
-    t0 = clock.monotonic()
     entry: dict[str, Any] = {"step": name, "outcome": "running"}
     summary.timeline.append(entry)
     console.info(f"→ {name}")
+    handles: list[StepHandle] = []
+
+    def body(h: StepHandle) -> T:
+        handles.append(h)
+        return fn(h)
+
+    def took(seconds: float) -> None:
+        entry["seconds"] = round(seconds, 3)
+
     with console.group(name):
         try:
-            with journal.step(name) as handle:
-                result = fn(handle)
+            result = journaled(journal, clock, name, body, took)
         except BaseException as e:
-            entry.update(outcome="failed", seconds=round(clock.monotonic() - t0, 3), error=str(e).split("\n")[0])
+            entry.update(outcome="failed", error=str(e).split("\n")[0])
             raise
-    entry.update(outcome=handle.outcome, seconds=round(clock.monotonic() - t0, 3))
-    if handle.outcome == "ok":  # a step may finish yet fail (probes: unhealthy); never print it as done
+    entry["outcome"] = handles[0].outcome
+    if handles[0].outcome == "ok":  # a step may finish yet fail (probes: unhealthy); never print it as done
         console.ok(f"{name} ({format_duration(entry['seconds'])})")
     return result
 
@@ -189,18 +197,21 @@ def timed(summary: Summary, journal: Journal, clock: Clock, name: str, fn: Calla
 def execute(run: Run) -> Summary:
     """Walk the plan; the summary says how it ended (``failure`` set: the error the command ends with)."""
     with run.stack:
-        try:
-            for i, step in enumerate(run.plan.steps):
-                if i:
-                    _checkpoint(run)
-                _run_step(run, step)
-        except (_Unhealthy, DeploysafeError, KeyboardInterrupt) as e:
-            if run.interrupt is None or not step.fails_deploy:  # the lock was never held, or the deploy is done
-                raise
-            return _failed(run, step, e)
+        failed = run_steps(run.plan.steps, run=lambda step: _run_step(run, step), checkpoint=lambda: _checkpoint(run),
+                           on_failure=lambda step, e: _stopped(run, step, e),
+                           failures=(_Unhealthy, DeploysafeError, KeyboardInterrupt))
+        if failed is not None:
+            return failed
     run.summary.outcome = Outcome.OK
     run.journal.event("result", "ok", outcome=run.summary.outcome.value, exit_code=0, snapshot=run.plan.snapshot)
     return run.summary
+
+
+def _stopped(run: Run, step: Step, e: BaseException) -> Summary:
+    """The walk stopped at ``step``: run the undo it names, unless the guarded part had not begun or is over."""
+    if run.interrupt is None or not step.fails_deploy:  # the lock was never held, or the deploy is done
+        raise e
+    return _failed(run, step, e)
 
 
 def _checkpoint(run: Run) -> None:
