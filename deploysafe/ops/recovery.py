@@ -32,6 +32,7 @@ class RollbackResult:
     snapshot: str
     dry_run: bool
     plan: list[str]
+    steps: list[str] = field(default_factory=list)  # the rollback.<step> names that run, in order (rollback.plan_steps)
     timings: dict[str, float] = field(default_factory=dict)
     repoint_seconds: float = 0.0
     divergence: list[dict[str, Any]] = field(default_factory=list)
@@ -106,8 +107,12 @@ def manual_rollback(
                 "run the probes against it",
                 f"keep {prod.name!r} (the failed state) untouched",
             ]
+        # prepare resolves the snapshot's URL (never lazy here); the recorded release comes back only if it changed
+        steps = list(rollback.plan_steps(restore=in_place is not None, serve=False,
+                                         app_check=rollback.wants_release(loaded, platform), code_back=False))
+        plan.append("steps: " + ", ".join(steps))
         if dry_run:
-            return RollbackResult(target, True, plan)
+            return RollbackResult(target, True, plan, steps)
         if not yes:
             if not confirm("\n".join(["Rollback plan:", *[f"  - {s}" for s in plan], "Proceed?"])):
                 raise UsageError("rollback not confirmed", hint="pass --yes to run without asking")
@@ -124,7 +129,7 @@ def manual_rollback(
                 prepared = rollback.prepare(loaded, provider, platform, target, plan=in_place, decided=True)
             t0 = time.monotonic()
             outcome = rollback.execute(loaded, provider, platform, prepared, journal, verdict_at=t0)
-            result = RollbackResult(target, False, plan, outcome.timings, time.monotonic() - t0)
+            result = RollbackResult(target, False, plan, steps, outcome.timings, time.monotonic() - t0)
             try:
                 from deploysafe.deploy.diverge import rows_only_in_failed
 
