@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from deploysafe.console import console
 from deploysafe.deploy import probes
 from deploysafe.deploy.probes import Analyse
-from deploysafe.deploy.steps import journaled, run_steps
+from deploysafe.deploy.steps import Step, journaled, run_steps
 from deploysafe.errors import DeploysafeError, PreconditionError, RollbackFailed
 from deploysafe.providers.base import SnapshotKind, failed_state_name
 from deploysafe.snapshots.inuse import REPOINT_STEP, record_target
@@ -203,17 +203,6 @@ def manual_steps(
     return steps
 
 
-@dataclass(frozen=True)
-class RollbackStep:
-    """One rollback step as data: journaled as ``rollback.<name>``, timed, and RollbackFailed (with the manual
-    steps left) if it fails; ``after`` runs once it is done (what it settled, recorded outside its journal step)."""
-
-    name: str
-    action: Callable[[], object]
-    details: Callable[[], dict[str, object]] = dict
-    after: Callable[[], None] | None = None
-
-
 def plan_steps(*, restore: bool, serve: bool, app_check: bool, code_back: bool) -> tuple[str, ...]:
     """The ``rollback.<step>`` names a rollback runs, in order (pure: ``rollback --dry-run`` prints these).
     ``restore``: production restored in place, else the app repointed; ``serve``: the snapshot's compute is made
@@ -248,15 +237,15 @@ class _Rollback:
                          lambda s: self.outcome.timings.__setitem__(step, s),
                          snapshot=self.prepared.snapshot, **details)
 
-    def run(self, steps: list[RollbackStep]) -> None:
+    def run(self, steps: list[Step]) -> None:
         """Run the steps through the shared executor; the first failure is RollbackFailed with what is left."""
 
-        def one(step: RollbackStep) -> None:
+        def one(step: Step) -> None:
             self.timed(step.name, step.action, **step.details())
             if step.after is not None:
                 step.after()
 
-        def failed(step: RollbackStep, e: BaseException) -> None:
+        def failed(step: Step, e: BaseException) -> None:
             assert isinstance(e, DeploysafeError)
             raise RollbackFailed(
                 f"rollback to {self.prepared.snapshot!r} failed at step '{step.name}': {e.message}",
@@ -297,7 +286,7 @@ def execute(
                   manual_steps(loaded, prepared, rb.done, back_to=rb.back_to)[-2:])
 
 
-def _app_check(rb: _Rollback) -> RollbackStep:
+def _app_check(rb: _Rollback) -> Step:
     """Whether the app's live release changed since it was recorded (then the recorded one comes back too)."""
     recorded = rb.prepared.app_release
     assert recorded is not None  # set by prepare only with app = "auto" on a platform that can bring it back
@@ -309,10 +298,10 @@ def _app_check(rb: _Rollback) -> RollbackStep:
             return
         rb.back_to, rb.running = recorded, now.id if now else None
 
-    return RollbackStep("app_check", check, lambda: {"recorded": recorded.id, "code": recorded.code})
+    return Step("app_check", check, lambda: {"recorded": recorded.id, "code": recorded.code})
 
 
-def _restore_steps(rb: _Rollback, analyse: Analyse) -> list[RollbackStep]:
+def _restore_steps(rb: _Rollback, analyse: Analyse) -> list[Step]:
     """Restore production in place: its connection string stays, so no platform call unless the code comes back
     too; the app's connections drop and reconnect. The failed state is kept under a deploysafe name."""
     plan = rb.prepared.restore
@@ -323,7 +312,7 @@ def _restore_steps(rb: _Rollback, analyse: Analyse) -> list[RollbackStep]:
         rb.prepared.failed_state = preserved  # production's name now holds the snapshot's data
         rb.done.append("set")  # production's URL already serves the snapshot's data
 
-    steps = [RollbackStep(
+    steps = [Step(
         "restore", lambda: rb.provider.restore_in_place(plan, preserved),
         lambda: {"preserved_as": preserved, "source": plan.source, "lsn": plan.source_lsn,
                  "at": plan.source_timestamp.isoformat() if plan.source_timestamp else None},
@@ -334,16 +323,16 @@ def _restore_steps(rb: _Rollback, analyse: Analyse) -> list[RollbackStep]:
     return [*steps, _probes(rb, rb.prepared.url, analyse)]
 
 
-def _repoint_steps(rb: _Rollback, analyse: Analyse) -> list[RollbackStep]:
+def _repoint_steps(rb: _Rollback, analyse: Analyse) -> list[Step]:
     prepared, provider = rb.prepared, rb.provider
-    steps: list[RollbackStep] = []
+    steps: list[Step] = []
     if prepared.url is None:  # lazy: the snapshot's compute is made now, on the critical path
 
         def serve() -> None:
             provider.ensure_serving(prepared.snapshot)
             prepared.url = provider.connection_url(prepared.snapshot, like=prepared.like)
 
-        steps.append(RollbackStep("serve", serve))
+        steps.append(Step("serve", serve))
 
     def url() -> str:
         assert prepared.url is not None
@@ -358,15 +347,15 @@ def _repoint_steps(rb: _Rollback, analyse: Analyse) -> list[RollbackStep]:
         recorded()
 
     # the app moves onto the snapshot now: its server-side expiry must not delete it under the app
-    steps.append(RollbackStep("hold", lambda: provider.hold(prepared.snapshot),
+    steps.append(Step("hold", lambda: provider.hold(prepared.snapshot),
                               after=recorded if rb.back_to is not None else None))
     if rb.back_to is None:
         var = rb.loaded.config.platform.var
-        steps.append(RollbackStep("set", lambda: rb.platform.set_url(url()), lambda: {"var": var}, set_done))
+        steps.append(Step("set", lambda: rb.platform.set_url(url()), lambda: {"var": var}, set_done))
     return [*steps, *_app_half(rb, url), _probes(rb, None, analyse, url)]
 
 
-def _app_half(rb: _Rollback, new_url: Callable[[], str] | None) -> list[RollbackStep]:
+def _app_half(rb: _Rollback, new_url: Callable[[], str] | None) -> list[Step]:
     """Make the app pick up the database half: a restart/redeploy of what runs now, or, when the live release
     changed during the deploy, the recorded release brought back (with ``new_url`` set, in the platform's order);
     then wait until what it made live is live."""
@@ -376,7 +365,7 @@ def _app_half(rb: _Rollback, new_url: Callable[[], str] | None) -> list[Rollback
         rb.release = release
 
     if back_to is None or capability is None:
-        half = RollbackStep("pick_up", lambda: picked(rb.platform.pick_up()), after=lambda: rb.done.append("pick_up"))
+        half = Step("pick_up", lambda: picked(rb.platform.pick_up()), after=lambda: rb.done.append("pick_up"))
     else:
         var = rb.loaded.config.platform.var if new_url else None
 
@@ -387,7 +376,7 @@ def _app_half(rb: _Rollback, new_url: Callable[[], str] | None) -> list[Rollback
                 rb.journal.event(REPOINT_STEP, "ok", target=rb.prepared.snapshot, previous=rb.prepared.failed_state)
             rb.done.append("pick_up")
 
-        half = RollbackStep(
+        half = Step(
             "app", lambda: picked(capability.return_to(back_to, new_url() if new_url else None)),
             lambda: {"release_from": rb.running, "release_to": back_to.id, "code_to": back_to.code, "sets": var},
             returned)
@@ -396,10 +385,10 @@ def _app_half(rb: _Rollback, new_url: Callable[[], str] | None) -> list[Rollback
         assert rb.release is not None
         rb.platform.wait_live(rb.release, rb.loaded.config.platform.ready_timeout)
 
-    return [half, RollbackStep("wait_live", live, lambda: {"release": rb.release.id if rb.release else None})]
+    return [half, Step("wait_live", live, lambda: {"release": rb.release.id if rb.release else None})]
 
 
-def _probes(rb: _Rollback, url: str | None, analyse: Analyse, lazy: Callable[[], str] | None = None) -> RollbackStep:
+def _probes(rb: _Rollback, url: str | None, analyse: Analyse, lazy: Callable[[], str] | None = None) -> Step:
     """The rollback's last step: probes against the app's database (judged by :func:`_judge`)."""
 
     def probe() -> None:
@@ -407,7 +396,7 @@ def _probes(rb: _Rollback, url: str | None, analyse: Analyse, lazy: Callable[[],
         assert target is not None
         rb.verdict = analyse(rb.loaded.config.probes, target, journal=rb.journal, phase="rollback.probe")
 
-    return RollbackStep("probes", probe)
+    return Step("probes", probe)
 
 
 def _judge(rb: _Rollback, verdict_at: float | None, where: str, steps: list[str]) -> Outcome:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -17,6 +18,19 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 S = TypeVar("S")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step as data (rollback, promote): ``name`` is its journal name (rollback's are ``rollback.<name>``);
+    ``details`` are journaled with it when it starts; ``after`` runs once it is done (what it settled, recorded
+    outside its journal step). The deploy's steps are :class:`deploysafe.deploy.plan.Step`: their actions are
+    looked up by name."""
+
+    name: str
+    action: Callable[[], object]
+    details: Callable[[], dict[str, object]] = dict
+    after: Callable[[], None] | None = None
 
 
 class Monotonic(Protocol):
