@@ -305,8 +305,3 @@ def deploy_lock(state_dir: Path, lock_url: str, production_db: str, *, run_id: s
         except ProviderError as e:
             raise ProviderError(f"cannot take the production lock: {e.message}", hint=e.hint) from None
 
-
-def lock_target(provider_name: str, production_url: str) -> str:
-    """Where the advisory lock lives: the maintenance database on a plain server (so a template copy of
-    production is not blocked by our own session), production itself on Neon (a branch is its own server)."""
-    return pg.maintenance_url(production_url) if provider_name == "local" else production_url

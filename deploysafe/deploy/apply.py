@@ -1,8 +1,8 @@
 """The deploy executor: walks a :class:`~deploysafe.deploy.plan.Plan`'s steps in order.
 
-Each step's name maps to one action here (:data:`ACTIONS`); the executor journals and times
-each (:func:`_timed`), checks for an interruption between steps (:func:`_checkpoint`, the one
-place), and when a step fails runs the undo the plan named: nothing before production
+Each step's name maps to one action here (:data:`ACTIONS`); the shared executor
+(:func:`deploysafe.deploy.steps.run_steps`) walks them, each journaled and timed (:func:`timed`),
+checking for an interruption between steps (:func:`_checkpoint`, the one place), and when a step fails runs the undo the plan named: nothing before production
 changed (exit 3; the snapshot is kept), the rollback after (exit 1, or 4 when a person must
 act). Everything it reaches beyond the provider and the platform comes in as :class:`Tools`,
 so tests hand it doubles instead of patching modules.
@@ -22,12 +22,13 @@ from deploysafe.console import console
 from deploysafe.deploy import diverge, probes, rollback, watch
 from deploysafe.deploy.outcome import Outcome, Summary
 from deploysafe.deploy.plan import Plan, Step, Undo
+from deploysafe.deploy.steps import journaled, run_steps
 from deploysafe.drizzle import lint, migrator
 from deploysafe.drizzle import steps as migrate
 from deploysafe.durations import format_duration
 from deploysafe.errors import DeployFailedRolledBack, DeploysafeError, Interrupted, RollbackFailed, StepError
 from deploysafe.journal import Journal, StepHandle
-from deploysafe.lock import deploy_lock, lock_target
+from deploysafe.lock import deploy_lock
 from deploysafe.process import run_step
 from deploysafe.providers.base import SnapshotKind
 from deploysafe.snapshots.manage import carry_out, ensure_headroom
@@ -166,19 +167,26 @@ class _Unhealthy(Exception):
 
 def timed(summary: Summary, journal: Journal, clock: Clock, name: str, fn: Callable[[StepHandle], T]) -> T:
     """Run one step: journaled, timed, shown, and in the summary's timeline."""
-    t0 = clock.monotonic()
     entry: dict[str, Any] = {"step": name, "outcome": "running"}
     summary.timeline.append(entry)
     console.info(f"→ {name}")
+    handles: list[StepHandle] = []
+
+    def body(h: StepHandle) -> T:
+        handles.append(h)
+        return fn(h)
+
+    def took(seconds: float) -> None:
+        entry["seconds"] = round(seconds, 3)
+
     with console.group(name):
         try:
-            with journal.step(name) as handle:
-                result = fn(handle)
+            result = journaled(journal, clock, name, body, took)
         except BaseException as e:
-            entry.update(outcome="failed", seconds=round(clock.monotonic() - t0, 3), error=str(e).split("\n")[0])
+            entry.update(outcome="failed", error=str(e).split("\n")[0])
             raise
-    entry.update(outcome=handle.outcome, seconds=round(clock.monotonic() - t0, 3))
-    if handle.outcome == "ok":  # a step may finish yet fail (probes: unhealthy); never print it as done
+    entry["outcome"] = handles[0].outcome
+    if handles[0].outcome == "ok":  # a step may finish yet fail (probes: unhealthy); never print it as done
         console.ok(f"{name} ({format_duration(entry['seconds'])})")
     return result
 
@@ -189,18 +197,21 @@ def timed(summary: Summary, journal: Journal, clock: Clock, name: str, fn: Calla
 def execute(run: Run) -> Summary:
     """Walk the plan; the summary says how it ended (``failure`` set: the error the command ends with)."""
     with run.stack:
-        try:
-            for i, step in enumerate(run.plan.steps):
-                if i:
-                    _checkpoint(run)
-                _run_step(run, step)
-        except (_Unhealthy, DeploysafeError, KeyboardInterrupt) as e:
-            if run.interrupt is None or not step.fails_deploy:  # the lock was never held, or the deploy is done
-                raise
-            return _failed(run, step, e)
+        failed = run_steps(run.plan.steps, run=lambda step: _run_step(run, step), checkpoint=lambda: _checkpoint(run),
+                           on_failure=lambda step, e: _stopped(run, step, e),
+                           failures=(_Unhealthy, DeploysafeError, KeyboardInterrupt))
+        if failed is not None:
+            return failed
     run.summary.outcome = Outcome.OK
     run.journal.event("result", "ok", outcome=run.summary.outcome.value, exit_code=0, snapshot=run.plan.snapshot)
     return run.summary
+
+
+def _stopped(run: Run, step: Step, e: BaseException) -> Summary:
+    """The walk stopped at ``step``: run the undo it names, unless the guarded part had not begun or is over."""
+    if run.interrupt is None or not step.fails_deploy:  # the lock was never held, or the deploy is done
+        raise e
+    return _failed(run, step, e)
 
 
 def _checkpoint(run: Run) -> None:
@@ -213,7 +224,7 @@ def _run_step(run: Run, step: Step) -> None:
     run.summary.steps_run.append(step.name)
     action, report = ACTIONS[step.name]
     if step.changes_production:
-        # production may change from here: a journal that cannot be written no longer stops the run (issue 15)
+        # production may change from here: a journal that cannot be written does not stop the run
         run.journal.strict = False
     try:
         if step.journaled:
@@ -251,7 +262,7 @@ def _note_change(run: Run, step: Step, e: DeploysafeError) -> None:
 
 def _lock(run: Run, h: StepHandle) -> None:
     prod = run.facts.production
-    run.stack.enter_context(run.tools.lock(run.loaded.state_dir, lock_target(run.provider.name, prod.url), prod.id,
+    run.stack.enter_context(run.tools.lock(run.loaded.state_dir, run.provider.lock_url(prod.url), prod.id,
                                            run_id=run.journal.run_id, command="deploy"))
     run.interrupt = run.stack.enter_context(_Interrupt())
 
@@ -296,7 +307,7 @@ def _lint(run: Run, h: StepHandle) -> None:
     if run.loaded.config.app.workflow == "migrate":
         _judge_sql(run, h, run.tools.pending(run.loaded, run.production_url, gen.new_files), "")
         return
-    # Lint what push will run (a read-only dry run), not only the files generate wrote (issue 14).
+    # Lint what push will run (a read-only dry run), not only the files generate wrote.
     push_plan = run.tools.plan_push(run.loaded, run.production_url, on_line=console.detail)
     run.planned.extend(push_plan.statements)
     h.details["planned_statements"] = len(push_plan.statements)

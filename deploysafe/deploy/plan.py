@@ -39,7 +39,7 @@ class Plan:
     prune: tuple[str, ...]
     warnings: tuple[str, ...]
     rollback: bool
-    app_rollback: str | None = None  # what a rollback does with the app's code (issue 18)
+    app_rollback: str | None = None  # what a rollback does with the app's code
 
     def render(self) -> str:
         lines = [f"Plan: guarded deploy of {self.production!r}", f"  pre-deploy snapshot: {self.snapshot}"]

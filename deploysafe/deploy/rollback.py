@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from deploysafe.console import console
 from deploysafe.deploy import probes
 from deploysafe.deploy.probes import Analyse
+from deploysafe.deploy.steps import Step, journaled, run_steps
 from deploysafe.errors import DeploysafeError, PreconditionError, RollbackFailed
 from deploysafe.providers.base import SnapshotKind, failed_state_name
 from deploysafe.snapshots.inuse import REPOINT_STEP, record_target
@@ -48,12 +49,6 @@ class Prepared:
 
 
 T = TypeVar("T")
-
-
-class Timed(Protocol):
-    """One rollback step: journaled as ``rollback.<step>``, timed, and RollbackFailed with the manual steps left."""
-
-    def __call__(self, step: str, fn: Callable[[], T], **details: object) -> T: ...
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,7 @@ def prepare(
     if plan is not None:
         # production keeps its URL: the platform is needed only to record the live release (code rollback)
         release = None
-        if _wants_release(loaded, platform):
+        if wants_release(loaded, platform):
             try:
                 platform.prepare()
             except DeploysafeError as e:  # the restore needs no platform: only the code half is lost
@@ -135,7 +130,7 @@ def _read_current(platform: Platform) -> CurrentValue | None:
         return None
 
 
-def _wants_release(loaded: LoadedConfig, platform: Platform) -> bool:
+def wants_release(loaded: LoadedConfig, platform: Platform) -> bool:
     """Whether a rollback may bring back the app's code: [rollback] app = "auto" and the platform can."""
     return loaded.config.rollback.app == "auto" and platform.release_rollback() is not None
 
@@ -143,7 +138,7 @@ def _wants_release(loaded: LoadedConfig, platform: Platform) -> bool:
 def _live_release(loaded: LoadedConfig, platform: Platform) -> Release | None:
     """The app release live now, when a rollback may have to bring it back ([rollback] app = "auto" and the
     platform can); None otherwise or when the platform cannot say (the plan said the code may not come back)."""
-    if not _wants_release(loaded, platform):
+    if not wants_release(loaded, platform):
         return None
     try:
         return platform.describe()
@@ -208,6 +203,58 @@ def manual_steps(
     return steps
 
 
+def plan_steps(*, restore: bool, serve: bool, app_check: bool, code_back: bool) -> tuple[str, ...]:
+    """The ``rollback.<step>`` names a rollback runs, in order (pure: ``rollback --dry-run`` prints these).
+    ``restore``: production restored in place, else the app repointed; ``serve``: the snapshot's compute is made
+    at rollback time (lazy); ``app_check``: the live release was recorded ([rollback] app = "auto" on a platform
+    that can bring it back); ``code_back``: the check found it changed, so the recorded release comes back too."""
+    if restore:
+        names = ["restore", *(["app", "wait_live"] if code_back else [])]
+    else:
+        names = [*(["serve"] if serve else []), "hold", *([] if code_back else ["set"]),
+                 "app" if code_back else "pick_up", "wait_live"]
+    return tuple(f"rollback.{n}" for n in [*(["app_check"] if app_check else []), *names, "probes"])
+
+
+@dataclass
+class _Rollback:
+    """One rollback being executed: its inputs, and what its steps settled so far."""
+
+    loaded: LoadedConfig
+    provider: Provider
+    platform: Platform
+    prepared: Prepared
+    journal: Journal
+    outcome: Outcome
+    done: list[str] = field(default_factory=list)  # what the manual steps no longer need ("set", "pick_up", "app")
+    back_to: Release | None = None  # the recorded release to bring back (the live one changed)
+    running: str | None = None  # the release live when the rollback began
+    release: Release | None = None  # what the app half made live (wait_live waits for it)
+    verdict: probes.Verdict | None = None
+
+    def timed(self, step: str, fn: Callable[[], T], **details: object) -> T:
+        return journaled(self.journal, time, f"rollback.{step}", lambda h: fn(),
+                         lambda s: self.outcome.timings.__setitem__(step, s),
+                         snapshot=self.prepared.snapshot, **details)
+
+    def run(self, steps: list[Step]) -> None:
+        """Run the steps through the shared executor; the first failure is RollbackFailed with what is left."""
+
+        def one(step: Step) -> None:
+            self.timed(step.name, step.action, **step.details())
+            if step.after is not None:
+                step.after()
+
+        def failed(step: Step, e: BaseException) -> None:
+            assert isinstance(e, DeploysafeError)
+            raise RollbackFailed(
+                f"rollback to {self.prepared.snapshot!r} failed at step '{step.name}': {e.message}",
+                manual_steps=manual_steps(self.loaded, self.prepared, self.done, back_to=self.back_to),
+            ) from e
+
+        run_steps(steps, run=one, checkpoint=lambda: None, on_failure=failed, failures=(DeploysafeError,))
+
+
 def execute(
     loaded: LoadedConfig,
     provider: Provider,
@@ -219,95 +266,143 @@ def execute(
     analyse: Analyse = probes.analyse,
 ) -> Outcome:
     """Repoint, pick up, wait until live, probe (or, with ``prepared.restore``, restore production in place and
-    probe). RollbackFailed (exit 4) with manual steps on any failure."""
-    outcome = Outcome(prepared.snapshot, healthy=False)
-    done: list[str] = []
-    back_to: Release | None = None
-
-    def timed(step: str, fn: Callable[[], T], **details: object) -> T:
-        t0 = time.monotonic()
-        try:
-            with journal.step(f"rollback.{step}", snapshot=prepared.snapshot, **details):
-                return fn()
-        except DeploysafeError as e:
-            raise RollbackFailed(
-                f"rollback to {prepared.snapshot!r} failed at step '{step}': {e.message}",
-                manual_steps=manual_steps(loaded, prepared, done, back_to=back_to),
-            ) from e
-        finally:
-            outcome.timings[step] = time.monotonic() - t0
-
-    capability = platform.release_rollback()
-    back_to, running = _release_to_bring_back(platform, prepared, timed)
-
-    def app_half(new_url: str | None) -> Release:
-        """Make the app pick up the database half: a restart/redeploy of what runs now, or, when the live release
-        changed during the deploy, the recorded release brought back (with ``new_url`` set, in the platform's order)."""
-        if back_to is None or capability is None:
-            picked: Release = timed("pick_up", platform.pick_up)
-            return picked
-        returned: Release = timed(
-            "app",
-            lambda: capability.return_to(back_to, new_url),
-            release_from=running,
-            release_to=back_to.id,
-            code_to=back_to.code,
-            sets=loaded.config.platform.var if new_url else None,
-        )
-        done.extend(["set", "app"])
-        outcome.app_release = back_to.id
-        if new_url:
-            journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
-        return returned
-
+    probe): the steps :func:`plan_steps` names, run by the shared executor. RollbackFailed (exit 4) with manual
+    steps on any failure."""
+    rb = _Rollback(loaded, provider, platform, prepared, journal, Outcome(prepared.snapshot, healthy=False))
+    if prepared.app_release is not None:
+        rb.run([_app_check(rb)])
     if prepared.restore is not None:
         production_name = prepared.failed_state
-        _restore(provider, prepared, timed)
-        done.append("set")  # production's URL already serves the snapshot's data
-        if back_to is not None:  # the code changed during the deploy: bring it back too (the URL did not change)
-            restored = app_half(None)
-            done.append("pick_up")
-            timed("wait_live", lambda: platform.wait_live(restored, loaded.config.platform.ready_timeout),
-                  release=restored.id)
-        assert prepared.url is not None
         try:
-            return _probe(loaded, prepared.url, journal, outcome, timed, verdict_at, analyse,
-                          f"production restored to {prepared.snapshot!r}",
+            rb.run(_restore_steps(rb, analyse))
+            return _judge(rb, verdict_at, f"production restored to {prepared.snapshot!r}",
                           [f"Keep {prepared.failed_state!r}: it holds the failed production state and the writes "
                            "made since the snapshot."])
         finally:
             # the app still points at production: recorded after the probes, off the critical path
             record_repoint(provider, production_name, journal)
+    rb.run(_repoint_steps(rb, analyse))
+    return _judge(rb, verdict_at, f"snapshot {prepared.snapshot!r}",
+                  manual_steps(loaded, prepared, rb.done, back_to=rb.back_to)[-2:])
+
+
+def _app_check(rb: _Rollback) -> Step:
+    """Whether the app's live release changed since it was recorded (then the recorded one comes back too)."""
+    recorded = rb.prepared.app_release
+    assert recorded is not None  # set by prepare only with app = "auto" on a platform that can bring it back
+
+    def check() -> None:
+        now = rb.platform.describe()
+        if now is not None and now.runs == recorded.runs:
+            rb.running = now.id  # same code as before the deploy: the database half is all there is to do
+            return
+        rb.back_to, rb.running = recorded, now.id if now else None
+
+    return Step("app_check", check, lambda: {"recorded": recorded.id, "code": recorded.code})
+
+
+def _restore_steps(rb: _Rollback, analyse: Analyse) -> list[Step]:
+    """Restore production in place: its connection string stays, so no platform call unless the code comes back
+    too; the app's connections drop and reconnect. The failed state is kept under a deploysafe name."""
+    plan = rb.prepared.restore
+    assert plan is not None
+    preserved = failed_state_name(plan.target, datetime.now(UTC))
+
+    def restored() -> None:
+        rb.prepared.failed_state = preserved  # production's name now holds the snapshot's data
+        rb.done.append("set")  # production's URL already serves the snapshot's data
+
+    steps = [Step(
+        "restore", lambda: rb.provider.restore_in_place(plan, preserved),
+        lambda: {"preserved_as": preserved, "source": plan.source, "lsn": plan.source_lsn,
+                 "at": plan.source_timestamp.isoformat() if plan.source_timestamp else None},
+        restored)]
+    if rb.back_to is not None:  # the code changed during the deploy: bring it back too (the URL did not change)
+        steps += _app_half(rb, None)
+    assert rb.prepared.url is not None
+    return [*steps, _probes(rb, rb.prepared.url, analyse)]
+
+
+def _repoint_steps(rb: _Rollback, analyse: Analyse) -> list[Step]:
+    prepared, provider = rb.prepared, rb.provider
+    steps: list[Step] = []
     if prepared.url is None:  # lazy: the snapshot's compute is made now, on the critical path
 
         def serve() -> None:
             provider.ensure_serving(prepared.snapshot)
             prepared.url = provider.connection_url(prepared.snapshot, like=prepared.like)
 
-        timed("serve", serve)
-    url = prepared.url
-    assert url is not None
+        steps.append(Step("serve", serve))
+
+    def url() -> str:
+        assert prepared.url is not None
+        return prepared.url
+
+    def recorded() -> None:  # before the code half sets the variable too: if it stops halfway, the snapshot is kept
+        record_repoint(provider, prepared.snapshot, rb.journal)
+
+    def set_done() -> None:
+        rb.done.append("set")
+        rb.journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
+        recorded()
+
     # the app moves onto the snapshot now: its server-side expiry must not delete it under the app
-    timed("hold", lambda: provider.hold(prepared.snapshot))
-    if back_to is None:
-        timed("set", lambda: platform.set_url(url), var=loaded.config.platform.var)
-        done.append("set")
-        journal.event(REPOINT_STEP, "ok", target=prepared.snapshot, previous=prepared.failed_state)
-    # recorded before the code half sets the variable too: if it stops halfway, the snapshot is kept as in use
-    record_repoint(provider, prepared.snapshot, journal)
-    release = app_half(url)
-    done.append("pick_up")
-    timed("wait_live", lambda: platform.wait_live(release, loaded.config.platform.ready_timeout), release=release.id)
-    return _probe(loaded, url, journal, outcome, timed, verdict_at, analyse, f"snapshot {prepared.snapshot!r}",
-                  manual_steps(loaded, prepared, done, back_to=back_to)[-2:])
+    steps.append(Step("hold", lambda: provider.hold(prepared.snapshot),
+                              after=recorded if rb.back_to is not None else None))
+    if rb.back_to is None:
+        var = rb.loaded.config.platform.var
+        steps.append(Step("set", lambda: rb.platform.set_url(url()), lambda: {"var": var}, set_done))
+    return [*steps, *_app_half(rb, url), _probes(rb, None, analyse, url)]
 
 
-def _probe(
-    loaded: LoadedConfig, url: str, journal: Journal, outcome: Outcome, timed: Timed, verdict_at: float | None,
-    analyse: Analyse, where: str, steps: list[str],
-) -> Outcome:
-    """The rollback's last step: probes prove the app healthy, or RollbackFailed with what is left to do."""
-    verdict = timed("probes", lambda: analyse(loaded.config.probes, url, journal=journal, phase="rollback.probe"))
+def _app_half(rb: _Rollback, new_url: Callable[[], str] | None) -> list[Step]:
+    """Make the app pick up the database half: a restart/redeploy of what runs now, or, when the live release
+    changed during the deploy, the recorded release brought back (with ``new_url`` set, in the platform's order);
+    then wait until what it made live is live."""
+    capability, back_to = rb.platform.release_rollback(), rb.back_to
+
+    def picked(release: Release) -> None:
+        rb.release = release
+
+    if back_to is None or capability is None:
+        half = Step("pick_up", lambda: picked(rb.platform.pick_up()), after=lambda: rb.done.append("pick_up"))
+    else:
+        var = rb.loaded.config.platform.var if new_url else None
+
+        def returned() -> None:
+            rb.done.extend(["set", "app"])
+            rb.outcome.app_release = back_to.id
+            if new_url:
+                rb.journal.event(REPOINT_STEP, "ok", target=rb.prepared.snapshot, previous=rb.prepared.failed_state)
+            rb.done.append("pick_up")
+
+        half = Step(
+            "app", lambda: picked(capability.return_to(back_to, new_url() if new_url else None)),
+            lambda: {"release_from": rb.running, "release_to": back_to.id, "code_to": back_to.code, "sets": var},
+            returned)
+
+    def live() -> None:
+        assert rb.release is not None
+        rb.platform.wait_live(rb.release, rb.loaded.config.platform.ready_timeout)
+
+    return [half, Step("wait_live", live, lambda: {"release": rb.release.id if rb.release else None})]
+
+
+def _probes(rb: _Rollback, url: str | None, analyse: Analyse, lazy: Callable[[], str] | None = None) -> Step:
+    """The rollback's last step: probes against the app's database (judged by :func:`_judge`)."""
+
+    def probe() -> None:
+        target = url if url is not None else lazy() if lazy is not None else None
+        assert target is not None
+        rb.verdict = analyse(rb.loaded.config.probes, target, journal=rb.journal, phase="rollback.probe")
+
+    return Step("probes", probe)
+
+
+def _judge(rb: _Rollback, verdict_at: float | None, where: str, steps: list[str]) -> Outcome:
+    """Probes prove the app healthy, or RollbackFailed with what is left to do."""
+    verdict, outcome = rb.verdict, rb.outcome
+    assert verdict is not None
     outcome.verdict = verdict
     outcome.healthy = verdict.healthy
     if verdict_at is not None:
@@ -320,34 +415,12 @@ def _probe(
     return outcome
 
 
-def _release_to_bring_back(platform: Platform, prepared: Prepared, timed: Timed) -> tuple[Release | None, str | None]:
-    """(the recorded release, when the app's live release changed since it was recorded; what runs now)."""
-    recorded = prepared.app_release  # set by prepare only with app = "auto" on a platform that can bring it back
-    if recorded is None:
-        return None, None
-    now: Release | None = timed("app_check", platform.describe, recorded=recorded.id, code=recorded.code)
-    if now is not None and now.runs == recorded.runs:
-        return None, now.id  # same code as before the deploy: the database half is all there is to do
-    return recorded, now.id if now else None
-
-
 def record_repoint(provider: Provider, target: str, journal: Journal) -> None:
     """Record the new target with the provider, for runners without this journal; a failure only warns."""
     why = record_target(provider, target)
     if why:
         console.warn(f"the app now points at {target!r}, but that could not be recorded with the provider: {why}")
         journal.event("record-target", "failed", target=target, error=why)
-
-
-def _restore(provider: Provider, prepared: Prepared, timed: Timed) -> None:
-    """Restore production in place: its connection string stays, so no platform call; the app's connections
-    drop and reconnect. The failed state is kept under a deploysafe name."""
-    plan = prepared.restore
-    assert plan is not None
-    preserved = failed_state_name(plan.target, datetime.now(UTC))
-    timed("restore", lambda: provider.restore_in_place(plan, preserved), preserved_as=preserved, source=plan.source,
-          lsn=plan.source_lsn, at=plan.source_timestamp.isoformat() if plan.source_timestamp else None)
-    prepared.failed_state = preserved  # production's name now holds the snapshot's data
 
 
 def resolve_target(provider: Provider, to: str | None) -> str:

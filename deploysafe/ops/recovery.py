@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from deploysafe.console import console
+from deploysafe.deploy.steps import Step, journaled, run_steps
 from deploysafe.durations import format_duration
 from deploysafe.errors import DeploysafeError, PartialChange, PreconditionError, ProviderError, UsageError
 from deploysafe.journal import Journal, read_journal, runs
@@ -32,6 +33,7 @@ class RollbackResult:
     snapshot: str
     dry_run: bool
     plan: list[str]
+    steps: list[str] = field(default_factory=list)  # the rollback.<step> names that run, in order (rollback.plan_steps)
     timings: dict[str, float] = field(default_factory=dict)
     repoint_seconds: float = 0.0
     divergence: list[dict[str, Any]] = field(default_factory=list)
@@ -106,8 +108,12 @@ def manual_rollback(
                 "run the probes against it",
                 f"keep {prod.name!r} (the failed state) untouched",
             ]
+        # prepare resolves the snapshot's URL (never lazy here); the recorded release comes back only if it changed
+        steps = list(rollback.plan_steps(restore=in_place is not None, serve=False,
+                                         app_check=rollback.wants_release(loaded, platform), code_back=False))
+        plan.append("steps: " + ", ".join(steps))
         if dry_run:
-            return RollbackResult(target, True, plan)
+            return RollbackResult(target, True, plan, steps)
         if not yes:
             if not confirm("\n".join(["Rollback plan:", *[f"  - {s}" for s in plan], "Proceed?"])):
                 raise UsageError("rollback not confirmed", hint="pass --yes to run without asking")
@@ -124,7 +130,7 @@ def manual_rollback(
                 prepared = rollback.prepare(loaded, provider, platform, target, plan=in_place, decided=True)
             t0 = time.monotonic()
             outcome = rollback.execute(loaded, provider, platform, prepared, journal, verdict_at=t0)
-            result = RollbackResult(target, False, plan, outcome.timings, time.monotonic() - t0)
+            result = RollbackResult(target, False, plan, steps, outcome.timings, time.monotonic() - t0)
             try:
                 from deploysafe.deploy.diverge import rows_only_in_failed
 
@@ -155,7 +161,7 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
             raise PreconditionError(f"the app already runs on production {prod.name!r}; nothing to promote")
         from deploysafe.providers.base import failed_state_name
 
-        failed_name = failed_state_name(prod.name, datetime.now(UTC))
+        failed_name, where_name = failed_state_name(prod.name, datetime.now(UTC)), where.name
         if not yes and not confirm(
             f"Rename {prod.name!r} -> {failed_name!r} (kept) and {where.name!r} -> {prod.name!r}. Proceed?"
         ):
@@ -164,22 +170,28 @@ def promote(loaded: LoadedConfig, *, yes: bool, confirm: Any) -> dict[str, str]:
         done: list[str] = []  # the steps that changed something, in order
         with deploy_lock(loaded.state_dir, provider.lock_url(prod.url), prod.id,
                          run_id=journal.run_id, command="promote"):
-            try:
-                with journal.step("rename_failed", old=prod.name, new=failed_name):
-                    provider.rename(prod.name, failed_name)
-                done.append("rename_failed")
-                with journal.step("rename_snapshot", old=where.name, new=prod.name):
-                    _promote_snapshot(provider, platform, where.name, prod.name, done)
-            except Exception as e:
+            def one(step: Step) -> None:
+                journaled(journal, time, step.name, lambda h: step.action(), lambda s: None, **step.details())
+                if step.after is not None:
+                    step.after()
+
+            def failed(step: Step, e: BaseException) -> None:
                 if not done:
-                    raise  # nothing changed: the error's own exit code (3) is the truth
-                left = _promote_left(loaded, provider, where.name, prod.name, failed_name, done)
+                    raise e  # nothing changed: the error's own exit code (3) is the truth
+                left = _promote_left(loaded, provider, where_name, prod.name, failed_name, done)
                 journal.event("result", "failed", outcome="needs a person", done=done, left=left)
                 reason = e.message if isinstance(e, DeploysafeError) else f"{type(e).__name__}: {redact(str(e))}"
-                changed = "; ".join(_PROMOTE_DONE[d].format(prod=prod.name, failed=failed_name, snap=where.name)
+                changed = "; ".join(_PROMOTE_DONE[d].format(prod=prod.name, failed=failed_name, snap=where_name)
                                     for d in done)
                 raise PartialChange(f"promote stopped half-way: {reason}\nAlready changed: {changed}.",
                                     manual_steps=left) from None
+
+            run_steps([
+                Step("rename_failed", lambda: provider.rename(prod.name, failed_name),
+                     lambda: {"old": prod.name, "new": failed_name}, lambda: done.append("rename_failed")),
+                Step("rename_snapshot", lambda: _promote_snapshot(provider, platform, where_name, prod.name, done),
+                     lambda: {"old": where_name, "new": prod.name}),
+            ], run=one, checkpoint=lambda: None, on_failure=failed, failures=(Exception,))
             journal.event(REPOINT_STEP, "ok", target=prod.name, previous=failed_name)
             from deploysafe.deploy.rollback import record_repoint
 

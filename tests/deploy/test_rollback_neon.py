@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from deploysafe.envfile import read_var
+from deploysafe.journal import read_journal
 from support.cli import CliResult, run_cli
 from support.neon_double import NeonDouble
 
@@ -261,3 +262,25 @@ def test_lazy_snapshot_gets_its_compute_on_the_rollback_path(neon_app: Any) -> N
     assert d.branch_for_url(read_var(root / ".env", "DATABASE_URL") or "") == "pre-deploy-lazy"
     steps = [r["step"] for r in read_journal(loaded.state_dir) if r["outcome"] == "ok"]
     assert steps.index("rollback.serve") < steps.index("rollback.set")
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [
+    ("auto", ["rollback.restore", "rollback.probes"]),  # production's own history: restored in place
+    ("repoint", ["rollback.hold", "rollback.set", "rollback.pick_up", "rollback.wait_live", "rollback.probes"]),
+])
+def test_dry_run_lists_the_rollback_steps_that_then_run(neon_app: Any, strategy: str, expected: list[str]) -> None:
+    d, root, env = neon_app
+    use_strategy(root, strategy)
+    assert ds(root, env, "snapshot", "create", "--kind", "pre-deploy", "--name", "pre-deploy-p").code == 0
+    breaking_change(d)
+    dry = ds(root, env, "--json", "rollback", "--to", "pre-deploy-p", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert json.loads(dry.stdout)["steps"] == expected
+    text = ds(root, env, "rollback", "--to", "pre-deploy-p", "--dry-run")
+    assert "steps: " + ", ".join(expected) in text.stdout
+    r = ds(root, env, "--json", "rollback", "--to", "pre-deploy-p", "--yes")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["steps"] == expected
+    ran = read_journal(next(root.rglob("journal.jsonl")).parent)
+    steps = [x["step"] for x in ran if x["step"].startswith("rollback.") and x["ended_at"]]
+    assert [s for s in steps if not s.startswith("rollback.probe.")] == expected  # less each probe attempt

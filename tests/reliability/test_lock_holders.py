@@ -31,7 +31,6 @@ from deploysafe.lock import (
     break_lock,
     direct_url,
     lock_key,
-    lock_target,
     open_session,
 )
 from support.cli import run_cli
@@ -87,9 +86,9 @@ class SilentProxy:
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from deploysafe.lock import deploy_lock, lock_target
+    from deploysafe.lock import deploy_lock
     url, db, state = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    with deploy_lock(state, lock_target("local", url), db, run_id="holder-run", command="deploy"):
+    with deploy_lock(state, pg.maintenance_url(url), db, run_id="holder-run", command="deploy"):
         print("held", flush=True)
         time.sleep(600)
 """)
@@ -126,7 +125,7 @@ def _env(url: str) -> dict[str, str]:
 
 def _lock_free(url: str) -> bool:
     db = pg.dbname_of(url)
-    with psycopg.connect(lock_target("local", url), autocommit=True) as c:
+    with psycopg.connect(pg.maintenance_url(url), autocommit=True) as c:
         got = c.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(db),)).fetchone()
     return bool(got and got[0])
 
@@ -182,7 +181,7 @@ def test_unlock_releases_a_dead_holder_and_refuses_a_live_one(app: Path, pg_url:
 
 def test_a_holder_on_another_machine_is_judged_by_its_heartbeat(pg_url: str) -> None:
     db = pg.dbname_of(pg_url)
-    target = lock_target("local", pg_url)
+    target = pg.maintenance_url(pg_url)
     other = psycopg.connect(target, autocommit=True,
                             application_name=f"{APP_PREFIX} deploy run-x other-machine 4242")
     other.execute("SELECT pg_advisory_lock(%s)", (lock_key(db),))
@@ -204,7 +203,7 @@ def test_a_holder_on_another_machine_is_judged_by_its_heartbeat(pg_url: str) -> 
 
 def test_a_lock_held_by_something_else_is_never_broken(pg_url: str) -> None:
     db = pg.dbname_of(pg_url)
-    target = lock_target("local", pg_url)
+    target = pg.maintenance_url(pg_url)
     with psycopg.connect(target, autocommit=True, application_name="psql") as other:
         other.execute("SELECT pg_advisory_lock(%s)", (lock_key(db),))
         time.sleep(1.2)
