@@ -1,4 +1,4 @@
-"""Every error class maps to a documented exit code; README and docs list every code (issue 2 §4)."""
+"""Every error class maps to a documented exit code; README and docs list every code."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The coordinated rollback (issue 18): when the app's live release changed during the deploy, a rollback brings the
+"""The coordinated rollback: when the app's live release changed during the deploy, a rollback brings the
 recorded release back WITH the database; ``[rollback] app = "keep"`` moves only the database; the plan says which.
 
 Deploy-level logic with the in-memory fakes (the rig of tests/support/rig.py); each adapter's describe() and

@@ -1,4 +1,4 @@
-"""Coordinated rollback end to end for the five HTTP platforms (issue 18): a deploy whose app release changed and
+"""Coordinated rollback end to end for the five HTTP platforms: a deploy whose app release changed and
 whose probes then fail ends with the previous release live AND the app on the snapshot, both halves journaled, exit 1.
 
 Each vendor is a small stateful double behind respx, answering in the shapes of tests/fixtures/<vendor> (the

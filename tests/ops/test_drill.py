@@ -47,7 +47,7 @@ def test_drill_copies_the_snapshot_verifies_times_and_cleans_up(local_setup: Cal
     assert data["outcome"] == "passed" and data["phases"][0]["seconds"] == round(phases["branch"].seconds, 3)
     md = (loaded.state_dir / "drills" / f"drill-{report.date}.md").read_text()
     assert "| branch |" in md and "| known user | check | pass |" in md
-    for ext in ("json", "md"):  # operational detail: owner-only (issue 17)
+    for ext in ("json", "md"):  # operational detail: owner-only
         assert (loaded.state_dir / "drills" / f"drill-{report.date}.{ext}").stat().st_mode & 0o777 == 0o600
     assert any(r["step"] == "drill-cleanup" and r["outcome"] == "ok" for r in read_journal(loaded.state_dir))
     assert load_reports(loaded.state_dir)[-1]["branch"] == report.branch

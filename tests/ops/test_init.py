@@ -1,4 +1,4 @@
-"""`deploysafe init` and the drizzle.config.* reader: a starter that `config check` accepts (issue 2 §2)."""
+"""`deploysafe init` and the drizzle.config.* reader: a starter that `config check` accepts."""
 
 from __future__ import annotations
 

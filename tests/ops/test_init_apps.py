@@ -1,4 +1,4 @@
-"""`deploysafe init` in apps laid out as real ones are (issue 14): npm, pnpm, yarn, bun; single package and
+"""`deploysafe init` in apps laid out as real ones are: npm, pnpm, yarn, bun; single package and
 workspace; `.env`, `.env.local`, dotenv-cli. The written config passes `config check` and `deploy --dry-run`
 (against a real PostgreSQL), and names the variable, env file, commands and workflow the app really uses."""
 

@@ -49,7 +49,7 @@ def test_not_configured_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("url", ["http://[::1/SECRETTOKEN", "not a url SECRETTOKEN", "ftp://hooks.invalid/SECRETTOKEN"])
 def test_a_malformed_webhook_url_never_changes_the_outcome(url: str, monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """A rollback that happened is not turned into an internal error by its notification (issue 15)."""
+    """A rollback that happened is not turned into an internal error by its notification."""
     monkeypatch.setenv("OPS_WEBHOOK", url)
     assert notify(NotifyConfig(webhook_env="OPS_WEBHOOK"), "rolled back") is False
     out = capsys.readouterr()

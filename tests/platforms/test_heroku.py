@@ -372,7 +372,7 @@ def test_429_backs_off_honouring_retry_after(
 
 def test_429_exhausted(api: respx.Router, make: Callable[[], HerokuPlatform], sleeps: list[float]) -> None:
     route(api, "GET", f"/apps/{APP}/addon-attachments", httpx.Response(429, json=fixture("error_rate-limit")))
-    # one error mapping for every HTTP adapter (issue 18): the vendor's message, the hint says what to do
+    # one error mapping for every HTTP adapter: the vendor's message, the hint says what to do
     with pytest.raises(PlatformError, match="HTTP 429: Your account reached the API rate limit") as exc:
         make().read_current()
     assert exc.value.status == 429 and exc.value.platform == "heroku"

@@ -130,7 +130,7 @@ def test_unreachable_server_is_a_clear_provider_error() -> None:
     assert "topsecret" not in str(ei.value) and "cannot connect" in str(ei.value)
 
 
-# --- a copy stopped half-way; a copy behind a table lock (issue 15) -----------------------------------
+# --- a copy stopped half-way; a copy behind a table lock -----------------------------------
 
 
 def _hold_table_lock(url: str) -> psycopg.Connection[object]:

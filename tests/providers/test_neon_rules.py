@@ -1,4 +1,4 @@
-"""Neon's rules as the double enforces them, and the provider living with them (issue 16).
+"""Neon's rules as the double enforces them, and the provider living with them.
 
 Each rule cites what it relies on: instant restore works on root branches from their own or another root branch's
 history (docs: introduction/branch-restore, guides/backup-restore); expires_at at most 30 days ahead on Neon's clock
