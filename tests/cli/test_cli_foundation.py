@@ -1,4 +1,4 @@
-"""CLI skeleton: global options, the error boundary, fast start-up, history, console output (issue 2 §3-§6)."""
+"""CLI skeleton: global options, the error boundary, fast start-up, history, console output."""
 
 from __future__ import annotations
 
