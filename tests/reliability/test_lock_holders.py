@@ -86,6 +86,7 @@ class SilentProxy:
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
+    from deploysafe import pg
     from deploysafe.lock import deploy_lock
     url, db, state = sys.argv[1], sys.argv[2], Path(sys.argv[3])
     with deploy_lock(state, pg.maintenance_url(url), db, run_id="holder-run", command="deploy"):
