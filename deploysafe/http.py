@@ -198,7 +198,9 @@ def fetch(
             resp.close()
         return resp
     except httpx.TransportError as e:
-        if dog.fired:
+        # a per-read timeout is capped at the deadline, so one that fires once the budget is spent is the deadline
+        # too, whichever of the two fired first
+        if dog.fired or (isinstance(e, httpx.TimeoutException) and clock() >= end):
             raise DeadlineExceeded(f"no complete answer within {deadline:g}s", request=request) from e
         raise
     finally:

@@ -125,3 +125,21 @@ def test_the_deadline_is_checked_between_body_chunks_on_an_injected_clock() -> N
 def test_a_deadline_must_be_positive() -> None:
     with pytest.raises(ValueError):
         fetch(httpx.Client(), "GET", "https://api.example.test/", deadline=0)
+
+
+def test_a_read_timeout_shorter_than_the_deadline_stays_a_read_timeout() -> None:
+    with slow_server("headers", period=3.0) as server, make_client(timeout=0.3) as client:
+        with pytest.raises(httpx.ReadTimeout) as exc:
+            fetch(client, "GET", server.url, deadline=10.0)
+    assert not isinstance(exc.value, DeadlineExceeded)
+
+
+def test_a_read_timeout_once_the_budget_is_spent_is_the_deadline() -> None:
+    ticks = iter([0.0])  # the start; every later reading is past the end of the budget
+
+    def clock() -> float:
+        return next(ticks, 100.0)
+
+    with slow_server("headers", period=3.0) as server, make_client(timeout=0.3) as client:
+        with pytest.raises(DeadlineExceeded, match="within 10s"):
+            fetch(client, "GET", server.url, deadline=10.0, clock=clock)
