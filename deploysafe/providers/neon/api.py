@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -23,6 +23,8 @@ from deploysafe.errors import ProviderError
 from deploysafe.http import RetryPolicy, json_body, make_client, poll, send
 from deploysafe.providers.base import Json, utcnow
 from deploysafe.redact import redact, register_secret
+
+T = TypeVar("T")
 
 SUCCEEDED = frozenset({"finished", "skipped"})
 FAILED = frozenset({"failed", "error", "cancelled"})
@@ -262,19 +264,18 @@ class NeonApi:
                 return None  # scheduling/running/cancelling, or a status this version does not know yet
 
             try:
-                poll(
-                    check,
-                    interval=self.poll_interval,
-                    timeout=max(0.0, deadline - self.clock()),
-                    what=f"Neon operation {op.get('action', '?')} ({op_id})",
-                    clock=self.clock,
-                    sleep=self.policy.sleep,
-                )
+                self.wait_until(check, deadline=deadline, what=f"Neon operation {op.get('action', '?')} ({op_id})")
             except TimeoutError as e:
                 raise ProviderError(
                     f"{e} while {what}" + (f" ({last})" if last else ""),
                     hint="Neon is slow or stuck; check the console's Operations tab and retry later",
                 ) from None
+
+    def wait_until(self, check: Callable[[], T | None], *, deadline: float, what: str) -> T:
+        """Poll ``check`` at this API's pace until it returns a value or the ``deadline`` (on :attr:`clock`)
+        passes: then TimeoutError naming ``what``."""
+        return poll(check, interval=self.poll_interval, timeout=max(0.0, deadline - self.clock()), what=what,
+                    clock=self.clock, sleep=self.policy.sleep)
 
     def close(self) -> None:
         self._client.close()

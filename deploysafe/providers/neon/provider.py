@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from deploysafe.config import secret
 from deploysafe.errors import PointInTimeError, ProviderError
-from deploysafe.http import RetryPolicy, poll
+from deploysafe.http import RetryPolicy
 from deploysafe.providers import record
 from deploysafe.providers.base import (
     ANNOTATION_KEY,
@@ -151,14 +151,7 @@ class NeonProvider:
             return b if b.get("current_state") == "ready" else None
 
         try:
-            return poll(
-                check,
-                interval=self.api.poll_interval,
-                timeout=max(0.0, deadline - self.api.clock()),
-                what=f"branch {branch_id} becoming ready",
-                clock=self.api.clock,
-                sleep=self.api.policy.sleep,
-            )
+            return self.api.wait_until(check, deadline=deadline, what=f"branch {branch_id} becoming ready")
         except TimeoutError as e:
             raise ProviderError(f"{e} ({what})", hint="check the branch in the Neon console; retry later") from None
 
@@ -486,14 +479,7 @@ class NeonProvider:
             return None
 
         try:
-            return poll(
-                check,
-                interval=self.api.poll_interval,
-                timeout=max(0.0, deadline - self.api.clock()),
-                what=f"read-write endpoint of branch {branch_id}",
-                clock=self.api.clock,
-                sleep=self.api.policy.sleep,
-            )
+            return self.api.wait_until(check, deadline=deadline, what=f"read-write endpoint of branch {branch_id}")
         except TimeoutError as e:
             raise ProviderError(f"{e} ({what})", hint="check the compute in the Neon console; retry later") from None
 
